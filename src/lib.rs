@@ -1,0 +1,49 @@
+//! # inbox-sla
+//!
+//! Watches WhatsApp inboxes served by the Wawp API and escalates every conversation in
+//! which a customer has waited, unanswered, longer than the SLA: once per tier, on Slack,
+//! by email or to a JSON webhook, with a "resolved" notice once somebody reads or answers.
+//! See `README.md` for users and `../shared/design/PRODUCT.md` for the contract.
+//!
+//! ## How a cycle flows
+//!
+//! `wawp` fetches the overview → `overview` parses it leniently → `sla` (pure) decides
+//! episodes and events under the `policy` → `alert` digests events into documents →
+//! `store` commits episode changes and documents in one transaction (the outbox) →
+//! `deliver` sends due documents through `notify` channels, retrying with backoff.
+//!
+//! ## Layout
+//!
+//! - [`config`]: the TOML file, parsed and validated whole; secrets read from `*_file`s.
+//! - [`secret`]: the `Secret` newtype (prints `***`) and the redactor for foreign text.
+//! - [`policy`]: tiers, rules, globs: which policy applies to a chat. Pure.
+//! - [`calendar`]: business hours, open time between two instants. Pure.
+//! - [`overview`]: the chat model and its lenient, streaming parser. Pure.
+//! - [`wawp`]: the HTTP client for `/v2/chats/overview`: paging, limits, errors.
+//! - [`sla`]: the engine: (episodes, overview, mutes, policy, now) → (changes, events). Pure.
+//! - [`alert`]: the alert document of PRODUCT.md section 5 and the digest rule.
+//! - [`store`]: SQLite: episodes, outbox, mutes, source health, migrations.
+//! - [`cycle`]: one poll → evaluate → commit for one instance; blind-monitor state.
+//! - [`notify`]: channels: `console`, `slack`, `email`, `webhook`, and `text` rendering.
+//! - [`deliver`]: the outbox worker: at-least-once delivery with backoff, dead letters.
+//! - [`daemon`]: `run`: poll and delivery loops, signals, reload, systemd notify.
+//! - [`http`]: `/metrics` and `/healthz`.
+//! - [`commands`]: the other commands (`check`, `once`, `alerts`, `mute`, …).
+//! - [`demo`]: the self-contained demo on a simulated inbox.
+
+pub mod alert;
+pub mod calendar;
+pub mod commands;
+pub mod config;
+pub mod cycle;
+pub mod daemon;
+pub mod deliver;
+pub mod demo;
+pub mod http;
+pub mod notify;
+pub mod overview;
+pub mod policy;
+pub mod secret;
+pub mod sla;
+pub mod store;
+pub mod wawp;

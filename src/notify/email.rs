@@ -1,0 +1,134 @@
+//! The email channel: lettre over SMTP on tokio, TLS through rustls.
+//!
+//! The subject names the count, the tier and the instance; the body is the plain text of
+//! `text`. WhatsApp-sourced strings never reach a header: the subject is built from counts
+//! and the configured instance name only, and is flattened to one line anyway.
+
+use super::{SEND_TIMEOUT, SendError, text};
+use crate::alert::AlertDoc;
+use crate::config::{EmailConfig, TlsMode};
+use crate::secret::Redactor;
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+pub struct Email {
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    from: Mailbox,
+    to: Vec<Mailbox>,
+    /// Scrubs the SMTP password out of server answers and errors.
+    redactor: Redactor,
+}
+
+impl Email {
+    pub fn new(config: &EmailConfig, redactor: Redactor) -> Result<Email, String> {
+        let mut tls_params = TlsParameters::builder(config.smtp_host.clone());
+        if let Some(ca) = &config.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
+            let cert = Certificate::from_pem(&pem)
+                .map_err(|e| format!("ca_file {} is not a PEM certificate: {e}", ca.display()))?;
+            tls_params = tls_params.add_root_certificate(cert);
+        }
+        let tls = match config.tls {
+            TlsMode::None => Tls::None,
+            mode => {
+                let params = tls_params
+                    .build_rustls()
+                    .map_err(|e| format!("cannot set up TLS for {}: {e}", config.smtp_host))?;
+                if mode == TlsMode::Tls {
+                    Tls::Wrapper(params)
+                } else {
+                    Tls::Required(params)
+                }
+            }
+        };
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.smtp_host.clone())
+                .port(config.smtp_port)
+                .tls(tls)
+                .timeout(Some(SEND_TIMEOUT));
+        if let (Some(user), Some(password)) = (&config.username, &config.password) {
+            builder = builder.credentials(Credentials::new(
+                user.clone(),
+                password.expose().to_string(),
+            ));
+        }
+        let from = config
+            .from
+            .parse()
+            .map_err(|e| format!("from \"{}\" is not an address: {e}", config.from))?;
+        let to = config
+            .to
+            .iter()
+            .map(|t| {
+                t.parse()
+                    .map_err(|e| format!("to \"{t}\" is not an address: {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Email {
+            transport: builder.build(),
+            from,
+            to,
+            redactor,
+        })
+    }
+
+    /// Builds the message for a document (public for tests of the rendering).
+    pub fn message(&self, doc: &AlertDoc) -> Result<Message, SendError> {
+        let (summary, body) = text::render(doc);
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .subject(text::one_line(&format!("[inbox-sla] {summary}")))
+            .date_now()
+            .message_id(None)
+            .user_agent(concat!("inbox-sla/", env!("CARGO_PKG_VERSION")).to_string());
+        for to in &self.to {
+            builder = builder.to(to.clone());
+        }
+        let footer = "\n-- \nSent by inbox-sla. Mute a chat with: inbox-sla mute <JID> --for 4h\n";
+        builder
+            .header(ContentType::TEXT_PLAIN)
+            .body(format!("{summary}\n\n{body}{footer}"))
+            .map_err(|e| SendError::Permanent(format!("cannot build the email: {e}")))
+    }
+
+    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+        let message = self.message(doc)?;
+        match self.transport.send(message).await {
+            Ok(response) => Ok(self.redactor.redact(&format!(
+                "{} {}",
+                response.code(),
+                response.message().collect::<Vec<_>>().join(" ")
+            ))),
+            Err(e) => {
+                let reason = self.redactor.redact(&describe(&e));
+                if e.is_permanent() {
+                    Err(SendError::Permanent(format!(
+                        "the SMTP server refused: {reason}"
+                    )))
+                } else {
+                    Err(SendError::Retry {
+                        reason: format!("SMTP: {reason}"),
+                        retry_after: None,
+                    })
+                }
+            }
+        }
+    }
+}
+
+fn describe(e: &lettre::transport::smtp::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

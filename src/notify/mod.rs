@@ -1,0 +1,195 @@
+//! Channels: how a finished alert document reaches people.
+//!
+//! Each integration has one file: `console`, `slack`, `email`, `webhook`; `text` renders the
+//! plain-text form that console and email share. A channel sends what it is given and says
+//! how it went ([`SendError::Retry`] or [`SendError::Permanent`]); it must not decide who
+//! gets told (that is `sla` and `alert`) nor when to retry (that is `deliver`).
+
+pub mod console;
+pub mod email;
+pub mod slack;
+pub mod text;
+pub mod webhook;
+
+use crate::alert::AlertDoc;
+use crate::config::{ChannelKind, Config};
+use crate::secret::Redactor;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long one send may take before it counts as a timeout.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    /// Worth another try: a timeout, a connection error, 5xx, 429.
+    #[error("{reason}")]
+    Retry {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// Will never work as configured: a 4xx other than 429, a refused sender.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// One configured channel, ready to send.
+pub enum Channel {
+    Console(console::Console),
+    Slack(slack::Slack),
+    Email(email::Email),
+    Webhook(webhook::Webhook),
+}
+
+impl Channel {
+    /// Sends one document; on success returns what the receiver said.
+    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+        let attempt = async {
+            match self {
+                Channel::Console(c) => c.send(doc),
+                Channel::Slack(c) => c.send(doc).await,
+                Channel::Email(c) => c.send(doc).await,
+                Channel::Webhook(c) => c.send(doc).await,
+            }
+        };
+        match tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(5), attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Retry {
+                reason: "the receiver did not answer in time".into(),
+                retry_after: None,
+            }),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Channel::Console(_) => "console",
+            Channel::Slack(_) => "slack",
+            Channel::Email(_) => "email",
+            Channel::Webhook(_) => "webhook",
+        }
+    }
+}
+
+/// The configured channels by name.
+pub type Channels = Arc<HashMap<String, Arc<Channel>>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("channel \"{channel}\": {message}")]
+pub struct BuildError {
+    pub channel: String,
+    pub message: String,
+}
+
+/// Builds every configured channel.
+pub fn build(config: &Config) -> Result<Channels, BuildError> {
+    let redactor = Redactor::new(config.secrets().iter());
+    let http = reqwest::Client::builder()
+        .timeout(SEND_TIMEOUT)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("inbox-sla/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| BuildError {
+            channel: "(all)".into(),
+            message: format!("cannot build the HTTP client: {e}"),
+        })?;
+    let mut out = HashMap::new();
+    for c in &config.channels {
+        let channel = match &c.kind {
+            ChannelKind::Console => Channel::Console(console::Console),
+            ChannelKind::Slack { webhook_url } => Channel::Slack(slack::Slack::new(
+                http.clone(),
+                webhook_url.clone(),
+                redactor.clone(),
+            )),
+            ChannelKind::Webhook { url, headers } => Channel::Webhook(webhook::Webhook::new(
+                http.clone(),
+                url.clone(),
+                headers.clone(),
+                redactor.clone(),
+            )),
+            ChannelKind::Email(e) => {
+                Channel::Email(email::Email::new(e, redactor.clone()).map_err(|message| {
+                    BuildError {
+                        channel: c.name.clone(),
+                        message,
+                    }
+                })?)
+            }
+        };
+        out.insert(c.name.clone(), Arc::new(channel));
+    }
+    Ok(Arc::new(out))
+}
+
+/// Classifies an HTTP answer per PRODUCT.md section 6.
+pub(crate) fn classify_http(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+) -> Result<(), SendError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let said: String = body
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(200)
+        .collect();
+    let reason = if said.is_empty() {
+        format!("the receiver answered {status}")
+    } else {
+        format!("the receiver answered {status}: {said}")
+    };
+    if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
+        Err(SendError::Retry {
+            reason,
+            retry_after: retry_after(headers),
+        })
+    } else {
+        Err(SendError::Permanent(format!(
+            "{reason} (permanent: check the URL and credentials)"
+        )))
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let value = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let secs = when.timestamp() - chrono::Utc::now().timestamp();
+    Some(Duration::from_secs(secs.max(0) as u64))
+}
+
+/// A transport-level failure (no HTTP answer): always worth a retry.
+pub(crate) fn transport_error(e: reqwest::Error, redactor: &Redactor) -> SendError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "request failed"
+    };
+    let mut reason = kind.to_string();
+    let e = e.without_url();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        reason.push_str(": ");
+        reason.push_str(&s.to_string());
+        source = s.source();
+    }
+    SendError::Retry {
+        reason: redactor.redact(&reason),
+        retry_after: None,
+    }
+}

@@ -1,0 +1,274 @@
+//! The Wawp client: fetches one instance's whole overview, page by page.
+//!
+//! It owns the HTTP details (query, paging, size limit, timeouts) and turns every failure
+//! into a [`PollError`] that says what the user can do and never carries the access token.
+//! It does not judge chats; that is `sla`'s job.
+
+use crate::config::{Instance, WawpConfig};
+use crate::overview::{self, Chat};
+use crate::secret::Redactor;
+use reqwest::{StatusCode, Url};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// The whole overview of one instance, as far as it could be read.
+#[derive(Debug, Default)]
+pub struct Fetched {
+    /// Each chat once (the first occurrence wins when pages overlap).
+    pub chats: Vec<Chat>,
+    /// `false` when paging stopped at `max_chats` or elements were unreadable: then a chat
+    /// missing from `chats` may still exist, and must not be resolved for being absent.
+    pub complete: bool,
+    pub pages: u32,
+    pub bytes: u64,
+    /// Why the overview is incomplete, for the log.
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("instance \"{instance}\": Wawp answered {status} for {url}{detail}: {hint}")]
+    Status {
+        instance: String,
+        status: StatusCode,
+        url: String,
+        /// The server's own `message`, redacted, prefixed with ": ".
+        detail: String,
+        hint: &'static str,
+    },
+    #[error("instance \"{instance}\": request to {url} failed: {reason}")]
+    Transport {
+        instance: String,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "instance \"{instance}\": the response from {url} is larger than wawp.max_response_bytes ({limit} bytes); raise the limit or lower wawp.page_size"
+    )]
+    TooLarge {
+        instance: String,
+        url: String,
+        limit: u64,
+    },
+    #[error("instance \"{instance}\": the response from {url} is not an overview: {reason}")]
+    Parse {
+        instance: String,
+        url: String,
+        reason: String,
+    },
+}
+
+impl PollError {
+    /// A short label for metrics: `http_401`, `transport`, `too_large`, `parse`.
+    pub fn label(&self) -> String {
+        match self {
+            PollError::Status { status, .. } => format!("http_{}", status.as_u16()),
+            PollError::Transport { .. } => "transport".into(),
+            PollError::TooLarge { .. } => "too_large".into(),
+            PollError::Parse { .. } => "parse".into(),
+        }
+    }
+}
+
+/// One HTTP client for every instance; cheap to clone.
+#[derive(Clone)]
+pub struct WawpClient {
+    http: reqwest::Client,
+    config: WawpConfig,
+}
+
+impl WawpClient {
+    pub fn new(config: &WawpConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("inbox-sla/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(WawpClient {
+            http,
+            config: config.clone(),
+        })
+    }
+
+    /// Fetches every page of the instance's overview.
+    #[tracing::instrument(skip_all, fields(instance = %instance.name))]
+    pub async fn overview(&self, instance: &Instance) -> Result<Fetched, PollError> {
+        let redactor = Redactor::new([&instance.access_token]);
+        let page_size = self.config.page_size as usize;
+        let mut fetched = Fetched {
+            complete: true,
+            ..Fetched::default()
+        };
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut offset = 0usize;
+        loop {
+            let url = self.page_url(instance, (page_size > 0).then_some((page_size, offset)));
+            let body = self.get(instance, &url, &redactor).await?;
+            fetched.bytes += body.len() as u64;
+            fetched.pages += 1;
+            let page = overview::parse(&body).map_err(|e| PollError::Parse {
+                instance: instance.name.clone(),
+                url: redactor.redact(url.as_str()),
+                reason: redactor.redact(&e.to_string()),
+            })?;
+            drop(body);
+            if page.skipped > 0 {
+                fetched.complete = false;
+                fetched
+                    .notes
+                    .push(format!("{} elements were not readable chats", page.skipped));
+            }
+            let mut new_chats = 0;
+            for chat in page.chats {
+                if seen.len() >= self.config.max_chats {
+                    break;
+                }
+                if seen.insert(chat.id.clone()) {
+                    new_chats += 1;
+                    fetched.chats.push(chat);
+                }
+            }
+            if seen.len() >= self.config.max_chats {
+                fetched.complete = false;
+                fetched.notes.push(format!(
+                    "stopped at wawp.max_chats = {}; chats beyond it are not watched",
+                    self.config.max_chats
+                ));
+                break;
+            }
+            // Stop on: no paging, a short page, or a page of only already-seen chats (an
+            // API that ignores limit/offset must not make us loop).
+            if page_size == 0 || page.elements < page_size || new_chats == 0 {
+                break;
+            }
+            offset += page.elements;
+        }
+        Ok(fetched)
+    }
+
+    fn page_url(&self, instance: &Instance, paging: Option<(usize, usize)>) -> Url {
+        let mut url = self.config.base_url.clone();
+        let base_path = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base_path}/v2/chats/overview"));
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("instance_id", &instance.instance_id);
+            q.append_pair("access_token", instance.access_token.expose());
+            if let Some((limit, offset)) = paging {
+                q.append_pair("limit", &limit.to_string());
+                q.append_pair("offset", &offset.to_string());
+            }
+        }
+        url
+    }
+
+    async fn get(
+        &self,
+        instance: &Instance,
+        url: &Url,
+        redactor: &Redactor,
+    ) -> Result<Vec<u8>, PollError> {
+        let shown = redactor.redact(url.as_str());
+        let transport = |e: reqwest::Error| PollError::Transport {
+            instance: instance.name.clone(),
+            url: shown.clone(),
+            reason: redactor.redact(&describe(&e.without_url())),
+        };
+        let mut response = self
+            .http
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(transport)?;
+        let status = response.status();
+        let limit = self.config.max_response_bytes;
+        let too_large = || PollError::TooLarge {
+            instance: instance.name.clone(),
+            url: shown.clone(),
+            limit,
+        };
+        if response.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            if body.len() as u64 + chunk.len() as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(PollError::Status {
+                instance: instance.name.clone(),
+                status,
+                url: shown.clone(),
+                detail: server_message(&body)
+                    .map(|m| format!(": \"{}\"", redactor.redact(&m)))
+                    .unwrap_or_default(),
+                hint: hint(status),
+            });
+        }
+        Ok(body)
+    }
+}
+
+fn hint(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 | 403 => {
+            "the access token is wrong or expired (check access_token / access_token_file)"
+        }
+        404 => {
+            "the instance does not exist (check instance_id, and that the session is started in Wawp)"
+        }
+        400 => "Wawp rejected the request (check instance_id and wawp.base_url)",
+        429 => "Wawp is rate limiting this client; consider a longer sla.poll_interval",
+        500..=599 => "Wawp or its WhatsApp session is failing; retrying at the next poll",
+        _ => "unexpected answer; retrying at the next poll",
+    }
+}
+
+/// The `message` (or `error`) of a JSON error body, else the start of a text body.
+fn server_message(body: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let message = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => ["message", "error", "detail"]
+            .iter()
+            .find_map(|k| {
+                v.get(k).map(|m| {
+                    m.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| m.to_string())
+                })
+            })
+            .unwrap_or_else(|| text.to_string()),
+        Err(_) => text.to_string(),
+    };
+    let one_line: String = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    Some(one_line.chars().take(300).collect())
+}
+
+/// A reqwest error with its causes, which its `Display` leaves out.
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out (wawp.request_timeout)".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else {
+        e.to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}
