@@ -1,0 +1,411 @@
+//! `once`, `once --dry-run`, `check` and `alerts`, run as the real binary against a fake
+//! Wawp on loopback. Every run's output is checked for the test secrets by the harness.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const H: i64 = 3600;
+
+fn digest(path: &std::path::Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal"] {
+        let p = format!("{}{suffix}", path.display());
+        all.extend(std::fs::read(&p).unwrap_or_default());
+    }
+    all
+}
+
+#[test]
+fn once_escalates_a_breached_chat_once_even_across_two_processes() {
+    let wawp = FakeWawp::start();
+    let t = now();
+    wawp.chats(vec![
+        chat(
+            "201001234567@c.us",
+            "Amina Hassan",
+            2,
+            "Where is my order?",
+            t - 3 * H,
+        ),
+        chat("201009999999@c.us", "Fresh Fatma", 1, "hi", t - 600),
+        json!({"id": "201007777777@c.us", "name": "Answered Ali", "unreadCount": 0,
+               "lastMessage": {"body": "thanks", "timestamp": t - 5 * H, "fromMe": true}}),
+    ]);
+    let env = Env::new(&wawp, CONSOLE);
+
+    let first = env.run(&["once"]);
+    assert_eq!(first.code, 0, "{first}");
+    assert!(
+        first.stdout.contains("1 chat waiting over 2h (support)"),
+        "{first}"
+    );
+    assert!(first.stdout.contains("Amina Hassan"), "{first}");
+    assert!(
+        first.stdout.contains("https://wa.me/201001234567"),
+        "{first}"
+    );
+    assert!(first.stdout.contains("2 unread"), "{first}");
+    assert!(
+        !first.stdout.contains("Fresh Fatma") && !first.stdout.contains("Answered Ali"),
+        "{first}"
+    );
+
+    let second = env.run(&["once"]);
+    assert_eq!(second.code, 0, "{second}");
+    assert!(
+        !second.stdout.contains("waiting over"),
+        "a second process must not page again:\n{second}"
+    );
+
+    let alerts = env.run(&["alerts"]);
+    assert_eq!(alerts.code, 0, "{alerts}");
+    assert!(
+        alerts
+            .stdout
+            .contains("Open episodes: 2 waiting, 1 escalated"),
+        "{alerts}"
+    );
+    assert!(alerts.stdout.contains("201001234567@c.us"), "{alerts}");
+    assert!(
+        !alerts.stdout.contains("201009999999@c.us"),
+        "below the SLA is shown only with --all:\n{alerts}"
+    );
+    let all = env.run(&["alerts", "--all"]);
+    assert!(all.stdout.contains("201009999999@c.us"), "{all}");
+    assert!(all.stdout.contains("Recently sent: 1"), "{all}");
+}
+
+#[test]
+fn dry_run_prints_decisions_and_changes_nothing() {
+    let wawp = FakeWawp::start();
+    let t = now();
+    wawp.chats(vec![chat(
+        "201001234567@c.us",
+        "Amina",
+        1,
+        "hello",
+        t - 3 * H,
+    )]);
+    let env = Env::new(&wawp, CONSOLE);
+
+    let dry = env.run(&["once", "--dry-run"]);
+    assert_eq!(dry.code, 0, "{dry}");
+    assert!(
+        dry.stdout
+            .contains("would escalate support 201001234567@c.us (Amina): tier 1 (after 2h)"),
+        "{dry}"
+    );
+    assert!(
+        dry.stdout
+            .contains("nothing was written and nothing was sent"),
+        "{dry}"
+    );
+    assert!(
+        !dry.stdout.contains("waiting over"),
+        "nothing delivered:\n{dry}"
+    );
+    assert!(!env.store().exists(), "a dry run must not create the store");
+
+    assert_eq!(env.run(&["once"]).code, 0);
+    wawp.chats(vec![chat(
+        "201001234567@c.us",
+        "Amina",
+        0,
+        "hello",
+        t - 3 * H,
+    )]);
+    let before = digest(&env.store());
+    let dry = env.run(&["once", "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains("would resolve support 201001234567@c.us (Amina): waited 3h"),
+        "{dry}"
+    );
+    assert_eq!(
+        digest(&env.store()),
+        before,
+        "a dry run must not write the store"
+    );
+    let alerts = env.run(&["alerts"]);
+    assert!(
+        alerts.stdout.contains("1 escalated"),
+        "the episode is still open:\n{alerts}"
+    );
+}
+
+#[test]
+fn a_nudge_keeps_one_episode_and_reading_resolves_it() {
+    let wawp = FakeWawp::start();
+    let t = now();
+    let jid = "201001234567@c.us";
+    wawp.chats(vec![chat(jid, "Amina", 1, "my order?", t - 3 * H)]);
+    let env = Env::new(&wawp, CONSOLE);
+    assert!(env.run(&["once"]).stdout.contains("1 chat waiting over 2h"));
+
+    wawp.chats(vec![chat(jid, "Amina", 4, "hello??", t - 60)]);
+    let nudged = env.run(&["once"]);
+    assert_eq!(nudged.code, 0, "{nudged}");
+    assert!(
+        nudged.stdout.trim().is_empty(),
+        "a nudge is the same episode:\n{nudged}"
+    );
+    let alerts = env.run(&["alerts"]);
+    assert!(
+        alerts.stdout.contains("(3h)"),
+        "the clock was not reset:\n{alerts}"
+    );
+    assert!(alerts.stdout.contains("unread 4"), "{alerts}");
+
+    wawp.chats(vec![chat(jid, "Amina", 0, "hello??", t - 60)]);
+    let read = env.run(&["once"]);
+    assert!(
+        read.stdout.contains("1 chat no longer waiting (support)"),
+        "{read}"
+    );
+    assert!(read.stdout.contains("waited 3h"), "{read}");
+    assert!(
+        env.run(&["alerts"])
+            .stdout
+            .contains("Open episodes: 0 waiting")
+    );
+}
+
+#[test]
+fn keyed_objects_underscore_chat_counts_and_millisecond_timestamps_are_understood() {
+    let wawp = FakeWawp::start();
+    wawp.keyed(true);
+    let t = now();
+    wawp.chats(vec![
+        json!({"id": {"server": "c.us", "user": "201001", "_serialized": "201001@c.us"}, "name": "Waha Wael",
+               "_chat": {"unreadCount": 3}, "lastMessage": {"body": "ms", "timestamp": (t - 3 * H) * 1000, "fromMe": false}}),
+        json!({"id": "201002@c.us", "name": "No Count", "lastMessage": {"body": "x", "timestamp": t - 3 * H, "fromMe": false}}),
+        json!({"id": "201003@c.us", "name": "Marked Unread", "unreadCount": -1,
+               "lastMessage": {"body": "x", "timestamp": t - 3 * H, "fromMe": false}}),
+        json!({"id": "status@broadcast", "unreadCount": 9, "lastMessage": {"timestamp": t - 3 * H}}),
+    ]);
+    let env = Env::new(&wawp, CONSOLE);
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("3 chats waiting over 2h"), "{run}");
+    assert!(
+        run.stdout.contains("Waha Wael") && run.stdout.contains("3 unread"),
+        "{run}"
+    );
+    assert!(
+        run.stdout.contains("(3h)"),
+        "milliseconds read as seconds:\n{run}"
+    );
+    assert!(!run.stdout.contains("broadcast"), "{run}");
+}
+
+#[test]
+fn source_failures_name_the_problem_exit_1_and_lose_no_state() {
+    let wawp = FakeWawp::start();
+    let t = now();
+    let jid = "201001234567@c.us";
+    wawp.chats(vec![chat(jid, "Amina", 1, "hi", t - 3 * H)]);
+    let env = Env::with_wawp(&wawp, "max_response_bytes = 4096", CONSOLE);
+    assert!(env.run(&["once"]).stdout.contains("1 chat waiting over 2h"));
+
+    let big = format!(
+        "[{}]",
+        vec![chat("1@c.us", &"x".repeat(100), 1, "y", t).to_string(); 100].join(",")
+    );
+    let cases: Vec<(Reply, Vec<&str>)> = vec![
+        (
+            Reply::Status(
+                401,
+                r#"{"message": "Invalid or missing access token"}"#.into(),
+            ),
+            vec![
+                "401",
+                "the access token is wrong or expired",
+                "Invalid or missing access token",
+            ],
+        ),
+        (
+            Reply::Status(404, r#"{"message": "Session does not exist"}"#.into()),
+            vec!["404", "the instance does not exist"],
+        ),
+        (
+            Reply::Status(
+                500,
+                format!(
+                    "Internal error while handling /v2/chats/overview?instance_id=12345&access_token={TOKEN}"
+                ),
+            ),
+            vec!["500", "Internal error while handling", "access_token=***"],
+        ),
+        (
+            Reply::Raw(b"<html>502 Bad Gateway</html>".to_vec()),
+            vec!["is not an overview"],
+        ),
+        (
+            Reply::Raw(br#"[{"id": "1@c.us""#.to_vec()),
+            vec!["is not an overview"],
+        ),
+        (
+            Reply::Raw(br#"{"message": "session starting"}"#.to_vec()),
+            vec!["is not an overview", "\"message\""],
+        ),
+        (
+            Reply::Raw(big.into_bytes()),
+            vec!["larger than wawp.max_response_bytes (4096 bytes)"],
+        ),
+    ];
+    for (reply, wants) in cases {
+        wawp.set(reply);
+        let run = env.run(&["once"]);
+        assert_eq!(run.code, 1, "{run}");
+        assert!(run.stderr.contains("instance \"support\""), "{run}");
+        for want in wants {
+            assert!(run.stderr.contains(want), "missing {want:?}:\n{run}");
+        }
+        assert!(
+            !run.stdout.contains("no longer waiting"),
+            "a failed poll resolves nothing:\n{run}"
+        );
+    }
+    wawp.chats(vec![chat(jid, "Amina", 1, "hi", t - 3 * H)]);
+    let back = env.run(&["once"]);
+    assert_eq!(back.code, 0, "{back}");
+    assert!(
+        !back.stdout.contains("waiting over"),
+        "the episode survived the failures:\n{back}"
+    );
+}
+
+#[test]
+fn a_hung_source_times_out_with_a_clear_error() {
+    let wawp = FakeWawp::start();
+    wawp.set(Reply::Hang);
+    let env = Env::new(&wawp, CONSOLE);
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace("\"5s\"", "\"1s\"");
+    std::fs::write(&env.config, text).unwrap();
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("timed out"), "{run}");
+}
+
+#[test]
+fn paging_walks_every_page_and_an_api_that_ignores_paging_does_not_loop() {
+    let wawp = FakeWawp::start();
+    let t = now();
+    let chats: Vec<_> = (0..5)
+        .map(|i| {
+            chat(
+                &format!("20100000000{i}@c.us"),
+                &format!("Customer {i}"),
+                1,
+                "hi",
+                t - 3 * H,
+            )
+        })
+        .collect();
+    wawp.chats(chats);
+    let env = Env::with_wawp(&wawp, "page_size = 2", CONSOLE);
+
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("5 chats waiting over 2h"), "{run}");
+    let queries = wawp.queries();
+    assert_eq!(queries.len(), 3, "pages of 2, 2 and 1: {queries:?}");
+    assert_eq!(queries[2].get("offset").map(String::as_str), Some("4"));
+    assert_eq!(queries[0].get("limit").map(String::as_str), Some("2"));
+    assert_eq!(
+        queries[0].get("instance_id").map(String::as_str),
+        Some("12345")
+    );
+
+    wawp.honour_paging(false);
+    let before = wawp.queries().len();
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(
+        wawp.queries().len() - before,
+        2,
+        "the second page held only seen chats: stop"
+    );
+    assert!(!run.stdout.contains("no longer waiting"), "{run}");
+}
+
+#[test]
+fn check_accepts_the_example_once_a_token_is_filled_in_and_names_a_typo() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+            .unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &example).unwrap();
+    let run = |p: &std::path::Path| {
+        Run::from(
+            std::process::Command::new(env!("CARGO_BIN_EXE_inbox-sla"))
+                .arg("--config")
+                .arg(p)
+                .arg("check")
+                .output()
+                .unwrap(),
+        )
+    };
+    let empty = run(&path);
+    assert_eq!(empty.code, 2, "{empty}");
+    assert!(empty.stderr.contains("access_token is empty"), "{empty}");
+
+    std::fs::write(
+        &path,
+        example.replace(
+            "access_token = \"\"",
+            &format!("access_token = \"{TOKEN}\""),
+        ),
+    )
+    .unwrap();
+    let ok = run(&path);
+    assert_eq!(ok.code, 0, "{ok}");
+    assert!(ok.stdout.contains("access_token = \"***\""), "{ok}");
+    assert!(ok.stdout.contains("webhook_url = \"***\""), "{ok}");
+
+    let typo = example
+        .replace(
+            "access_token = \"\"",
+            &format!("access_token = \"{TOKEN}\""),
+        )
+        .replace("threshold = \"2h\"", "treshold = \"2h\"");
+    std::fs::write(&path, typo).unwrap();
+    let bad = run(&path);
+    assert_eq!(bad.code, 2, "{bad}");
+    assert!(bad.stderr.contains("unknown field `treshold`"), "{bad}");
+
+    let missing = run(&dir.path().join("nope.toml"));
+    assert_eq!(missing.code, 2, "{missing}");
+    assert!(missing.stderr.contains("nope.toml"), "{missing}");
+}
+
+#[test]
+fn a_store_from_a_newer_release_or_not_ours_is_refused_not_replaced() {
+    let wawp = FakeWawp::start();
+    let env = Env::new(&wawp, CONSOLE);
+    let conn = rusqlite::Connection::open(env.store()).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("schema version 99 is newer"), "{run}");
+
+    std::fs::write(
+        env.store(),
+        b"this is not a database at all, just text padding padding",
+    )
+    .unwrap();
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(run.stderr.contains("state.db"), "{run}");
+    assert_eq!(
+        std::fs::read(env.store()).unwrap(),
+        b"this is not a database at all, just text padding padding",
+        "the file is left as it was"
+    );
+}
