@@ -122,6 +122,9 @@ pub struct DeliveryConfig {
     /// After this a notification is dead.
     #[serde(serialize_with = "ser_duration")]
     pub retry_for: Duration,
+    /// One send attempt, connection to answer, must finish within this.
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -301,6 +304,8 @@ struct RawStore {
 struct RawDelivery {
     #[serde(default, deserialize_with = "de_opt_duration")]
     retry_for: Option<Duration>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    timeout: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -608,7 +613,11 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
             .delivery
             .retry_for
             .unwrap_or(Duration::from_secs(24 * 3600)),
+        timeout: raw.delivery.timeout.unwrap_or(Duration::from_secs(15)),
     };
+    if delivery.timeout.is_zero() {
+        return Err("delivery.timeout must be more than 0s".into());
+    }
     let http = match raw.http {
         Some(h) => Some(HttpConfig {
             listen: h.listen.parse().map_err(|_| {

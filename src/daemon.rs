@@ -20,10 +20,12 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 pub const MAX_CONCURRENT_POLLS: usize = 8;
+/// How long a poll cycle under way gets to finish on shutdown or reload.
+const POLL_STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long in-flight deliveries get on shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Sent notifications are kept this long for `alerts --all`, then pruned.
@@ -112,17 +114,9 @@ pub async fn run(
         _ => None,
     };
 
-    let (runtime_tx, runtime_rx) = watch::channel(runtime.clone());
     let progress: Shared<Progress> = Arc::default();
-    let wake = Arc::new(Notify::new());
-
-    let (stop_delivery_tx, stop_delivery_rx) = watch::channel(false);
-    let delivery = tokio::spawn(delivery_loop(
-        store.clone(),
-        runtime_rx.clone(),
-        wake.clone(),
-        stop_delivery_rx,
-    ));
+    let (wake, _) = watch::channel(0u64);
+    let mut deliverers = Deliverers::start(&runtime, &store, &wake);
 
     let mut pollers = Pollers::start(&runtime, &store, &progress, &health, &wake);
     let watchdog = sd_notify::watchdog_enabled()
@@ -153,12 +147,12 @@ pub async fn run(
             _ = hup.recv() => {
                 if let Some(next) = reload(&path, &current) {
                     notify(&[NotifyState::Reloading]);
-                    pollers.stop().await;
+                    pollers.stop(POLL_STOP_GRACE).await;
                     health.configure(next.config.instances.iter().map(|i| i.name.clone()).collect(), next.config.sla.poll_interval);
+                    deliverers.stop(next.config.delivery.timeout + Duration::from_secs(2)).await;
+                    deliverers = Deliverers::start(&next, &store, &wake);
                     pollers = Pollers::start(&next, &store, &progress, &health, &wake);
-                    let _ = runtime_tx.send(next.clone());
                     current = next;
-                    wake.notify_one();
                     tracing::info!("configuration reloaded from {}", path.display());
                     notify(&[NotifyState::Ready, NotifyState::Status("configuration reloaded")]);
                 }
@@ -167,19 +161,8 @@ pub async fn run(
     }
 
     notify(&[NotifyState::Stopping]);
-    pollers.stop().await;
-    let _ = stop_delivery_tx.send(true);
-    let delivery_abort = delivery.abort_handle();
-    match tokio::time::timeout(SHUTDOWN_GRACE, delivery).await {
-        Ok(_) => {}
-        Err(_) => {
-            delivery_abort.abort();
-            tracing::warn!(
-                "deliveries still in flight after {}s; they stay queued and go out after the next start",
-                SHUTDOWN_GRACE.as_secs()
-            );
-        }
-    }
+    pollers.stop(POLL_STOP_GRACE).await;
+    deliverers.stop(SHUTDOWN_GRACE).await;
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -252,7 +235,7 @@ impl Pollers {
         store: &StoreHandle,
         progress: &Shared<Progress>,
         health: &Health,
-        wake: &Arc<Notify>,
+        wake: &watch::Sender<u64>,
     ) -> Pollers {
         let (stop, stop_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_POLLS));
@@ -281,10 +264,19 @@ impl Pollers {
         Pollers { stop, tasks }
     }
 
-    /// Stops polling; a cycle under way finishes first (its commit is atomic either way).
-    async fn stop(&mut self) {
+    /// Stops polling. A cycle under way gets `grace` to finish, then is dropped: an
+    /// unfinished fetch loses nothing, and a commit already handed to the store completes
+    /// on its own thread (it is one transaction either way).
+    async fn stop(&mut self, grace: Duration) {
         let _ = self.stop.send(true);
-        while self.tasks.join_next().await.is_some() {}
+        let done = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if done.is_err() {
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
     }
 }
 
@@ -293,7 +285,8 @@ struct PollContext {
     store: StoreHandle,
     progress: Shared<Progress>,
     health: Health,
-    wake: Arc<Notify>,
+    /// Bumped when a cycle enqueued something: the delivery workers look at once.
+    wake: watch::Sender<u64>,
     limit: Arc<Semaphore>,
     index: usize,
 }
@@ -340,13 +333,13 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<bool>) {
                 metrics::gauge!("inbox_sla_last_successful_poll_timestamp_seconds", &labels)
                     .set(commands::now() as f64);
                 if summary.enqueued > 0 {
-                    ctx.wake.notify_one();
+                    ctx.wake.send_modify(|n| *n += 1);
                 }
             }
             Err(CycleError::Poll(e)) => {
                 tracing::error!("{e}");
                 metrics::counter!("inbox_sla_polls_total", "instance" => name.clone(), "result" => e.label()).increment(1);
-                ctx.wake.notify_one(); // a blind alert may have been enqueued
+                ctx.wake.send_modify(|n| *n += 1); // a blind alert may have been enqueued
             }
             Err(e) => {
                 tracing::error!(instance = %name, "cycle failed: {e}");
@@ -408,58 +401,129 @@ async fn watchdog_loop(every: Duration, progress: Shared<Progress>) {
     }
 }
 
-/// Delivers due notifications until told to stop, then makes one last pass.
-async fn delivery_loop(
+/// The running delivery workers: one per channel, so a hung receiver holds up only its
+/// own channel, plus one for outbox housekeeping.
+struct Deliverers {
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Deliverers {
+    fn start(runtime: &Arc<Runtime>, store: &StoreHandle, wake: &watch::Sender<u64>) -> Deliverers {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for (name, channel) in runtime.channels.iter() {
+            tasks.spawn(channel_loop(
+                store.clone(),
+                name.clone(),
+                channel.clone(),
+                runtime.config.delivery.retry_for,
+                wake.subscribe(),
+                stop_rx.clone(),
+            ));
+        }
+        let names: Vec<String> = runtime.channels.keys().cloned().collect();
+        tasks.spawn(housekeeping_loop(
+            store.clone(),
+            names,
+            wake.subscribe(),
+            stop_rx,
+        ));
+        Deliverers { stop, tasks }
+    }
+
+    /// Lets every worker make a last pass, for at most `grace`; what is still in flight
+    /// then stays pending in the store and goes out after the next start.
+    async fn stop(&mut self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+            tracing::warn!(
+                "deliveries still in flight after {}s; they stay queued and go out after the next start",
+                grace.as_secs()
+            );
+        }
+    }
+}
+
+/// Delivers one channel's notifications as they fall due, until told to stop, then makes
+/// one last pass.
+async fn channel_loop(
     store: StoreHandle,
-    runtime: watch::Receiver<Arc<Runtime>>,
-    wake: Arc<Notify>,
+    name: String,
+    channel: Arc<crate::notify::Channel>,
+    retry_for: Duration,
+    mut wake: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let clock = deliver::system_clock();
-    let mut last_prune = 0i64;
     loop {
-        let rt = runtime.borrow().clone();
-        match deliver::deliver_due(&store, &rt.channels, rt.config.delivery.retry_for, &clock).await
-        {
-            Ok(_) => {}
-            Err(e) => tracing::error!("delivery pass failed: {e}"),
+        if let Err(e) = deliver::deliver_channel(&store, &name, &channel, retry_for, &clock).await {
+            tracing::error!(channel = %name, "delivery pass failed: {e}");
         }
-        let now = commands::now();
-        let counts = store
-            .call(move |s| {
-                if now - last_prune > 3600 {
-                    s.prune_sent(now - KEEP_SENT)?;
-                }
-                Ok((
-                    s.outbox_count("pending")?,
-                    s.outbox_count("dead")?,
-                    s.next_due_ms()?,
-                ))
-            })
-            .await;
-        if now - last_prune > 3600 {
-            last_prune = now;
-        }
-        let wait = match counts {
-            Ok((pending, dead, next)) => {
-                metrics::gauge!("inbox_sla_outbox_pending").set(pending as f64);
-                metrics::gauge!("inbox_sla_outbox_dead").set(dead as f64);
-                next.map_or(Duration::from_secs(30), |ms| {
-                    Duration::from_millis((ms - clock()).clamp(50, 30_000) as u64)
-                })
-            }
-            Err(e) => {
-                tracing::error!("outbox: {e}");
-                Duration::from_secs(5)
-            }
-        };
         if *stop.borrow() {
             return;
         }
+        let owned = name.clone();
+        let wait = match store.call(move |s| s.next_due_ms(&owned)).await {
+            Ok(next) => next.map_or(Duration::from_secs(30), |ms| {
+                Duration::from_millis((ms - clock()).clamp(20, 30_000) as u64)
+            }),
+            Err(e) => {
+                tracing::error!(channel = %name, "outbox: {e}");
+                Duration::from_secs(5)
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = wake.notified() => {}
+            _ = wake.changed() => {}
             _ = stop.changed() => {} // one last pass for what the final cycles enqueued
+        }
+    }
+}
+
+/// Outbox gauges, notifications for removed channels, and pruning of old sent rows.
+async fn housekeeping_loop(
+    store: StoreHandle,
+    channels: Vec<String>,
+    mut wake: watch::Receiver<u64>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last_prune = 0i64;
+    loop {
+        let now = commands::now();
+        let prune = now - last_prune > 3600;
+        let names = channels.clone();
+        let result = store
+            .call(move |s| {
+                let orphans = s.kill_orphans(&names, now)?;
+                if prune {
+                    s.prune_sent(now - KEEP_SENT)?;
+                }
+                Ok((orphans, s.outbox_count("pending")?, s.outbox_count("dead")?))
+            })
+            .await;
+        match result {
+            Ok((orphans, pending, dead)) => {
+                for (id, channel) in orphans {
+                    tracing::error!(id, channel = %channel, "notification is dead: its channel is no longer configured");
+                }
+                metrics::gauge!("inbox_sla_outbox_pending").set(pending as f64);
+                metrics::gauge!("inbox_sla_outbox_dead").set(dead as f64);
+                if prune {
+                    last_prune = now;
+                }
+            }
+            Err(e) => tracing::error!("outbox housekeeping failed: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            _ = wake.changed() => {}
+            _ = stop.changed() => return,
         }
     }
 }

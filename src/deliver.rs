@@ -6,9 +6,8 @@
 //! than `delivery.retry_for` are dead, logged at error level and kept for `alerts`.
 //! Each channel drains its own queue, so a slow receiver never holds up another channel.
 
-use crate::notify::{Channels, SendError};
+use crate::notify::{Channel, Channels, SendError};
 use crate::store::{Queued, StoreError, StoreHandle};
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -48,46 +47,32 @@ pub fn backoff(attempts: u32, retry_after: Option<Duration>) -> Duration {
     }
 }
 
-/// Sends every due notification once. Channels run concurrently; within a channel,
-/// notifications go in order.
+/// Sends every due notification once: channels concurrently, each in order. Notifications
+/// for channels that are no longer configured are marked dead.
 pub async fn deliver_due(
     store: &StoreHandle,
     channels: &Channels,
     retry_for: Duration,
     clock: &Clock,
 ) -> Result<Report, StoreError> {
-    let now_ms = clock();
-    let due = store.call(move |s| s.due(now_ms, BATCH)).await?;
-    let mut by_channel: BTreeMap<String, Vec<Queued>> = BTreeMap::new();
-    for q in due {
-        by_channel.entry(q.channel.clone()).or_default().push(q);
+    let mut total = Report::default();
+    let names: Vec<String> = channels.keys().cloned().collect();
+    let now = clock() / 1000;
+    for (id, channel) in store.call(move |s| s.kill_orphans(&names, now)).await? {
+        tracing::error!(id, channel = %channel, "notification is dead: its channel is no longer configured");
+        total.dead += 1;
+        total
+            .failures
+            .push((channel, "no longer configured".into()));
     }
     let mut tasks = tokio::task::JoinSet::new();
-    for (name, queue) in by_channel {
-        let store = store.clone();
-        let clock = clock.clone();
-        let channel = channels.get(&name).cloned();
-        tasks.spawn(async move {
-            let mut report = Report::default();
-            for q in queue {
-                let result = match &channel {
-                    Some(ch) => ch.send(&q.doc).await,
-                    None => Err(SendError::Permanent(format!(
-                        "channel \"{name}\" is no longer configured"
-                    ))),
-                };
-                let blocked = matches!(result, Err(SendError::Retry { .. }));
-                record(&store, &q, result, retry_for, &clock, &mut report).await?;
-                if blocked {
-                    // The receiver is struggling: later notifications of this channel wait
-                    // for the next pass instead of hammering it.
-                    break;
-                }
-            }
-            Ok::<Report, StoreError>(report)
-        });
+    for (name, channel) in channels.iter() {
+        let (store, clock, name, channel) =
+            (store.clone(), clock.clone(), name.clone(), channel.clone());
+        tasks.spawn(
+            async move { deliver_channel(&store, &name, &channel, retry_for, &clock).await },
+        );
     }
-    let mut total = Report::default();
     while let Some(joined) = tasks.join_next().await {
         let report = match joined {
             Ok(r) => r?,
@@ -102,6 +87,35 @@ pub async fn deliver_due(
         total.failures.extend(report.failures);
     }
     Ok(total)
+}
+
+/// Sends one channel's due notifications in order. Stops at the first retryable failure:
+/// a struggling receiver is not hammered, and order is kept.
+pub async fn deliver_channel(
+    store: &StoreHandle,
+    name: &str,
+    channel: &Channel,
+    retry_for: Duration,
+    clock: &Clock,
+) -> Result<Report, StoreError> {
+    let mut report = Report::default();
+    loop {
+        let now_ms = clock();
+        let owned = name.to_string();
+        let due = store.call(move |s| s.due(&owned, now_ms, BATCH)).await?;
+        let full_batch = due.len() == BATCH;
+        for q in due {
+            let result = channel.send(&q.doc).await;
+            let blocked = matches!(result, Err(SendError::Retry { .. }));
+            record(store, &q, result, retry_for, clock, &mut report).await?;
+            if blocked {
+                return Ok(report);
+            }
+        }
+        if !full_batch {
+            return Ok(report);
+        }
+    }
 }
 
 async fn record(

@@ -333,25 +333,53 @@ impl Store {
         Ok(ids)
     }
 
-    /// Pending notifications due at `now_ms`, oldest first.
-    pub fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Queued>, StoreError> {
+    /// One channel's pending notifications due at `now_ms`, oldest first.
+    pub fn due(&self, channel: &str, now_ms: i64, limit: usize) -> Result<Vec<Queued>, StoreError> {
         self.query_outbox(
-            "WHERE state = 'pending' AND next_attempt_ms <= ?1 ORDER BY id LIMIT ?2",
-            params![now_ms, limit as i64],
+            "WHERE state = 'pending' AND channel = ?1 AND next_attempt_ms <= ?2 ORDER BY id LIMIT ?3",
+            params![channel, now_ms, limit as i64],
         )
     }
 
-    /// When the next pending notification is due (Unix ms), if any.
-    pub fn next_due_ms(&self) -> Result<Option<i64>, StoreError> {
+    /// When one channel's next pending notification is due (Unix ms), if any.
+    pub fn next_due_ms(&self, channel: &str) -> Result<Option<i64>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT min(next_attempt_ms) FROM outbox WHERE state = 'pending'",
-                [],
+                "SELECT min(next_attempt_ms) FROM outbox WHERE state = 'pending' AND channel = ?1",
+                [channel],
                 |r| r.get(0),
             )
             .optional()?
             .flatten())
+    }
+
+    /// Marks dead every pending notification for a channel that is no longer configured.
+    pub fn kill_orphans(
+        &self,
+        channels: &[String],
+        now: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT DISTINCT channel FROM outbox WHERE state = 'pending'")?;
+        let pending: Vec<String> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut killed = Vec::new();
+        for channel in pending.into_iter().filter(|c| !channels.contains(c)) {
+            let error = format!("channel \"{channel}\" is no longer configured");
+            let ids: Vec<i64> = self
+                .conn
+                .prepare_cached("SELECT id FROM outbox WHERE state = 'pending' AND channel = ?1")?
+                .query_map([&channel], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for id in ids {
+                self.mark_dead(id, now, &error)?;
+                killed.push((id, channel.clone()));
+            }
+        }
+        Ok(killed)
     }
 
     pub fn outbox(&self, state: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {

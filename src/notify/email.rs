@@ -4,7 +4,7 @@
 //! `text`. WhatsApp-sourced strings never reach a header: the subject is built from counts
 //! and the configured instance name only, and is flattened to one line anyway.
 
-use super::{SEND_TIMEOUT, SendError, text};
+use super::{SendError, text};
 use crate::alert::AlertDoc;
 use crate::config::{EmailConfig, TlsMode};
 use crate::secret::Redactor;
@@ -12,6 +12,7 @@ use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::time::Duration;
 
 pub struct Email {
     transport: AsyncSmtpTransport<Tokio1Executor>,
@@ -22,7 +23,11 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new(config: &EmailConfig, redactor: Redactor) -> Result<Email, String> {
+    pub fn new(
+        config: &EmailConfig,
+        timeout: Duration,
+        redactor: Redactor,
+    ) -> Result<Email, String> {
         let mut tls_params = TlsParameters::builder(config.smtp_host.clone());
         if let Some(ca) = &config.ca_file {
             let pem = std::fs::read(ca)
@@ -48,7 +53,7 @@ impl Email {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.smtp_host.clone())
                 .port(config.smtp_port)
                 .tls(tls)
-                .timeout(Some(SEND_TIMEOUT));
+                .timeout(Some(timeout));
         if let (Some(user), Some(password)) = (&config.username, &config.password) {
             builder = builder.credentials(Credentials::new(
                 user.clone(),

@@ -18,9 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long one send may take before it counts as a timeout.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(15);
-
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SendError {
     /// Worth another try: a timeout, a connection error, 5xx, 429.
@@ -35,7 +32,13 @@ pub enum SendError {
 }
 
 /// One configured channel, ready to send.
-pub enum Channel {
+pub struct Channel {
+    kind: Kind,
+    /// The whole send, connection to answer, must finish within this (`delivery.timeout`).
+    timeout: Duration,
+}
+
+enum Kind {
     Console(console::Console),
     Slack(slack::Slack),
     Email(email::Email),
@@ -46,28 +49,32 @@ impl Channel {
     /// Sends one document; on success returns what the receiver said.
     pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let attempt = async {
-            match self {
-                Channel::Console(c) => c.send(doc),
-                Channel::Slack(c) => c.send(doc).await,
-                Channel::Email(c) => c.send(doc).await,
-                Channel::Webhook(c) => c.send(doc).await,
+            match &self.kind {
+                Kind::Console(c) => c.send(doc),
+                Kind::Slack(c) => c.send(doc).await,
+                Kind::Email(c) => c.send(doc).await,
+                Kind::Webhook(c) => c.send(doc).await,
             }
         };
-        match tokio::time::timeout(SEND_TIMEOUT + Duration::from_secs(5), attempt).await {
+        // Slack's one-per-second pacing happens inside the attempt; allow for it.
+        match tokio::time::timeout(self.timeout + Duration::from_secs(1), attempt).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Retry {
-                reason: "the receiver did not answer in time".into(),
+                reason: format!(
+                    "the receiver did not answer within {} (delivery.timeout)",
+                    humantime::format_duration(self.timeout)
+                ),
                 retry_after: None,
             }),
         }
     }
 
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Channel::Console(_) => "console",
-            Channel::Slack(_) => "slack",
-            Channel::Email(_) => "email",
-            Channel::Webhook(_) => "webhook",
+        match self.kind {
+            Kind::Console(_) => "console",
+            Kind::Slack(_) => "slack",
+            Kind::Email(_) => "email",
+            Kind::Webhook(_) => "webhook",
         }
     }
 }
@@ -85,8 +92,9 @@ pub struct BuildError {
 /// Builds every configured channel.
 pub fn build(config: &Config) -> Result<Channels, BuildError> {
     let redactor = Redactor::new(config.secrets().iter());
+    let timeout = config.delivery.timeout;
     let http = reqwest::Client::builder()
-        .timeout(SEND_TIMEOUT)
+        .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
         .user_agent(concat!("inbox-sla/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -96,29 +104,27 @@ pub fn build(config: &Config) -> Result<Channels, BuildError> {
         })?;
     let mut out = HashMap::new();
     for c in &config.channels {
-        let channel = match &c.kind {
-            ChannelKind::Console => Channel::Console(console::Console),
-            ChannelKind::Slack { webhook_url } => Channel::Slack(slack::Slack::new(
+        let kind = match &c.kind {
+            ChannelKind::Console => Kind::Console(console::Console),
+            ChannelKind::Slack { webhook_url } => Kind::Slack(slack::Slack::new(
                 http.clone(),
                 webhook_url.clone(),
                 redactor.clone(),
             )),
-            ChannelKind::Webhook { url, headers } => Channel::Webhook(webhook::Webhook::new(
+            ChannelKind::Webhook { url, headers } => Kind::Webhook(webhook::Webhook::new(
                 http.clone(),
                 url.clone(),
                 headers.clone(),
                 redactor.clone(),
             )),
-            ChannelKind::Email(e) => {
-                Channel::Email(email::Email::new(e, redactor.clone()).map_err(|message| {
-                    BuildError {
-                        channel: c.name.clone(),
-                        message,
-                    }
-                })?)
-            }
+            ChannelKind::Email(e) => Kind::Email(
+                email::Email::new(e, timeout, redactor.clone()).map_err(|message| BuildError {
+                    channel: c.name.clone(),
+                    message,
+                })?,
+            ),
         };
-        out.insert(c.name.clone(), Arc::new(channel));
+        out.insert(c.name.clone(), Arc::new(Channel { kind, timeout }));
     }
     Ok(Arc::new(out))
 }
