@@ -462,8 +462,10 @@ async fn channel_loop(
 ) {
     let clock = deliver::system_clock();
     loop {
-        if let Err(e) = deliver::deliver_channel(&store, &name, &channel, retry_for, &clock).await {
-            tracing::error!(channel = %name, "delivery pass failed: {e}");
+        match deliver::deliver_channel(&store, &name, &channel, retry_for, &clock).await {
+            Ok(r) if r.sent + r.retrying + r.dead > 0 => outbox_gauges(&store).await,
+            Ok(_) => {}
+            Err(e) => tracing::error!(channel = %name, "delivery pass failed: {e}"),
         }
         if *stop.borrow() {
             return;
@@ -486,6 +488,19 @@ async fn channel_loop(
     }
 }
 
+async fn outbox_gauges(store: &StoreHandle) {
+    match store
+        .call(|s| Ok((s.outbox_count("pending")?, s.outbox_count("dead")?)))
+        .await
+    {
+        Ok((pending, dead)) => {
+            metrics::gauge!("inbox_sla_outbox_pending").set(pending as f64);
+            metrics::gauge!("inbox_sla_outbox_dead").set(dead as f64);
+        }
+        Err(e) => tracing::error!("outbox: {e}"),
+    }
+}
+
 /// Outbox gauges, notifications for removed channels, and pruning of old sent rows.
 async fn housekeeping_loop(
     store: StoreHandle,
@@ -504,16 +519,15 @@ async fn housekeeping_loop(
                 if prune {
                     s.prune_sent(now - KEEP_SENT)?;
                 }
-                Ok((orphans, s.outbox_count("pending")?, s.outbox_count("dead")?))
+                Ok(orphans)
             })
             .await;
+        outbox_gauges(&store).await;
         match result {
-            Ok((orphans, pending, dead)) => {
+            Ok(orphans) => {
                 for (id, channel) in orphans {
                     tracing::error!(id, channel = %channel, "notification is dead: its channel is no longer configured");
                 }
-                metrics::gauge!("inbox_sla_outbox_pending").set(pending as f64);
-                metrics::gauge!("inbox_sla_outbox_dead").set(dead as f64);
                 if prune {
                     last_prune = now;
                 }
