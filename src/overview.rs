@@ -52,7 +52,8 @@ pub enum ParseError {
     Json(String),
 }
 
-/// Parses one overview page from raw bytes.
+/// Parses one overview page already in memory, in one pass. (Bodies read from the
+/// network go through [`StreamParser`] instead, which never needs them whole.)
 pub fn parse(body: &[u8]) -> Result<Page, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let page = de
@@ -60,6 +61,327 @@ pub fn parse(body: &[u8]) -> Result<Page, ParseError> {
         .map_err(|e| ParseError::Json(e.to_string()))?;
     de.end().map_err(|e| ParseError::Json(e.to_string()))?;
     Ok(page)
+}
+
+/// Parses an overview as it arrives, chunk by chunk, one chat at a time.
+///
+/// It finds where each element of the top-level array (or each value of the keyed
+/// object) ends and hands that slice to serde, so the whole body is never held: memory is
+/// the parsed chats plus the element being read. Bytes are scanned where they arrive and
+/// only an unfinished element's tail is copied. Anything that is not an array or an
+/// object at the top is collected whole and parsed as one value, so its error reads the
+/// same as serde's.
+#[derive(Default)]
+pub struct StreamParser {
+    /// The unconsumed tail of earlier chunks (an element cut by a chunk boundary).
+    buf: Vec<u8>,
+    state: State,
+}
+
+#[derive(Default)]
+struct State {
+    /// Where the current element starts in the data being scanned, once found.
+    element: Option<usize>,
+    /// How far the current element has been scanned.
+    scan: Scan,
+    top: Top,
+    page: Page,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Debug)]
+enum Top {
+    #[default]
+    Start,
+    Array,
+    /// Inside the keyed object: before a key (`true`) or before its value (`false`).
+    Object(bool),
+    End,
+    /// Not a container: collect everything, parse once at the end.
+    Whole,
+}
+
+/// Resumable scan state of one element.
+#[derive(Default, Clone, Copy)]
+struct Scan {
+    /// Next byte to look at.
+    pos: usize,
+    depth: u32,
+    in_string: bool,
+    /// For an object element parsed by serde directly: how many bytes from its start must
+    /// be available before trying again. Doubling keeps a huge element linear.
+    retry_len: usize,
+}
+
+impl StreamParser {
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<(), ParseError> {
+        if self.state.top == Top::Whole {
+            self.buf.extend_from_slice(chunk);
+            return Ok(());
+        }
+        if self.buf.is_empty() {
+            let keep = consume(chunk, &mut self.state)?;
+            self.buf.extend_from_slice(&chunk[keep..]);
+            self.state.shift(keep);
+        } else {
+            self.buf.extend_from_slice(chunk);
+            let keep = consume(&self.buf, &mut self.state)?;
+            self.buf.drain(..keep);
+            self.state.shift(keep);
+        }
+        Ok(())
+    }
+
+    /// Ends the stream: the page, or an error if the overview is incomplete.
+    pub fn finish(mut self) -> Result<Page, ParseError> {
+        if self.state.element.is_some() {
+            // An element whose retry was deferred for more bytes: there will be no more.
+            self.state.scan.retry_len = 0;
+            let keep = consume(&self.buf, &mut self.state)?;
+            self.buf.drain(..keep);
+            self.state.shift(keep);
+        }
+        match self.state.top {
+            Top::End => {
+                if self.buf.iter().any(|b| !b.is_ascii_whitespace()) {
+                    return Err(ParseError::Json(
+                        "trailing characters after the overview".into(),
+                    ));
+                }
+                Ok(self.state.page)
+            }
+            Top::Whole | Top::Start => {
+                let mut de = serde_json::Deserializer::from_slice(&self.buf);
+                let page = de
+                    .deserialize_any(PageVisitor)
+                    .map_err(|e| ParseError::Json(e.to_string()))?;
+                de.end().map_err(|e| ParseError::Json(e.to_string()))?;
+                Ok(page)
+            }
+            _ => Err(ParseError::Json(
+                "the response ended before the overview did (truncated)".into(),
+            )),
+        }
+    }
+}
+
+impl State {
+    /// Re-bases positions after the first `by` bytes were dropped.
+    fn shift(&mut self, by: usize) {
+        if let Some(start) = self.element.as_mut() {
+            *start -= by;
+            self.scan.pos -= by;
+        }
+    }
+}
+
+fn skip_ws(data: &[u8], mut i: usize) -> usize {
+    while i < data.len() && data[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    i
+}
+
+/// Parses every complete element in `data`; returns the offset from which bytes must be
+/// kept for the next chunk.
+fn consume(data: &[u8], st: &mut State) -> Result<usize, ParseError> {
+    let mut i = 0;
+    loop {
+        if let Some(start) = st.element {
+            let Some((chat, end)) = element(data, start, &mut st.scan)? else {
+                return Ok(start);
+            };
+            st.page.push(chat);
+            st.element = None;
+            i = end;
+            if let Top::Object(_) = st.top {
+                st.top = Top::Object(true);
+            }
+        }
+        i = skip_ws(data, i);
+        let Some(&b) = data.get(i) else { return Ok(i) };
+        match st.top {
+            Top::Start => match b {
+                b'[' => st.top = Top::Array,
+                b'{' => st.top = Top::Object(true),
+                _ => {
+                    st.top = Top::Whole;
+                    return Ok(i);
+                }
+            },
+            Top::Array => match b {
+                b']' => st.top = Top::End,
+                b',' => {}
+                _ => {
+                    st.begin(i);
+                    continue;
+                }
+            },
+            Top::Object(true) => match b {
+                b'}' => st.top = Top::End,
+                b',' => {}
+                b'"' => {
+                    let Some(end) = string_end(data, i) else {
+                        return Ok(i);
+                    };
+                    let key = &data[i + 1..end - 1];
+                    if key.is_empty() || !key.iter().all(u8::is_ascii_digit) {
+                        let shown: String = String::from_utf8_lossy(key).chars().take(40).collect();
+                        return Err(ParseError::Json(format!(
+                            "an object with key \"{shown}\" is not an overview (expected keys \"0\", \"1\", …)"
+                        )));
+                    }
+                    let j = skip_ws(data, end);
+                    match data.get(j) {
+                        None => return Ok(i),
+                        Some(b':') => {
+                            st.top = Top::Object(false);
+                            i = j + 1;
+                            continue;
+                        }
+                        Some(_) => return Err(ParseError::Json("expected `:` after a key".into())),
+                    }
+                }
+                _ => {
+                    return Err(ParseError::Json(format!(
+                        "unexpected `{}` in the overview object",
+                        b as char
+                    )));
+                }
+            },
+            Top::Object(false) => {
+                st.begin(i);
+                continue;
+            }
+            Top::End => {
+                return Err(ParseError::Json(
+                    "trailing characters after the overview".into(),
+                ));
+            }
+            Top::Whole => return Ok(0),
+        }
+        i += 1;
+    }
+}
+
+impl State {
+    fn begin(&mut self, at: usize) {
+        self.element = Some(at);
+        self.scan = Scan {
+            pos: at,
+            ..Scan::default()
+        };
+    }
+}
+
+/// The element starting at `start` and where it ends, or `None` if more bytes are needed.
+///
+/// Objects (chats) go straight to serde, which finds their end while parsing them: an
+/// element cut by a chunk boundary fails with "EOF" and is tried again once enough more
+/// bytes are there. Anything else is delimited by [`scan_value`] first.
+fn element(
+    data: &[u8],
+    start: usize,
+    scan: &mut Scan,
+) -> Result<Option<(MaybeChat, usize)>, ParseError> {
+    let json = |e: serde_json::Error| ParseError::Json(e.to_string());
+    if data[start] == b'{' {
+        let available = data.len() - start;
+        if available < scan.retry_len {
+            return Ok(None);
+        }
+        let mut values =
+            serde_json::Deserializer::from_slice(&data[start..]).into_iter::<MaybeChat>();
+        return match values.next() {
+            Some(Ok(chat)) => Ok(Some((chat, start + values.byte_offset()))),
+            // Cut short: EOF, or a token cut in half ("0." of "0.5"): the scanner, which
+            // knows nothing of tokens, says whether the object's bytes are all here.
+            Some(Err(e)) if e.is_eof() || scan_value(data, start, scan).is_none() => {
+                scan.retry_len = (available * 2).max(available + 1);
+                Ok(None)
+            }
+            Some(Err(e)) => Err(json(e)),
+            None => Ok(None),
+        };
+    }
+    let Some(end) = scan_value(data, start, scan) else {
+        return Ok(None);
+    };
+    let chat = serde_json::from_slice(&data[start..end]).map_err(json)?;
+    Ok(Some((chat, end)))
+}
+
+/// The end (exclusive) of the value starting at `start`, or `None` if more bytes are
+/// needed. A container resumes where the previous call stopped.
+fn scan_value(data: &[u8], start: usize, scan: &mut Scan) -> Option<usize> {
+    match data[start] {
+        b'{' | b'[' => {}
+        b'"' => return string_end(data, start),
+        _ => {
+            // A scalar ends at a delimiter.
+            let len = data[start..]
+                .iter()
+                .position(|c| matches!(c, b',' | b']' | b'}') || c.is_ascii_whitespace())?;
+            return Some(start + len);
+        }
+    }
+    let (mut pos, mut depth, mut in_string) = (scan.pos, scan.depth, scan.in_string);
+    let result = loop {
+        if in_string {
+            // Jump to the next quote or backslash: strings are most of an overview.
+            match memchr::memchr2(b'"', b'\\', &data[pos..]) {
+                None => {
+                    pos = data.len();
+                    break None;
+                }
+                Some(k) if data[pos + k] == b'\\' => {
+                    if pos + k + 1 >= data.len() {
+                        // The escaped byte is in the next chunk: rescan from the backslash.
+                        pos += k;
+                        break None;
+                    }
+                    pos += k + 2;
+                }
+                Some(k) => {
+                    pos += k + 1;
+                    in_string = false;
+                }
+            }
+            continue;
+        }
+        let Some(&c) = data.get(pos) else { break None };
+        pos += 1;
+        match c {
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    break Some(pos);
+                }
+            }
+            _ => {}
+        }
+    };
+    *scan = Scan {
+        pos,
+        depth,
+        in_string,
+        ..*scan
+    };
+    result
+}
+
+/// The end (exclusive) of the JSON string starting at `start` (a `"`), if complete.
+fn string_end(data: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    loop {
+        let k = memchr::memchr2(b'"', b'\\', data.get(i..)?)?;
+        if data[i + k] == b'\\' {
+            i += k + 2;
+        } else {
+            return Some(i + k + 1);
+        }
+    }
 }
 
 /// Unix seconds from a WhatsApp timestamp: above 10^12 it is milliseconds; zero or
@@ -497,5 +819,61 @@ mod tests {
         assert!(parse(b"<html>").is_err());
         assert!(parse(b"[{\"id\": \"1@c.us\"").is_err());
         assert!(parse(b"[] trailing").is_err());
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    const BODY: &str = r#" [ {"id": "1@c.us", "name": "A \"quoted\" {name} ]", "unreadCount": 2,
+        "lastMessage": {"body": "x\\", "timestamp": 1722170400}}, null, 7, "str",
+        {"id": "2@c.us", "_chat": {"unreadCount": [1, {"a": "]"}]}}, {"id": "3@c.us"} ] "#;
+
+    #[test]
+    fn any_chunking_gives_the_same_page_as_one_slice() {
+        let whole = parse(BODY.as_bytes()).unwrap();
+        assert_eq!(
+            (whole.chats.len(), whole.skipped, whole.elements),
+            (3, 3, 6)
+        );
+        assert_eq!(
+            whole.chats[0].name.as_deref(),
+            Some("A \"quoted\" {name} ]")
+        );
+        for size in 1..BODY.len() {
+            let mut p = StreamParser::default();
+            for chunk in BODY.as_bytes().chunks(size) {
+                p.feed(chunk).unwrap();
+            }
+            let page = p.finish().unwrap();
+            assert_eq!(page.chats, whole.chats, "chunk size {size}");
+            assert_eq!(page.skipped, whole.skipped);
+        }
+    }
+
+    #[test]
+    fn keyed_objects_stream_too_and_bad_keys_fail_early() {
+        let body = br#"{"0": {"id": "1@c.us"}, "1": {"id": "2@c.us", "unreadCount": 1}}"#;
+        for size in [1, 3, 7, 100] {
+            let mut p = StreamParser::default();
+            for chunk in body.chunks(size) {
+                p.feed(chunk).unwrap();
+            }
+            assert_eq!(p.finish().unwrap().chats.len(), 2);
+        }
+        let mut p = StreamParser::default();
+        assert!(p.feed(br#"{"error": "x"}"#).is_err());
+    }
+
+    #[test]
+    fn truncation_and_trailing_garbage_are_errors() {
+        let mut p = StreamParser::default();
+        p.feed(br#"[{"id": "1@c.us"}, {"id": "2@"#).unwrap();
+        assert!(p.finish().unwrap_err().to_string().contains("truncated"));
+        assert!(parse(b"[] x").is_err());
+        assert!(parse(b"").is_err());
+        assert!(parse(b"  ").is_err());
+        assert!(parse(b"42").is_err());
     }
 }

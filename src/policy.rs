@@ -30,16 +30,52 @@ pub struct Tier {
 
 /// A JID glob: `*` any run of characters, `?` one character.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(transparent)]
-pub struct Glob(String);
+#[serde(into = "String")]
+pub struct Glob {
+    pattern: String,
+    /// Every chat of every cycle meets every glob: the usual shapes ("*@broadcast",
+    /// "2010*@c.us", "0@c.us") are decided once, here, not on each match.
+    shape: Shape,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Shape {
+    Exact,
+    /// One `*`: the text must start with `head` and end with `tail`.
+    HeadTail {
+        head: usize,
+    },
+    General,
+}
+
+impl From<Glob> for String {
+    fn from(g: Glob) -> String {
+        g.pattern
+    }
+}
 
 impl Glob {
     pub fn new(pattern: impl Into<String>) -> Self {
-        Glob(pattern.into())
+        let pattern = pattern.into();
+        let shape = match (pattern.contains('?'), pattern.matches('*').count()) {
+            (false, 0) => Shape::Exact,
+            (false, 1) => Shape::HeadTail {
+                head: pattern.find('*').unwrap_or(0),
+            },
+            _ => Shape::General,
+        };
+        Glob { pattern, shape }
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        glob_match(self.0.as_bytes(), text.as_bytes())
+        match self.shape {
+            Shape::Exact => self.pattern == text,
+            Shape::HeadTail { head } => {
+                let (h, t) = (&self.pattern[..head], &self.pattern[head + 1..]);
+                text.len() >= h.len() + t.len() && text.starts_with(h) && text.ends_with(t)
+            }
+            Shape::General => glob_match(self.pattern.as_bytes(), text.as_bytes()),
+        }
     }
 }
 

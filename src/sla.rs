@@ -107,12 +107,15 @@ pub fn evaluate(
     now: i64,
 ) -> Evaluation {
     let mut out = Evaluation::default();
-    let mut seen: HashSet<&str> = HashSet::with_capacity(episodes.len().min(chats.len()));
+    let mut seen: HashSet<&str> = HashSet::with_capacity(chats.len());
     for chat in chats {
         if !seen.insert(chat.id.as_str()) {
             continue; // paging overlap: the first occurrence counts
         }
         let prev = episodes.get(&chat.id);
+        if prev.is_none() && !is_waiting(chat, StopOn::Read, false) {
+            continue; // most chats: not waiting, no episode; whatever the policy says
+        }
         let Some(cp) = policy.for_chat(&chat.id, chat.name.as_deref()) else {
             if prev.is_some() {
                 out.closed.push(chat.id.clone()); // ignored now: dropped without a notice
@@ -124,6 +127,16 @@ pub fn evaluate(
             (None, false) => {}
             (Some(ep), false) => close(&mut out, ep, &cp, policy, now),
             (prev, true) => {
+                let muted = mutes.get(&chat.id).is_some_and(|until| *until > now);
+                if let Some(prev) = prev {
+                    // The common case on a quiet inbox: nothing new, nothing due. No copy.
+                    let quiet = muted || due(prev, &cp, policy, now).is_nothing();
+                    if quiet && unchanged(prev, chat, policy, now) {
+                        out.waiting += 1;
+                        out.breached += usize::from(prev.tiers_fired > 0);
+                        continue;
+                    }
+                }
                 let mut ep = match prev {
                     Some(ep) => ep.clone(),
                     None => Episode {
@@ -145,17 +158,13 @@ pub fn evaluate(
                 ep.unread = chat.unread;
                 ep.last_message = chat.last_message.as_ref().map(|m| Preview {
                     id: m.id.clone(),
-                    body: if policy.include_preview {
-                        m.body.as_deref().map(truncate_preview)
-                    } else {
-                        None
-                    },
+                    body: preview_body(m.body.as_deref(), policy).map(|b| b.into_owned()),
                     timestamp: m.timestamp.map(|t| t.min(now)),
                     has_media: m.has_media,
                 });
-                let muted = mutes.get(&chat.id).is_some_and(|until| *until > now);
                 if !muted {
-                    escalate(&mut out, &mut ep, &cp, policy, now);
+                    let due = due(&ep, &cp, policy, now);
+                    escalate(&mut out, &mut ep, &cp, due, now);
                 }
                 out.waiting += 1;
                 if ep.tiers_fired > 0 {
@@ -213,15 +222,31 @@ fn close(out: &mut Evaluation, ep: &Episode, cp: &ChatPolicy, policy: &Policy, n
     });
 }
 
-fn escalate(out: &mut Evaluation, ep: &mut Episode, cp: &ChatPolicy, policy: &Policy, now: i64) {
+/// What is due for an episode now: tiers to fire, a nudge, or a repeat.
+struct Due {
+    age: i64,
+    /// Tiers `fire.start..fire.end` fire now (empty: none).
+    fire: std::ops::Range<usize>,
+    nudge: bool,
+    /// The tier to re-notify, when nothing fires and `repeat_after` has passed.
+    repeat: Option<usize>,
+}
+
+impl Due {
+    fn is_nothing(&self) -> bool {
+        self.fire.is_empty() && self.repeat.is_none()
+    }
+}
+
+fn due(ep: &Episode, cp: &ChatPolicy, policy: &Policy, now: i64) -> Due {
     let age = cp.age(ep.started_at, now);
-    let waited = (now - ep.started_at).max(0);
-    let due = cp
+    let fired = ep.tiers_fired as usize;
+    let crossed = cp
         .tiers
         .iter()
         .take_while(|t| age >= t.after.as_secs() as i64)
         .count();
-    let mut target = due.max(ep.tiers_fired as usize);
+    let mut target = crossed.max(fired);
     let nudge = policy.nudge_unread > 0
         && !ep.nudged
         && ep
@@ -230,13 +255,31 @@ fn escalate(out: &mut Evaluation, ep: &mut Episode, cp: &ChatPolicy, policy: &Po
         && target < cp.tiers.len();
     if nudge {
         target += 1;
-        ep.nudged = true;
     }
-    let newly = ep.tiers_fired as usize..target;
-    if !newly.is_empty() {
-        ep.tiers_fired = target as u32;
+    let repeat = match (policy.repeat_after, ep.last_fired_at) {
+        (Some(every), Some(last))
+            if target == fired && fired > 0 && now - last >= every.as_secs() as i64 =>
+        {
+            Some((fired - 1).min(cp.tiers.len().saturating_sub(1)))
+        }
+        _ => None,
+    };
+    Due {
+        age,
+        fire: fired..target,
+        nudge,
+        repeat,
+    }
+}
+
+fn escalate(out: &mut Evaluation, ep: &mut Episode, cp: &ChatPolicy, due: Due, now: i64) {
+    let waited = (now - ep.started_at).max(0);
+    let age = due.age;
+    if !due.fire.is_empty() {
+        ep.tiers_fired = due.fire.end as u32;
         ep.last_fired_at = Some(now);
-        for tier in newly {
+        ep.nudged |= due.nudge;
+        for tier in due.fire {
             out.events.push(Event {
                 kind: EventKind::Firing {
                     tier,
@@ -249,41 +292,50 @@ fn escalate(out: &mut Evaluation, ep: &mut Episode, cp: &ChatPolicy, policy: &Po
                 waited,
             });
         }
-        return;
-    }
-    if let (Some(every), Some(last), true) =
-        (policy.repeat_after, ep.last_fired_at, ep.tiers_fired > 0)
-    {
-        if now - last >= every.as_secs() as i64 {
-            let tier = (ep.tiers_fired as usize - 1).min(cp.tiers.len().saturating_sub(1));
-            ep.last_fired_at = Some(now);
-            out.events.push(Event {
-                kind: EventKind::Firing {
-                    tier,
-                    after_secs: cp.tiers.get(tier).map_or(0, |t| t.after.as_secs()),
-                    repeat: true,
-                },
-                episode: ep.clone(),
-                channels: cp
-                    .tiers
-                    .get(tier)
-                    .map(|t| t.notify.clone())
-                    .unwrap_or_default(),
-                age,
-                waited,
-            });
-        }
+    } else if let Some(tier) = due.repeat {
+        ep.last_fired_at = Some(now);
+        out.events.push(Event {
+            kind: EventKind::Firing {
+                tier,
+                after_secs: cp.tiers.get(tier).map_or(0, |t| t.after.as_secs()),
+                repeat: true,
+            },
+            episode: ep.clone(),
+            channels: cp
+                .tiers
+                .get(tier)
+                .map(|t| t.notify.clone())
+                .unwrap_or_default(),
+            age,
+            waited,
+        });
     }
 }
 
-fn truncate_preview(body: &str) -> String {
-    let mut chars = body.chars();
-    let cut: String = chars.by_ref().take(PREVIEW_CHARS).collect();
-    if chars.next().is_some() {
-        format!("{cut}…")
-    } else {
-        cut
+/// Whether refreshing `ep` from `chat` would change nothing (so it need not be copied).
+fn unchanged(ep: &Episode, chat: &Chat, policy: &Policy, now: i64) -> bool {
+    ep.name == chat.name
+        && ep.unread == chat.unread
+        && match (&ep.last_message, &chat.last_message) {
+            (None, None) => true,
+            (Some(p), Some(m)) => {
+                p.id == m.id
+                    && p.timestamp == m.timestamp.map(|t| t.min(now))
+                    && p.has_media == m.has_media
+                    && p.body.as_deref() == preview_body(m.body.as_deref(), policy).as_deref()
+            }
+            _ => false,
+        }
+}
+
+fn preview_body<'a>(body: Option<&'a str>, policy: &Policy) -> Option<std::borrow::Cow<'a, str>> {
+    if !policy.include_preview {
+        return None;
     }
+    body.map(|b| match b.char_indices().nth(PREVIEW_CHARS) {
+        None => std::borrow::Cow::Borrowed(b),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}…", &b[..cut])),
+    })
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! It does not judge chats; that is `sla`'s job.
 
 use crate::config::{Instance, WawpConfig};
-use crate::overview::{self, Chat};
+use crate::overview::{self, Chat, Page, StreamParser};
 use crate::secret::Redactor;
 use reqwest::{StatusCode, Url};
 use std::collections::HashSet;
@@ -103,36 +103,42 @@ impl WawpClient {
         let mut offset = 0usize;
         loop {
             let url = self.page_url(instance, (page_size > 0).then_some((page_size, offset)));
-            let body = self.get(instance, &url, &redactor).await?;
-            fetched.bytes += body.len() as u64;
+            let (page, bytes) = self.get_page(instance, &url, &redactor).await?;
+            fetched.bytes += bytes;
             fetched.pages += 1;
-            let page = overview::parse(&body).map_err(|e| PollError::Parse {
-                instance: instance.name.clone(),
-                url: redactor.redact(url.as_str()),
-                reason: redactor.redact(&e.to_string()),
-            })?;
-            drop(body);
             if page.skipped > 0 {
                 fetched.complete = false;
                 fetched
                     .notes
                     .push(format!("{} elements were not readable chats", page.skipped));
             }
+            let max = self.config.max_chats;
             let mut new_chats = 0;
-            for chat in page.chats {
-                if seen.len() >= self.config.max_chats {
-                    break;
+            let mut cut_short = false;
+            if page_size == 0 {
+                // One request: nothing can overlap, and the engine ignores repeats itself,
+                // so the ids are not copied into a set.
+                cut_short = page.chats.len() > max;
+                fetched.chats = page.chats;
+                fetched.chats.truncate(max);
+            } else {
+                for chat in page.chats {
+                    if seen.len() >= max {
+                        cut_short = true;
+                        break;
+                    }
+                    if seen.insert(chat.id.clone()) {
+                        new_chats += 1;
+                        fetched.chats.push(chat);
+                    }
                 }
-                if seen.insert(chat.id.clone()) {
-                    new_chats += 1;
-                    fetched.chats.push(chat);
-                }
+                // Exactly at the limit with a full page: more may follow.
+                cut_short |= seen.len() >= max && page.elements >= page_size;
             }
-            if seen.len() >= self.config.max_chats {
+            if cut_short {
                 fetched.complete = false;
                 fetched.notes.push(format!(
-                    "stopped at wawp.max_chats = {}; chats beyond it are not watched",
-                    self.config.max_chats
+                    "stopped at wawp.max_chats = {max}; chats beyond it are not watched"
                 ));
                 break;
             }
@@ -162,17 +168,24 @@ impl WawpClient {
         url
     }
 
-    async fn get(
+    /// Fetches and parses one page as it arrives: the body is never held whole.
+    /// Returns the page and the body's size.
+    async fn get_page(
         &self,
         instance: &Instance,
         url: &Url,
         redactor: &Redactor,
-    ) -> Result<Vec<u8>, PollError> {
+    ) -> Result<(Page, u64), PollError> {
         let shown = redactor.redact(url.as_str());
         let transport = |e: reqwest::Error| PollError::Transport {
             instance: instance.name.clone(),
             url: shown.clone(),
             reason: redactor.redact(&describe(&e.without_url())),
+        };
+        let parse_error = |e: overview::ParseError| PollError::Parse {
+            instance: instance.name.clone(),
+            url: shown.clone(),
+            reason: redactor.redact(&e.to_string()),
         };
         let mut response = self
             .http
@@ -191,14 +204,15 @@ impl WawpClient {
         if response.content_length().is_some_and(|n| n > limit) {
             return Err(too_large());
         }
-        let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if body.len() as u64 + chunk.len() as u64 > limit {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
         if !status.is_success() {
+            // Error bodies are read only as far as a message needs.
+            let mut body = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+                body.extend_from_slice(&chunk);
+                if body.len() > 64 * 1024 {
+                    break;
+                }
+            }
             return Err(PollError::Status {
                 instance: instance.name.clone(),
                 status,
@@ -209,7 +223,16 @@ impl WawpClient {
                 hint: hint(status),
             });
         }
-        Ok(body)
+        let mut parser = StreamParser::default();
+        let mut total = 0u64;
+        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            total += chunk.len() as u64;
+            if total > limit {
+                return Err(too_large());
+            }
+            parser.feed(&chunk).map_err(parse_error)?;
+        }
+        Ok((parser.finish().map_err(parse_error)?, total))
     }
 }
 

@@ -70,6 +70,26 @@ proptest! {
     }
 
     #[test]
+    fn streaming_in_any_chunks_agrees_with_parsing_whole(v in json_value(), chunk in 1usize..64) {
+        let text = v.to_string();
+        let whole = overview::parse(text.as_bytes());
+        let mut stream = overview::StreamParser::default();
+        let streamed = text
+            .as_bytes()
+            .chunks(chunk)
+            .try_for_each(|c| stream.feed(c))
+            .and_then(|()| stream.finish());
+        match (whole, streamed) {
+            (Ok(a), Ok(b)) => {
+                prop_assert_eq!(a.chats, b.chats);
+                prop_assert_eq!(a.skipped, b.skipped);
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => prop_assert!(false, "whole {:?} vs streamed {:?} for {}", a.map(|p| p.chats.len()), b.map(|p| p.chats.len()), text),
+        }
+    }
+
+    #[test]
     fn any_bytes_parse_or_fail_cleanly(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
         let _ = overview::parse(&bytes);
     }

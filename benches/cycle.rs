@@ -1,0 +1,322 @@
+//! `cargo bench`: the figures of PRODUCT.md section 9, measured on loopback.
+//!
+//! For synthetic overviews of 1,000, 10,000 and 100,000 chats (about 30% unread, 1%
+//! breached, groups, media, `@lid` ids, long names, non-Latin text) served over real HTTP:
+//! - the baseline: fetching and parsing the body alone (the physical floor of a cycle);
+//! - one full cycle (fetch, parse, evaluate, store, enqueue) on an empty store, then on a
+//!   warm store where nothing changed, and rows written by the unchanged cycle;
+//! - peak resident memory of the real binary running `once`, cold and warm;
+//! - idle resident memory of `run` between polls.
+//!
+//! Times are the best of a few runs. Nothing here asserts: it prints.
+
+use inbox_sla::config::Config;
+use inbox_sla::cycle;
+use inbox_sla::overview;
+use inbox_sla::store::{Store, StoreHandle};
+use inbox_sla::wawp::WawpClient;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const NAMES: [&str; 8] = [
+    "Amina Hassan",
+    "محمد عبد الرحمن",
+    "王小明",
+    "Σοφία Παπαδοπούλου",
+    "VIP Nadia — Premium account, Alexandria branch, do not keep waiting",
+    "Олег Иванов",
+    "José María Fernández de la Cruz",
+    "🌟 Fatma 🌟",
+];
+const BODIES: [&str; 6] = [
+    "Hi, my order #1042 hasn't arrived yet, can you check?",
+    "📷 Photo",
+    "مرحبا، أريد الاستفسار عن الفاتورة الأخيرة من فضلك",
+    "📄 Document",
+    "hello??",
+    "Is the store open on Friday? I would like to pick up the parcel before noon if possible.",
+];
+
+/// A realistic overview: a JSON array of `n` chats.
+fn overview_body(n: usize, now: i64) -> Vec<u8> {
+    let mut out = String::with_capacity(n * 330);
+    out.push('[');
+    for i in 0..n {
+        if i > 0 {
+            out.push(',');
+        }
+        let id = match i % 10 {
+            0 => format!("1203630{i:011}@g.us"),
+            1 => format!("{:015}@lid", 100_000_000_000_000u64 + i as u64),
+            _ => format!("20{:010}@c.us", 1_000_000_000u64 + i as u64),
+        };
+        // 1% breached (waiting 3h), 29% waiting under the SLA, the rest read or answered.
+        let (unread, age, from_me) = match i % 100 {
+            0 => (3, 3 * 3600, false),
+            1..=29 => (1 + (i % 4) as i64, 60 + (i % 5000) as i64, false),
+            30..=64 => (0, 86_400 + i as i64, true),
+            _ => (0, 7200 + i as i64, false),
+        };
+        let body = BODIES[i % BODIES.len()];
+        let media = body.starts_with('📷') || body.starts_with('📄');
+        let name = serde_json::to_string(NAMES[i % NAMES.len()]).unwrap();
+        let text = serde_json::to_string(body).unwrap();
+        let extra = if i % 3 == 0 {
+            format!(
+                r#","_chat":{{"unreadCount":{unread},"archived":false,"isGroup":{},"pinned":false}}"#,
+                i % 10 == 0
+            )
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            r#"{{"id":"{id}","name":{name},"unreadCount":{unread},"timestamp":{ts},"lastMessage":{{"id":"true_{id}_3EB0{i:012X}","body":{text},"timestamp":{ts},"fromMe":{from_me},"hasMedia":{media},"ack":2}}{extra}}}"#,
+            ts = now - age,
+        ));
+    }
+    out.push(']');
+    out.into_bytes()
+}
+
+fn serve(rt: &tokio::runtime::Runtime, body: Arc<Vec<u8>>) -> String {
+    rt.block_on(async move {
+        let app = axum::Router::new().route(
+            "/v2/chats/overview",
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move {
+                    (
+                        [("content-type", "application/json")],
+                        axum::body::Bytes::from(body.as_ref().clone()),
+                    )
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    })
+}
+
+fn config_text(base_url: &str, store: &Path, poll: &str) -> String {
+    format!(
+        r#"[wawp]
+base_url = "{base_url}"
+page_size = 0
+max_chats = 1000000
+max_response_bytes = 1073741824
+
+[[instance]]
+name = "bench"
+instance_id = "1"
+access_token = "bench-token"
+
+[sla]
+poll_interval = "{poll}"
+
+[store]
+path = "{}"
+
+[[channel]]
+name = "console"
+type = "console"
+"#,
+        store.display()
+    )
+}
+
+fn best<T>(runs: usize, mut f: impl FnMut() -> (Duration, T)) -> (Duration, T) {
+    let mut best: Option<(Duration, T)> = None;
+    for _ in 0..runs {
+        let r = f();
+        if best.as_ref().is_none_or(|b| r.0 < b.0) {
+            best = Some(r);
+        }
+    }
+    best.unwrap()
+}
+
+/// Peak RSS (kB) of `inbox-sla once`, via GNU time; `None` where it is not installed.
+fn peak_rss_kb(config: &Path) -> Option<u64> {
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(env!("CARGO_BIN_EXE_inbox-sla"))
+        .arg("--config")
+        .arg(config)
+        .arg("once")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn vm_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn mb(bytes: f64) -> String {
+    format!("{:.1} MB", bytes / 1e6)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let now = chrono::Utc::now().timestamp();
+    println!("inbox-sla cycle benchmark (loopback HTTP, release build, best of 3)\n");
+    println!(
+        "{:>8} {:>9} {:>11} {:>11} {:>11} {:>7} {:>7} {:>10} {:>10} {:>10} {:>9}",
+        "chats",
+        "body",
+        "fetch+parse",
+        "cycle cold",
+        "cycle warm",
+        "cold/b",
+        "warm/b",
+        "rows warm",
+        "peak cold",
+        "peak warm",
+        "limit"
+    );
+    for n in [1_000usize, 10_000, 100_000] {
+        let body = Arc::new(overview_body(n, now));
+        let size = body.len();
+        let url = serve(&rt, body);
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+        let store_path = dir.path().join("state.db");
+        std::fs::write(&config_path, config_text(&url, &store_path, "60s")).unwrap();
+        let config = Arc::new(Config::load(&config_path).unwrap());
+        let client = WawpClient::new(&config.wawp).unwrap();
+        let http = reqwest::Client::new();
+        let full_url = format!("{url}/v2/chats/overview?instance_id=1&access_token=x");
+
+        let (baseline, chats) = best(3, || {
+            let t = Instant::now();
+            let bytes = rt.block_on(async {
+                http.get(&full_url)
+                    .send()
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap()
+            });
+            let page = overview::parse(&bytes).unwrap();
+            (t.elapsed(), page.chats.len())
+        });
+        assert_eq!(chats, n);
+
+        let instance = config.instances[0].clone();
+        let (cold, _) = best(3, || {
+            let _ = std::fs::remove_file(&store_path);
+            let _ = std::fs::remove_file(store_path.with_extension("db-wal"));
+            let _ = std::fs::remove_file(store_path.with_extension("db-shm"));
+            let store = StoreHandle::new(Store::open(&store_path).unwrap());
+            let t = Instant::now();
+            let s = rt
+                .block_on(cycle::run(&client, &store, &config, &instance, now))
+                .unwrap();
+            (t.elapsed(), s)
+        });
+        let store = StoreHandle::new(Store::open(&store_path).unwrap());
+        let (warm, summary) = best(3, || {
+            let t = Instant::now();
+            let s = rt
+                .block_on(cycle::run(&client, &store, &config, &instance, now))
+                .unwrap();
+            (t.elapsed(), s)
+        });
+        drop(store);
+
+        // Peak memory of the real binary: once on an empty store, once on the warm one.
+        let fresh = tempfile::tempdir().unwrap();
+        let fresh_config = fresh.path().join("config.toml");
+        std::fs::write(
+            &fresh_config,
+            config_text(&url, &fresh.path().join("state.db"), "60s"),
+        )
+        .unwrap();
+        let peak_cold = peak_rss_kb(&fresh_config);
+        let peak_warm = peak_rss_kb(&fresh_config);
+        let show = |kb: Option<u64>| kb.map_or("n/a".to_string(), |k| mb(k as f64 * 1024.0));
+        println!(
+            "{:>8} {:>9} {:>9.1}ms {:>9.1}ms {:>9.1}ms {:>7.2} {:>7.2} {:>10} {:>10} {:>10} {:>9}",
+            n,
+            mb(size as f64),
+            baseline.as_secs_f64() * 1e3,
+            cold.as_secs_f64() * 1e3,
+            warm.as_secs_f64() * 1e3,
+            cold.as_secs_f64() / baseline.as_secs_f64(),
+            warm.as_secs_f64() / baseline.as_secs_f64(),
+            summary.rows_written,
+            show(peak_cold),
+            show(peak_warm),
+            mb(2.0 * size as f64 + 30e6),
+        );
+    }
+
+    // Idle: `run` with a 1,000-chat inbox, measured between polls.
+    let body = Arc::new(overview_body(1_000, now));
+    let url = serve(&rt, body);
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(
+        &config_path,
+        config_text(&url, &dir.path().join("state.db"), "60s"),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_inbox-sla"))
+        .arg("--config")
+        .arg(&config_path)
+        .arg("run")
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let rss = vm_rss_kb(child.id());
+    let cpu_before = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok();
+    std::thread::sleep(Duration::from_secs(5));
+    let cpu_after = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).ok();
+    let ticks = |s: &Option<String>| -> Option<u64> {
+        let s = s.as_ref()?;
+        let rest = &s[s.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "\nidle `run` (1,000 chats, between polls): resident {} (limit 20 MB), CPU over 5 s idle: {} ticks",
+        rss.map_or("n/a".into(), |k| mb(k as f64 * 1024.0)),
+        match (ticks(&cpu_before), ticks(&cpu_after)) {
+            (Some(a), Some(b)) => (b - a).to_string(),
+            _ => "n/a".into(),
+        }
+    );
+    println!(
+        "\ncold/b, warm/b: cycle time over the fetch+parse baseline (target at 100k: at most 1.5)"
+    );
+    println!(
+        "limit: the peak-memory target, 2 × body + 30 MB; rows warm: rows written when nothing changed (target 0)"
+    );
+}
