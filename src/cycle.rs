@@ -95,7 +95,10 @@ pub async fn plan(
         let eval = sla::evaluate(&episodes, &chats, complete, &mutes, &config2.policy, now);
         let count = chats.len();
         // Freeing 100k parsed chats takes longer than evaluating them; nothing waits on it.
-        std::thread::spawn(move || drop((chats, episodes)));
+        // (If no thread can be had, the closure and its data are simply freed here.)
+        let _ = std::thread::Builder::new()
+            .name("free-overview".into())
+            .spawn(move || drop((chats, episodes)));
         (eval, count)
     })
     .await
