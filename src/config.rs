@@ -373,7 +373,7 @@ impl Config {
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_string(),
+            message: describe_toml_error(&e, text),
         })?;
         build(raw, path).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
@@ -413,6 +413,47 @@ impl Config {
 
     pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
         self.channels.iter().find(|c| c.name == name)
+    }
+}
+
+/// Keys whose values are secrets: an error about them never quotes the value.
+const SECRET_KEYS: [&str; 6] = ["token", "password", "webhook", "url", "headers", "authorization"];
+
+/// "line 24, column 1: unknown field `treshold`, expected one of …", without the source
+/// snippet toml prints (it would show a secret written on the offending line). When the
+/// offending key looks like a secret, the message is replaced, since serde quotes values
+/// ("invalid type: integer `123456`").
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_string();
+    };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..start].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+    let secret_line = line.contains('=') && SECRET_KEYS.iter().any(|k| key.contains(k));
+    // The table the line belongs to: the last header above it.
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|h| format!(" in {}", h.split('#').next().unwrap_or(h).trim()))
+        .unwrap_or_default();
+    let line_no = format!("{line_no}{table}");
+    let message = e.message().trim_end();
+    if secret_line && !message.starts_with("unknown field") {
+        format!(
+            "line {line_no}, column {column}: the value of `{}` is not valid here (value not shown: it may be a secret)",
+            line.split('=').next().unwrap_or("").trim()
+        )
+    } else if line.contains('=') && !message.starts_with("unknown field") {
+        let key = line.split('=').next().unwrap_or("").trim();
+        format!("line {line_no}, column {column}, key `{key}`: {message}")
+    } else {
+        format!("line {line_no}, column {column}: {message}")
     }
 }
 
