@@ -417,7 +417,14 @@ impl Config {
 }
 
 /// Keys whose values are secrets: an error about them never quotes the value.
-const SECRET_KEYS: [&str; 6] = ["token", "password", "webhook", "url", "headers", "authorization"];
+const SECRET_KEYS: [&str; 6] = [
+    "token",
+    "password",
+    "webhook",
+    "url",
+    "headers",
+    "authorization",
+];
 
 /// "line 24, column 1: unknown field `treshold`, expected one of …", without the source
 /// snippet toml prints (it would show a secret written on the offending line). When the
@@ -432,7 +439,12 @@ fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let column = text[line_start..start].chars().count() + 1;
     let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line.split('=').next().unwrap_or("").trim().to_ascii_lowercase();
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let secret_line = line.contains('=') && SECRET_KEYS.iter().any(|k| key.contains(k));
     // The table the line belongs to: the last header above it.
     let table = text[..line_start]

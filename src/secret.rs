@@ -54,11 +54,12 @@ pub struct Redactor {
 
 impl Redactor {
     pub fn new<'a>(secrets: impl IntoIterator<Item = &'a Secret>) -> Self {
-        let mut secrets: Vec<Secret> = secrets
-            .into_iter()
-            .filter(|s| s.expose().len() >= 4)
-            .cloned()
-            .collect();
+        let mut all: Vec<Secret> = Vec::new();
+        for secret in secrets {
+            all.push(secret.clone());
+            all.extend(url_parts(secret.expose()).into_iter().map(Secret::new));
+        }
+        let mut secrets: Vec<Secret> = all.into_iter().filter(|s| s.expose().len() >= 4).collect();
         // Longest first, so a secret that contains another is scrubbed whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.expose().len()));
         Redactor { secrets }
@@ -73,6 +74,33 @@ impl Redactor {
         }
         out
     }
+}
+
+/// The parts of a secret URL that a server may echo on their own: the path, path
+/// segments that look like keys (8+ characters with a digit), query values, a password.
+fn url_parts(text: &str) -> Vec<String> {
+    let Ok(url) = url::Url::parse(text) else {
+        return Vec::new();
+    };
+    if url.cannot_be_a_base() {
+        return Vec::new();
+    }
+    let mut parts = Vec::new();
+    if url.path().len() > 1 {
+        parts.push(url.path().to_string());
+    }
+    for seg in url.path().split('/') {
+        if seg.len() >= 8 && seg.bytes().any(|b| b.is_ascii_digit()) {
+            parts.push(seg.to_string());
+        }
+    }
+    for (_, v) in url.query_pairs() {
+        parts.push(v.into_owned());
+    }
+    if let Some(pw) = url.password() {
+        parts.push(pw.to_string());
+    }
+    parts
 }
 
 /// Blanks `access_token=…` in any URL-looking text, whatever the token is.
@@ -107,6 +135,21 @@ mod tests {
         assert_eq!(format!("{s:?} {s}"), "*** ***");
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"***\"");
         assert_eq!(s.expose(), "tok-123456");
+    }
+
+    #[test]
+    fn a_secret_urls_echoed_path_is_scrubbed_too() {
+        let r = Redactor::new([&Secret::new(
+            "https://hooks.slack.com/services/T0001/B0002/abcdEFGH1234",
+        )]);
+        assert_eq!(
+            r.redact("no_service for /services/T0001/B0002/abcdEFGH1234 (key abcdEFGH1234)"),
+            "no_service for *** (key ***)"
+        );
+        assert_eq!(
+            r.redact("see https://hooks.slack.com/services/x"),
+            "see https://hooks.slack.com/services/x"
+        );
     }
 
     #[test]

@@ -174,6 +174,8 @@ pub enum Answer {
     Ok,
     Status(u16),
     RetryAfter(u64),
+    /// This status, with a body that echoes the request path (as some servers do).
+    Echo(u16),
     Hang,
 }
 
@@ -222,6 +224,7 @@ impl Receiver {
 
 async fn receive(
     State(state): State<Arc<Mutex<ReceiverState>>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -238,6 +241,11 @@ async fn receive(
     match answer {
         Answer::Ok => (StatusCode::OK, "ok").into_response(),
         Answer::Status(code) => (StatusCode::from_u16(code).unwrap(), "no_service").into_response(),
+        Answer::Echo(code) => (
+            StatusCode::from_u16(code).unwrap(),
+            format!("no such hook: {uri}"),
+        )
+            .into_response(),
         Answer::RetryAfter(secs) => (
             StatusCode::TOO_MANY_REQUESTS,
             [("retry-after", secs.to_string())],

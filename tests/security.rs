@@ -1,0 +1,157 @@
+//! The security suite: every path that could carry a secret is driven with recognisable
+//! secrets, and everything the program prints is scanned for them (the harness does the
+//! scanning on every run). Also: https enforcement, and values of secret keys in config
+//! errors.
+
+mod common;
+
+use common::*;
+
+const H: i64 = 3600;
+
+/// Slack, webhook with a bearer header, and email with a password over STARTTLS.
+fn all_channels(
+    env_dir: &std::path::Path,
+    slack: &Receiver,
+    hook: &Receiver,
+    smtp: &Smtp,
+) -> String {
+    let ca = env_dir.join("ca.pem");
+    std::fs::write(&ca, smtp.ca_pem.as_ref().unwrap()).unwrap();
+    format!(
+        "[[channel]]\nname = \"oncall\"\ntype = \"slack\"\nwebhook_url = \"{}\"\n\n\
+         [[channel]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer {HEADER_SECRET}\" }}\n\n\
+         [[channel]]\nname = \"leads\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"starttls\"\n\
+         username = \"sla-bot\"\npassword = \"{SMTP_PASSWORD}\"\nca_file = \"{}\"\nfrom = \"sla@example.com\"\nto = [\"x@example.com\"]\n",
+        slack.url,
+        hook.url,
+        smtp.port,
+        ca.display()
+    )
+}
+
+fn traced(env: &Env, args: &[&str]) -> Run {
+    Run::from(env.command(args).env("RUST_LOG", "trace").output().unwrap())
+}
+
+#[test]
+fn trace_level_logs_of_every_command_carry_no_secret() {
+    let tls_dir = tempfile::tempdir().unwrap();
+    let (wawp, slack, hook, smtp) = (
+        FakeWawp::start(),
+        Receiver::start(),
+        Receiver::start(),
+        Smtp::start_tls(tls_dir.path()),
+    );
+    wawp.chats(vec![chat(
+        "201001234567@c.us",
+        "Amina",
+        1,
+        "hi",
+        now() - 3 * H,
+    )]);
+    let env = Env::new(&wawp, "");
+    let sections = all_channels(env.dir.path(), &slack, &hook, &smtp);
+    env.write(&wawp, "", &sections);
+
+    let run = traced(&env, &["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(
+        run.stderr.contains("TRACE") || run.stderr.contains("DEBUG"),
+        "really traced:\n{run}"
+    );
+    assert_eq!(
+        (
+            slack.accepted().len(),
+            hook.accepted().len(),
+            smtp.mails().len()
+        ),
+        (1, 1, 1)
+    );
+
+    wawp.set(Reply::Status(
+        500,
+        format!("failed: GET /v2/chats/overview?access_token={TOKEN}&instance_id=12345"),
+    ));
+    let run = traced(&env, &["once"]);
+    assert_eq!(run.code, 1, "{run}");
+    let run = traced(&env, &["test-notify"]);
+    assert_eq!(run.code, 0, "{run}");
+    for args in [&["check"][..], &["alerts", "--all"], &["once", "--dry-run"]] {
+        traced(&env, args);
+    }
+}
+
+#[test]
+fn receivers_that_echo_the_url_never_put_it_in_alerts_or_logs() {
+    let (wawp, slack, hook) = (FakeWawp::start(), Receiver::start(), Receiver::start());
+    slack.script(&[Answer::Echo(404)]);
+    hook.script(&[Answer::Echo(404)]);
+    wawp.chats(vec![chat(
+        "201001234567@c.us",
+        "Amina",
+        1,
+        "hi",
+        now() - 3 * H,
+    )]);
+    let env = Env::new(
+        &wawp,
+        &format!(
+            "[[channel]]\nname = \"oncall\"\ntype = \"slack\"\nwebhook_url = \"{}\"\n\
+             [[channel]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+            slack.url, hook.url
+        ),
+    );
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 1, "{run}");
+    assert!(
+        run.stderr.contains("404") && run.stderr.contains("no such hook: ***"),
+        "{run}"
+    );
+    let alerts = env.run(&["alerts"]);
+    assert!(alerts.stdout.contains("Dead notifications: 2"), "{alerts}");
+    assert!(alerts.stdout.contains("no such hook: ***"), "{alerts}");
+}
+
+#[test]
+fn config_errors_never_show_secret_values() {
+    let wawp = FakeWawp::start();
+    let env = Env::new(&wawp, CONSOLE);
+    let base = std::fs::read_to_string(&env.config).unwrap();
+    let cases = [
+        // A numeric token: serde would quote it in "invalid type".
+        base.replace(
+            &format!("access_token = \"{TOKEN}\""),
+            "access_token = 385517449021",
+        ),
+        // A typo on the line holding the token: toml would print the line.
+        base.replace("access_token =", "acess_token ="),
+        // A Slack URL over plain http to a remote host.
+        format!(
+            "{base}\n[[channel]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"http://hooks.example.com/services/{HOOK_SECRET}\"\n"
+        ),
+        // A header value that is not a valid header.
+        format!(
+            "{base}\n[[channel]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://example.com/x\"\nheaders = {{ Authorization = \"Bearer {HEADER_SECRET}\\n\" }}\n"
+        ),
+    ];
+    for text in cases {
+        std::fs::write(&env.config, &text).unwrap();
+        let run = env.run(&["check"]);
+        assert_eq!(run.code, 2, "{run}");
+        assert!(!run.stderr.contains("385517449021"), "{run}");
+    }
+}
+
+#[test]
+fn plain_http_is_refused_off_loopback() {
+    let wawp = FakeWawp::start();
+    let env = Env::new(&wawp, CONSOLE);
+    let text = std::fs::read_to_string(&env.config)
+        .unwrap()
+        .replace(&wawp.url, "http://api.wawp.net");
+    std::fs::write(&env.config, text).unwrap();
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("wawp.base_url must use https"), "{run}");
+}
