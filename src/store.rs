@@ -160,9 +160,7 @@ impl Store {
         let version: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| {
-                format!("unreadable ({e}); it is not an inbox-sla store or it is damaged")
-            })?;
+            .map_err(describe_open_error)?;
         if version > SCHEMA_VERSION {
             return Err(format!(
                 "schema version {version} is newer than this inbox-sla supports ({SCHEMA_VERSION}); \
@@ -173,9 +171,7 @@ impl Store {
             let tables: i64 = self
                 .conn
                 .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-                .map_err(|e| {
-                    format!("unreadable ({e}); it is not an inbox-sla store or it is damaged")
-                })?;
+                .map_err(describe_open_error)?;
             if tables > 0 {
                 return Err(
                     "holds tables but no inbox-sla schema version; it is not an inbox-sla store"
@@ -556,6 +552,21 @@ impl Store {
         insert_outgoing(&tx, outgoing, now)?;
         tx.commit()?;
         Ok(())
+    }
+}
+
+/// Tells a damaged or foreign file from a store that cannot be reached right now.
+fn describe_open_error(e: rusqlite::Error) -> String {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(NotADatabase | DatabaseCorrupt) => {
+            format!("unreadable ({e}); it is not an inbox-sla store or it is damaged")
+        }
+        Some(DiskFull) => format!("{e}: free some space on its file system"),
+        Some(ReadOnly | CannotOpen | PermissionDenied | SystemIoFailure) => format!(
+            "cannot use it ({e}): check free space and that its directory is writable by this user"
+        ),
+        _ => format!("cannot use it: {e}"),
     }
 }
 

@@ -439,3 +439,90 @@ fn notifications_for_a_channel_that_was_removed_are_dead_not_stuck() {
             .contains("no longer configured")
     );
 }
+
+#[test]
+fn a_429_storm_delays_only_its_own_channel_and_ends_in_exactly_one_message() {
+    let (slack_rx, hook_rx) = (Receiver::start(), Receiver::start());
+    slack_rx.script(&vec![Answer::RetryAfter(30); 5]);
+    let b = Bench::new(&format!(
+        "{}{}",
+        slack(&slack_rx.url),
+        webhook(&hook_rx.url)
+    ));
+    b.enqueue("oncall", firing(vec![sample_chat(1, "Amina", "hi")]));
+    let mut elapsed = 0;
+    while slack_rx.accepted().is_empty() && elapsed < 3600 {
+        b.enqueue("pager", firing(vec![sample_chat(2, "Omar", "hi")]));
+        b.deliver();
+        b.advance(10);
+        elapsed += 10;
+    }
+    assert_eq!(
+        slack_rx.accepted().len(),
+        1,
+        "one message once the storm passed"
+    );
+    assert_eq!(slack_rx.posts().len(), 6);
+    assert!(
+        elapsed >= 5 * 30,
+        "every retry waited at least Retry-After: {elapsed}s"
+    );
+    assert_eq!(
+        hook_rx.accepted().len() as i64,
+        elapsed / 10,
+        "the other channel kept flowing"
+    );
+}
+
+#[test]
+fn a_500_storm_ends_dead_after_retry_for_without_blocking_another_channel() {
+    let (slack_rx, hook_rx) = (Receiver::start(), Receiver::start());
+    slack_rx.script(&vec![Answer::Status(500); 100]);
+    let b = Bench::new(&format!(
+        "{}{}",
+        slack(&slack_rx.url),
+        webhook(&hook_rx.url)
+    ));
+    b.enqueue("oncall", firing(vec![sample_chat(1, "Amina", "hi")]));
+    let mut elapsed = 0;
+    while b.outbox("dead").is_empty() && elapsed < 2 * 3600 {
+        b.enqueue("pager", firing(vec![sample_chat(2, "Omar", "hi")]));
+        b.deliver();
+        b.advance(300);
+        elapsed += 300;
+    }
+    assert_eq!(b.outbox("dead").len(), 1, "dead after retry_for = 1h");
+    assert!(slack_rx.accepted().is_empty());
+    assert!(
+        slack_rx.posts().len() <= 20,
+        "backoff spaced the attempts: {}",
+        slack_rx.posts().len()
+    );
+    assert_eq!(hook_rx.accepted().len() as i64, elapsed / 300);
+}
+
+#[test]
+fn an_smtp_server_that_drops_the_connection_mid_data_is_retried() {
+    let port = raw_server(|mut s| {
+        use std::io::{BufRead, BufReader, Write};
+        let _ = s.write_all(b"220 flaky.test ESMTP\r\n");
+        let mut reader = BufReader::new(s.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let reply: &[u8] = match line.get(..4).unwrap_or("").to_ascii_uppercase().as_str() {
+                "EHLO" | "HELO" => b"250 flaky.test\r\n",
+                "DATA" => b"354 go ahead\r\n",
+                "QUIT" => b"221 bye\r\n",
+                _ if line.starts_with("MAIL") || line.starts_with("RCPT") => b"250 ok\r\n",
+                _ => return, // the first line of the message: hang up mid-DATA
+            };
+            let _ = s.write_all(reply);
+            line.clear();
+        }
+    });
+    let b = Bench::new(&email(port, "tls = \"none\""));
+    b.enqueue("leads", firing(vec![sample_chat(1, "Amina", "hi")]));
+    let r = b.deliver();
+    assert_eq!((r.sent, r.retrying, r.dead), (0, 1, 0), "{r:?}");
+    assert_eq!(b.outbox("pending").len(), 1, "still queued");
+}

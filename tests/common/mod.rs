@@ -523,3 +523,30 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// A raw TCP server on 127.0.0.1 that runs `script` on a thread for every connection:
+/// for faults no well-behaved server library will produce (a body that drips, a
+/// connection dropped half way, an SMTP session cut during DATA).
+pub fn raw_server(script: fn(std::net::TcpStream)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || script(stream));
+        }
+    });
+    port
+}
+
+/// Reads an HTTP request's head (up to the blank line).
+pub fn read_request_head(stream: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+}
