@@ -74,7 +74,7 @@ fn main() -> ExitCode {
             return ExitCode::from(commands::EXIT_RUNTIME);
         }
     };
-    if let Command::Demo = command {
+    if matches!(command, Command::Demo) {
         init_logging("warn", LogFormat::Text);
         return finish(runtime.block_on(inbox_sla::demo::run()));
     }
@@ -105,10 +105,10 @@ fn main() -> ExitCode {
         Command::TestNotify { channel } => {
             runtime.block_on(commands::test_notify(&config, channel.as_deref()))
         }
-        Command::Run => runtime
+        // `demo` returned above; `run` is also what no command means.
+        Command::Run | Command::Demo => runtime
             .block_on(inbox_sla::daemon::run(path, config, std::future::pending()))
             .map(|()| ExitCode::SUCCESS),
-        Command::Demo => unreachable!("handled above"),
     };
     finish(result)
 }

@@ -409,3 +409,34 @@ fn a_store_from_a_newer_release_or_not_ours_is_refused_not_replaced() {
         "the file is left as it was"
     );
 }
+
+#[test]
+fn the_demo_tells_the_whole_story_with_no_config_and_exits_0() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_inbox-sla"))
+        .arg("demo")
+        .env("INBOX_SLA_CONFIG", "/nonexistent/config.toml")
+        .output()
+        .unwrap();
+    let run = Run::from(out);
+    assert_eq!(run.code, 0, "{run}");
+    let story = &run.stdout;
+    let escalation = story
+        .find("1 chat waiting over 2h (support)")
+        .expect("escalated");
+    let nudge = story.find("Amina nudges").expect("nudged");
+    let quiet = story.find("nothing is sent again").expect("deduplicated");
+    let resolved = story
+        .find("1 chat no longer waiting (support)")
+        .expect("resolved");
+    assert!(
+        nudge < escalation && escalation < quiet && quiet < resolved,
+        "{story}"
+    );
+    assert_eq!(
+        story.matches("waiting over 2h").count(),
+        1,
+        "escalated exactly once:\n{story}"
+    );
+    assert!(story.contains("waited 2h 20m"), "{story}");
+    assert!(story.contains("2 notifications delivered"), "{story}");
+}
