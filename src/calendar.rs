@@ -192,6 +192,21 @@ mod tests {
     }
 
     #[test]
+    fn new_york_fall_back_and_berlin_spring_forward() {
+        // New York falls back 02:00 -> 01:00 on Sunday 2026-11-01: 00:00-06:00 is 7 hours.
+        let ny = hours("America/New_York", &[("sun", "00:00-06:00")], &[]);
+        let from = at("America/New_York", "2026-11-01 00:00");
+        assert_eq!(ny.open_seconds(from, from + 86400), 7 * 3600);
+        // Berlin springs forward 02:00 -> 03:00 on Sunday 2026-03-29: 6 hours become 5.
+        let berlin = hours("Europe/Berlin", &[("sun", "00:00-06:00")], &[]);
+        let from = at("Europe/Berlin", "2026-03-29 00:00");
+        assert_eq!(berlin.open_seconds(from, from + 86400), 5 * 3600);
+        // A 9-to-6 day across the change is still 9 hours of work.
+        let office = hours("Europe/Berlin", &[("sun", "09:00-18:00")], &[]);
+        assert_eq!(office.open_seconds(from, from + 86400), 9 * 3600);
+    }
+
+    #[test]
     fn a_range_starting_in_the_gap_opens_when_the_gap_ends() {
         let bh = hours("America/New_York", &[("sun", "02:30-04:00")], &[]);
         let from = at("America/New_York", "2026-03-08 00:00");

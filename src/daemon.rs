@@ -392,7 +392,11 @@ async fn watchdog_loop(every: Duration, progress: Shared<Progress>) {
             .find(|(_, since)| since.is_some_and(|s| s.elapsed() > every))
             .map(|(name, _)| name.clone());
         match stuck {
-            None => notify(&[NotifyState::Watchdog]),
+            None => {
+                // STATUS= is refreshed too, so "last poll 12s ago" stays true between polls.
+                let status = status_line(&lock(&progress));
+                notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
+            }
             Some(name) => tracing::error!(
                 instance = %name,
                 "a poll cycle has been running for longer than the watchdog interval; not pinging the watchdog"

@@ -362,8 +362,16 @@ fn systemd_hears_ready_watchdog_status_and_stopping() {
     };
     assert!(read_until("READY=1", &mut seen), "{seen}");
     assert!(read_until("WATCHDOG=1", &mut seen), "{seen}");
-    assert!(read_until("breached, last poll", &mut seen), "{seen}");
-    assert!(seen.contains("STATUS=1 waiting, 1 breached"), "{seen}");
+    assert!(
+        read_until("STATUS=1 waiting, 1 breached, last poll", &mut seen),
+        "{seen}"
+    );
+    d.signal("HUP");
+    assert!(read_until("RELOADING=1", &mut seen), "{seen}");
+    assert!(
+        read_until("configuration reloaded", &mut seen),
+        "READY=1 again after the reload: {seen}"
+    );
     d.signal("TERM");
     assert!(read_until("STOPPING=1", &mut seen), "{seen}");
     assert_eq!(d.wait(Duration::from_secs(12)), Some(0));

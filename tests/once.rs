@@ -440,3 +440,27 @@ fn the_demo_tells_the_whole_story_with_no_config_and_exits_0() {
     assert!(story.contains("waited 2h 20m"), "{story}");
     assert!(story.contains("2 notifications delivered"), "{story}");
 }
+
+#[test]
+fn under_journald_log_lines_carry_no_timestamp_of_their_own() {
+    let wawp = FakeWawp::start();
+    wawp.chats(vec![]);
+    let env = Env::new(&wawp, CONSOLE);
+    let plain = env.run(&["once"]);
+    assert!(
+        plain.stderr.starts_with("20"),
+        "a timestamp leads outside the journal:\n{plain}"
+    );
+    let journal = Run::from(
+        env.command(&["once"])
+            .env("JOURNAL_STREAM", "8:12345")
+            .output()
+            .unwrap(),
+    );
+    let first = journal.stderr.lines().next().unwrap_or("");
+    assert!(first.trim_start().starts_with("INFO"), "{journal}");
+    assert!(
+        !journal.stderr.contains('\u{1b}'),
+        "no colours in the journal:\n{journal}"
+    );
+}
