@@ -5,7 +5,7 @@
 use crate::alert::{AlertChat, AlertDoc, Status, short_duration, utc_time};
 use crate::config::{Config, ConfigError};
 use crate::cycle::{self, CycleError, Summary};
-use crate::deliver::{self, Clock};
+use crate::deliver;
 use crate::notify::{self, Channels};
 use crate::sla::EventKind;
 use crate::store::{Store, StoreError, StoreHandle};
@@ -13,7 +13,6 @@ use crate::wawp::WawpClient;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Exit codes of section 3.
 pub const EXIT_OK: u8 = 0;
@@ -431,11 +430,3 @@ pub async fn test_notify(config: &Config, only: Option<&str>) -> Result<ExitCode
     }
     Ok(ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK }))
 }
-
-/// The clock `once` and the daemon use.
-pub fn system_clock() -> Clock {
-    deliver::system_clock()
-}
-
-/// How long the daemon gives in-flight deliveries on shutdown.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

@@ -47,3 +47,20 @@ pub mod secret;
 pub mod sla;
 pub mod store;
 pub mod wawp;
+
+/// An error's message followed by its causes ("could not connect: tcp connect error:
+/// Connection refused"), each once: the causes are what tell a user what to fix, and most
+/// error types leave them out of `Display`.
+pub(crate) fn with_causes(head: String, e: &dyn std::error::Error) -> String {
+    let mut text = head;
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(": ");
+            text.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    text
+}

@@ -277,21 +277,12 @@ fn server_message(body: &[u8]) -> Option<String> {
 
 /// A reqwest error with its causes, which its `Display` leaves out.
 fn describe(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
+    let head = if e.is_timeout() {
         "timed out (wawp.request_timeout)".to_string()
     } else if e.is_connect() {
         "could not connect".to_string()
     } else {
         e.to_string()
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+    crate::with_causes(head, e)
 }

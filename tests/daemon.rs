@@ -68,10 +68,6 @@ impl Drop for Daemon {
     }
 }
 
-fn slack(url: &str) -> String {
-    format!("[[channel]]\nname = \"oncall\"\ntype = \"slack\"\nwebhook_url = \"{url}\"\n")
-}
-
 fn statuses(rx: &Receiver) -> Vec<String> {
     rx.accepted()
         .iter()
@@ -83,18 +79,12 @@ fn statuses(rx: &Receiver) -> Vec<String> {
 fn sigterm_exits_0_within_the_grace_while_a_receiver_hangs() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
     rx.script(&[Answer::Hang]);
-    wawp.chats(vec![chat(
-        "201001234567@c.us",
-        "Amina",
-        1,
-        "hi",
-        now() - 3 * H,
-    )]);
+    wawp.chats(vec![breached_chat()]);
     let env = Env::new(
         &wawp,
         &format!(
             "[sla]\npoll_interval = \"1s\"\n[delivery]\ntimeout = \"60s\"\n{}",
-            slack(&rx.url)
+            slack_channel(&rx.url)
         ),
     );
     let mut d = Daemon::start(&env, &[]);
@@ -125,17 +115,11 @@ fn sigterm_exits_0_within_the_grace_while_a_receiver_hangs() {
 #[test]
 fn sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_good_one() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
-    wawp.chats(vec![chat(
-        "201001234567@c.us",
-        "Amina",
-        1,
-        "hi",
-        now() - 3 * H,
-    )]);
+    wawp.chats(vec![breached_chat()]);
     let sections = |threshold: &str| {
         format!(
             "[sla]\npoll_interval = \"1s\"\nthreshold = \"{threshold}\"\n{}",
-            slack(&rx.url)
+            slack_channel(&rx.url)
         )
     };
     let env = Env::new(&wawp, &sections("4h"));
@@ -201,7 +185,7 @@ fn a_blind_monitor_says_so_once_and_says_recovered_once() {
         &wawp,
         &format!(
             "[sla]\npoll_interval = \"1s\"\nblind_after = \"2s\"\n{}",
-            slack(&rx.url)
+            slack_channel(&rx.url)
         ),
     );
     let d = Daemon::start(&env, &[]);
@@ -264,7 +248,7 @@ fn get(url: &str) -> (u16, String) {
 fn metrics_carry_section_7_figures_and_healthz_flips_while_the_source_fails() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
     wawp.chats(vec![
-        chat("201001234567@c.us", "Amina", 1, "hi", now() - 3 * H),
+        breached_chat(),
         chat("201001234568@c.us", "Omar", 1, "hi", now() - 60),
     ]);
     let port = free_port();
@@ -272,7 +256,7 @@ fn metrics_carry_section_7_figures_and_healthz_flips_while_the_source_fails() {
         &wawp,
         &format!(
             "[sla]\npoll_interval = \"1s\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{}",
-            slack(&rx.url)
+            slack_channel(&rx.url)
         ),
     );
     let d = Daemon::start(&env, &[]);
@@ -325,16 +309,10 @@ fn metrics_carry_section_7_figures_and_healthz_flips_while_the_source_fails() {
 #[test]
 fn systemd_hears_ready_watchdog_status_and_stopping() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
-    wawp.chats(vec![chat(
-        "201001234567@c.us",
-        "Amina",
-        1,
-        "hi",
-        now() - 3 * H,
-    )]);
+    wawp.chats(vec![breached_chat()]);
     let env = Env::new(
         &wawp,
-        &format!("[sla]\npoll_interval = \"1s\"\n{}", slack(&rx.url)),
+        &format!("[sla]\npoll_interval = \"1s\"\n{}", slack_channel(&rx.url)),
     );
     let socket_path = env.dir.path().join("notify.sock");
     let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
@@ -391,7 +369,7 @@ fn kill_9_after_a_delivery_resends_at_most_that_one_message_and_loses_nothing() 
         &wawp,
         &format!(
             "[sla]\npoll_interval = \"1s\"\n{}[[channel]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"{}\"\n",
-            slack(&slack_rx.url),
+            slack_channel(&slack_rx.url),
             hook_rx.url
         ),
     );
@@ -441,7 +419,7 @@ fn a_hung_poll_loop_stops_the_watchdog_pings() {
     wawp.set(Reply::Hang);
     let env = Env::new(
         &wawp,
-        &format!("[sla]\npoll_interval = \"1s\"\n{}", slack(&rx.url)),
+        &format!("[sla]\npoll_interval = \"1s\"\n{}", slack_channel(&rx.url)),
     );
     let text = std::fs::read_to_string(&env.config)
         .unwrap()

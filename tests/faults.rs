@@ -73,13 +73,7 @@ fn a_source_that_drips_times_out_and_one_that_hangs_up_mid_body_is_an_error() {
 fn a_read_only_store_is_a_clear_error_and_loses_no_notification() {
     let (wawp, slack) = (FakeWawp::start(), Receiver::start());
     slack.script(&[Answer::Status(500)]);
-    wawp.chats(vec![chat(
-        "201001234567@c.us",
-        "Amina",
-        1,
-        "hi",
-        now() - 3 * H,
-    )]);
+    wawp.chats(vec![breached_chat()]);
     let env = Env::new(
         &wawp,
         &format!(
@@ -127,7 +121,7 @@ fn a_read_only_store_is_a_clear_error_and_loses_no_notification() {
         .status()
         .unwrap();
     wawp.chats(vec![
-        chat("201001234567@c.us", "Amina", 1, "hi", now() - 3 * H),
+        breached_chat(),
         chat("201009999999@c.us", "Omar", 1, "hi", now() - 4 * H),
     ]);
     let ro = as_nobody(&["once"]);

@@ -43,13 +43,7 @@ fn trace_level_logs_of_every_command_carry_no_secret() {
         Receiver::start(),
         Smtp::start_tls(tls_dir.path()),
     );
-    wawp.chats(vec![chat(
-        "201001234567@c.us",
-        "Amina",
-        1,
-        "hi",
-        now() - 3 * H,
-    )]);
+    wawp.chats(vec![breached_chat()]);
     let env = Env::new(&wawp, "");
     let sections = all_channels(env.dir.path(), &slack, &hook, &smtp);
     env.write(&wawp, "", &sections);
@@ -87,13 +81,7 @@ fn receivers_that_echo_the_url_never_put_it_in_alerts_or_logs() {
     let (wawp, slack, hook) = (FakeWawp::start(), Receiver::start(), Receiver::start());
     slack.script(&[Answer::Echo(404)]);
     hook.script(&[Answer::Echo(404)]);
-    wawp.chats(vec![chat(
-        "201001234567@c.us",
-        "Amina",
-        1,
-        "hi",
-        now() - 3 * H,
-    )]);
+    wawp.chats(vec![breached_chat()]);
     let env = Env::new(
         &wawp,
         &format!(

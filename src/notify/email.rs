@@ -125,15 +125,5 @@ impl Email {
 }
 
 fn describe(e: &lettre::transport::smtp::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
+    crate::with_causes(e.to_string(), e)
 }

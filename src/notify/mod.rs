@@ -186,14 +186,8 @@ pub(crate) fn transport_error(e: reqwest::Error, redactor: &Redactor) -> SendErr
     } else {
         "request failed"
     };
-    let mut reason = kind.to_string();
     let e = e.without_url();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        reason.push_str(": ");
-        reason.push_str(&s.to_string());
-        source = s.source();
-    }
+    let reason = crate::with_causes(kind.to_string(), &e);
     SendError::Retry {
         reason: redactor.redact(&reason),
         retry_after: None,

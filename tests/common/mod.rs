@@ -65,6 +65,16 @@ pub fn chat(id: &str, name: &str, unread: i64, body: &str, ts: i64) -> Value {
     })
 }
 
+/// Amina, waiting 3 hours: past a 2h SLA.
+pub fn breached_chat() -> Value {
+    chat("201001234567@c.us", "Amina", 1, "hi", now() - 3 * 3600)
+}
+
+/// A `[[channel]]` table for a Slack webhook named "oncall".
+pub fn slack_channel(url: &str) -> String {
+    format!("[[channel]]\nname = \"oncall\"\ntype = \"slack\"\nwebhook_url = \"{url}\"\n")
+}
+
 #[derive(Clone)]
 pub enum Reply {
     Chats(Vec<Value>),
