@@ -7,8 +7,6 @@ mod common;
 
 use common::*;
 
-const H: i64 = 3600;
-
 /// Slack, webhook with a bearer header, and email with a password over STARTTLS.
 fn all_channels(
     env_dir: &std::path::Path,
