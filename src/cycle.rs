@@ -8,9 +8,8 @@
 use crate::alert::{self, AlertDoc, Outgoing, Status};
 use crate::config::{Config, Instance};
 use crate::sla::{self, Evaluation, EventKind};
-use crate::store::{SourceState, StoreError, StoreHandle};
+use crate::store::{Snapshot, SourceState, StoreError, StoreHandle};
 use crate::wawp::{PollError, WawpClient};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -45,6 +44,8 @@ pub struct Plan {
     pub summary: Summary,
     pub eval: Evaluation,
     pub outgoing: Vec<Outgoing>,
+    /// The store generation the plan was made from; the commit checks it.
+    pub generation: i64,
 }
 
 /// Polls and evaluates without writing.
@@ -61,19 +62,9 @@ pub async fn plan(
         match store {
             Some(store) => {
                 let name = instance.name.clone();
-                store
-                    .call(move |s| {
-                        let episodes = s.episodes(&name)?;
-                        let mutes: HashMap<String, i64> = s
-                            .mutes(now)?
-                            .into_iter()
-                            .map(|m| (m.jid, m.until))
-                            .collect();
-                        Ok((episodes, mutes))
-                    })
-                    .await
+                store.call(move |s| s.snapshot(&name, now)).await
             }
-            None => Ok(Default::default()),
+            None => Ok(Snapshot::default()),
         }
     };
     let fetch = async {
@@ -83,7 +74,11 @@ pub async fn plan(
     };
     let (loaded, (fetched, poll_seconds)) = tokio::join!(load, fetch);
     let fetched = fetched?;
-    let (episodes, mutes) = loaded?;
+    let Snapshot {
+        episodes,
+        mutes,
+        generation,
+    } = loaded?;
     for note in &fetched.notes {
         tracing::warn!(instance = %instance.name, "overview incomplete: {note}");
     }
@@ -132,6 +127,7 @@ pub async fn plan(
         summary,
         eval,
         outgoing,
+        generation,
     })
 }
 
@@ -145,28 +141,39 @@ pub async fn run(
     now: i64,
 ) -> Result<Summary, CycleError> {
     match plan(client, Some(store), config, instance, now).await {
-        Ok(plan) => {
-            let name = instance.name.clone();
-            let Plan {
-                mut summary,
-                eval,
-                outgoing,
-            } = plan;
-            let recovered = source_ok(store, config, &name, now).await?;
-            summary.rows_written = store
-                .call(move |s| s.commit_cycle(&name, &eval, &outgoing, now))
-                .await?;
-            if recovered {
-                summary.enqueued += config.channels.len();
-            }
-            Ok(summary)
-        }
+        Ok(plan) => commit(store, config, &instance.name, plan, now).await,
         Err(CycleError::Poll(e)) => {
             source_failed(store, config, &instance.name, &e, now).await?;
             Err(CycleError::Poll(e))
         }
         Err(e) => Err(e),
     }
+}
+
+/// Commits a plan made from `store`: fails with a conflict, writing nothing, if another
+/// writer committed for the instance since the plan read it.
+pub async fn commit(
+    store: &StoreHandle,
+    config: &Arc<Config>,
+    instance: &str,
+    plan: Plan,
+    now: i64,
+) -> Result<Summary, CycleError> {
+    let Plan {
+        mut summary,
+        eval,
+        outgoing,
+        generation,
+    } = plan;
+    let recovered = source_ok(store, config, instance, now).await?;
+    let name = instance.to_string();
+    summary.rows_written = store
+        .call(move |s| s.commit_cycle(&name, generation, &eval, &outgoing, now))
+        .await?;
+    if recovered {
+        summary.enqueued += config.channels.len();
+    }
+    Ok(summary)
 }
 
 /// Records a failed poll; after `blind_after` of continuous failure, enqueues one `blind`

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// The schema this build writes. Migrations run from the file's version up to this.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const MIGRATIONS: &[&str] = &[
     // 0 -> 1
@@ -61,6 +61,12 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT,
         blind INTEGER NOT NULL DEFAULT 0
     );",
+    // 1 -> 2: a per-instance generation, bumped by every cycle that writes, so that two
+    // processes evaluating the same episodes cannot both commit (and both page).
+    "CREATE TABLE generation (
+        instance TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +77,18 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("store: a stored notification is unreadable: {0}")]
     Document(#[from] serde_json::Error),
+    #[error(
+        "instance \"{0}\": another process changed its episodes while this cycle ran (is a second inbox-sla using the same store?); the cycle was dropped and the next one starts afresh"
+    )]
+    Conflict(String),
+}
+
+/// What a cycle read: the open episodes, active mutes, and the generation they belong to.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub episodes: HashMap<String, Episode>,
+    pub mutes: HashMap<String, i64>,
+    pub generation: i64,
 }
 
 /// A notification waiting in (or done with) the outbox.
@@ -266,11 +284,35 @@ impl Store {
         Ok(out)
     }
 
-    /// Commits one cycle: episode changes and their notifications, all or nothing.
+    /// Everything a cycle reads, from one consistent snapshot (one read transaction).
+    pub fn snapshot(&mut self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
+        self.conn.execute_batch("BEGIN")?;
+        let read = (|| -> Result<Snapshot, StoreError> {
+            Ok(Snapshot {
+                generation: generation(&self.conn, instance)?,
+                episodes: self.episodes(instance)?,
+                mutes: self
+                    .mutes(now)?
+                    .into_iter()
+                    .map(|m| (m.jid, m.until))
+                    .collect(),
+            })
+        })();
+        let end = self
+            .conn
+            .execute_batch(if read.is_ok() { "COMMIT" } else { "ROLLBACK" });
+        let snapshot = read?;
+        end?;
+        Ok(snapshot)
+    }
+
+    /// Commits one cycle: episode changes and their notifications, all or nothing, and
+    /// only if no other writer committed for this instance since `generation` was read.
     /// Returns the number of rows written.
     pub fn commit_cycle(
         &mut self,
         instance: &str,
+        generation: i64,
         eval: &Evaluation,
         outgoing: &[Outgoing],
         now: i64,
@@ -279,7 +321,17 @@ impl Store {
             return Ok(0);
         }
         let before = self.conn.total_changes();
-        let tx = self.conn.transaction()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if self::generation(&tx, instance)? != generation {
+            return Err(StoreError::Conflict(instance.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO generation (instance, value) VALUES (?1, ?2)
+             ON CONFLICT (instance) DO UPDATE SET value = excluded.value",
+            params![instance, generation + 1],
+        )?;
         {
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO episode (instance, jid, name, started_at, unread, last_id, last_body, last_ts,
@@ -555,6 +607,17 @@ impl Store {
     }
 }
 
+fn generation(conn: &Connection, instance: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM generation WHERE instance = ?1",
+            [instance],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
 /// Tells a damaged or foreign file from a store that cannot be reached right now.
 fn describe_open_error(e: rusqlite::Error) -> String {
     use rusqlite::ErrorCode::*;
@@ -622,5 +685,113 @@ impl StoreHandle {
                 message: format!("store task failed: {e}"),
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertDoc, Status};
+
+    fn episode(jid: &str) -> Episode {
+        Episode {
+            jid: jid.into(),
+            name: Some("Amina".into()),
+            started_at: 1_790_000_000,
+            unread: Some(2),
+            last_message: Some(Preview {
+                id: Some("M1".into()),
+                body: Some("hi".into()),
+                timestamp: Some(1_790_000_000),
+                has_media: false,
+            }),
+            tiers_fired: 1,
+            last_fired_at: Some(1_790_007_200),
+            nudged: false,
+        }
+    }
+
+    fn firing() -> Outgoing {
+        Outgoing {
+            channel: "oncall".into(),
+            doc: AlertDoc {
+                version: 1,
+                status: Status::Firing,
+                instance: "support".into(),
+                tier: None,
+                sent_at: 1,
+                chats: vec![],
+                message: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_and_keeps_its_episodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO episode (instance, jid, started_at, tiers_fired) VALUES ('support', '1@c.us', 5, 1)",
+                [],
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let snap = store.snapshot("support", 0).unwrap();
+        assert_eq!(snap.episodes["1@c.us"].started_at, 5);
+        assert_eq!(snap.generation, 0);
+    }
+
+    #[test]
+    fn a_second_writer_makes_the_first_commit_fail_and_write_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let (mut a, mut b) = (Store::open(&path).unwrap(), Store::open(&path).unwrap());
+        let eval = Evaluation {
+            upserts: vec![episode("1@c.us")],
+            ..Evaluation::default()
+        };
+        let read_by_a = a.snapshot("support", 0).unwrap().generation;
+        let read_by_b = b.snapshot("support", 0).unwrap().generation;
+        assert!(
+            b.commit_cycle("support", read_by_b, &eval, &[firing()], 10)
+                .unwrap()
+                > 0
+        );
+        let err = a
+            .commit_cycle("support", read_by_a, &eval, &[firing()], 10)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        assert_eq!(
+            a.outbox_count("pending").unwrap(),
+            1,
+            "the page was enqueued once"
+        );
+        // Another instance's generation is independent.
+        assert!(a.commit_cycle("sales", 0, &eval, &[], 10).unwrap() > 0);
+    }
+
+    #[test]
+    fn a_cycle_that_changed_nothing_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+        let before = store.total_changes();
+        assert_eq!(
+            store
+                .commit_cycle("support", 0, &Evaluation::default(), &[], 10)
+                .unwrap(),
+            0
+        );
+        assert_eq!(store.snapshot("support", 10).unwrap().generation, 0);
+        assert_eq!(store.total_changes(), before);
     }
 }
