@@ -108,19 +108,31 @@ pub async fn poll_all(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// One line per cycle: at info when it escalated or resolved something, else at debug,
+/// so a quiet inbox keeps a quiet journal (`STATUS=` and `/metrics` still show it).
 pub fn log_summary(s: &Summary) {
-    tracing::info!(
-        instance = %s.instance,
-        chats = s.chats,
-        waiting = s.waiting,
-        breached = s.breached,
-        escalated = s.escalated,
-        resolved = s.resolved,
-        enqueued = s.enqueued,
-        rows_written = s.rows_written,
-        bytes = s.bytes,
-        "cycle done"
-    );
+    macro_rules! summary {
+        ($level:expr) => {
+            tracing::event!(
+                $level,
+                instance = %s.instance,
+                chats = s.chats,
+                waiting = s.waiting,
+                breached = s.breached,
+                escalated = s.escalated,
+                resolved = s.resolved,
+                enqueued = s.enqueued,
+                rows_written = s.rows_written,
+                bytes = s.bytes,
+                "cycle done"
+            )
+        };
+    }
+    if s.enqueued > 0 {
+        summary!(tracing::Level::INFO);
+    } else {
+        summary!(tracing::Level::DEBUG);
+    }
 }
 
 /// `once`: one cycle over every instance, then one delivery pass.
