@@ -108,9 +108,10 @@ pub async fn poll_all(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// One line per cycle: at info when it escalated or resolved something, else at debug,
-/// so a quiet inbox keeps a quiet journal (`STATUS=` and `/metrics` still show it).
-pub fn log_summary(s: &Summary) {
+/// One line per cycle. The daemon logs quiet cycles (nothing enqueued) at debug, so an
+/// idle inbox keeps a quiet journal (`STATUS=` and `/metrics` still show it); `once`
+/// always says what it saw.
+pub fn log_summary(s: &Summary, always: bool) {
     macro_rules! summary {
         ($level:expr) => {
             tracing::event!(
@@ -128,7 +129,7 @@ pub fn log_summary(s: &Summary) {
             )
         };
     }
-    if s.enqueued > 0 {
+    if always || s.enqueued > 0 {
         summary!(tracing::Level::INFO);
     } else {
         summary!(tracing::Level::DEBUG);
@@ -147,7 +148,7 @@ pub async fn once(config: Config, dry_run: bool) -> Result<ExitCode, CliError> {
     let mut failed = false;
     for result in poll_all(&client, &store, &config, now()).await {
         match result {
-            Ok(summary) => log_summary(&summary),
+            Ok(summary) => log_summary(&summary, true),
             Err(CycleError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 tracing::error!("{e}");

@@ -323,7 +323,7 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<bool>) {
         let labels = [("instance", name.clone())];
         match &result {
             Ok(summary) => {
-                commands::log_summary(summary);
+                commands::log_summary(summary, false);
                 ctx.health.polled_ok(&name);
                 metrics::counter!("inbox_sla_polls_total", "instance" => name.clone(), "result" => "ok").increment(1);
                 metrics::histogram!("inbox_sla_poll_duration_seconds", &labels)

@@ -526,3 +526,22 @@ fn an_smtp_server_that_drops_the_connection_mid_data_is_retried() {
     assert_eq!((r.sent, r.retrying, r.dead), (0, 1, 0), "{r:?}");
     assert_eq!(b.outbox("pending").len(), 1, "still queued");
 }
+
+#[test]
+fn slack_gets_at_most_one_message_a_second_per_webhook() {
+    let rx = Receiver::start();
+    let b = Bench::new(&slack(&rx.url));
+    for i in 0..3 {
+        b.enqueue("oncall", firing(vec![sample_chat(i, "Amina", "hi")]));
+    }
+    assert_eq!(b.deliver().sent, 3);
+    let times = rx.arrival_times();
+    assert_eq!(times.len(), 3);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= std::time::Duration::from_millis(990),
+            "only {gap:?} between two Slack messages"
+        );
+    }
+}

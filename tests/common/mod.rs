@@ -196,6 +196,8 @@ struct ReceiverState {
     posts: Vec<(HeaderMap, Value)>,
     /// Only the POSTs answered 200.
     accepted: Vec<Value>,
+    /// When each POST arrived.
+    times: Vec<std::time::Instant>,
 }
 
 /// A Slack incoming-webhook or generic webhook receiver.
@@ -230,6 +232,10 @@ impl Receiver {
     pub fn accepted(&self) -> Vec<Value> {
         self.state.lock().unwrap().accepted.clone()
     }
+
+    pub fn arrival_times(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().times.clone()
+    }
 }
 
 async fn receive(
@@ -242,6 +248,7 @@ async fn receive(
     let answer = {
         let mut s = state.lock().unwrap();
         s.posts.push((headers, value.clone()));
+        s.times.push(std::time::Instant::now());
         let answer = s.script.pop_front().unwrap_or(Answer::Ok);
         if matches!(answer, Answer::Ok) {
             s.accepted.push(value);
