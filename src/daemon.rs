@@ -162,7 +162,12 @@ pub async fn run(
 
     notify(&[NotifyState::Stopping]);
     pollers.stop(POLL_STOP_GRACE).await;
-    deliverers.stop(SHUTDOWN_GRACE).await;
+    if !deliverers.stop(SHUTDOWN_GRACE).await {
+        tracing::warn!(
+            "deliveries still in flight after {}s; they stay queued and go out after the next start",
+            SHUTDOWN_GRACE.as_secs()
+        );
+    }
     if let Some(w) = watchdog {
         w.abort();
     }
@@ -223,11 +228,33 @@ fn reload(path: &std::path::Path, current: &Runtime) -> Option<Arc<Runtime>> {
     }))
 }
 
-/// The running poll loops, one per instance.
-struct Pollers {
+/// A set of running loops that stop together.
+struct Workers {
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
+
+impl Workers {
+    /// Tells every loop to stop and waits up to `grace`; loops still running then are
+    /// dropped. Returns whether all finished in time.
+    async fn stop(&mut self, grace: Duration) -> bool {
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(grace, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+        drained.is_ok()
+    }
+}
+
+/// The running poll loops, one per instance. Stopping them drops a cycle still under way
+/// after the grace: an unfinished fetch loses nothing, and a commit already handed to the
+/// store completes on its own thread (it is one transaction either way).
+struct Pollers;
 
 impl Pollers {
     fn start(
@@ -236,7 +263,7 @@ impl Pollers {
         progress: &Shared<Progress>,
         health: &Health,
         wake: &watch::Sender<u64>,
-    ) -> Pollers {
+    ) -> Workers {
         let (stop, stop_rx) = watch::channel(false);
         let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_POLLS));
         let mut tasks = JoinSet::new();
@@ -261,22 +288,7 @@ impl Pollers {
                 .insert(instance.name.clone(), None);
             tasks.spawn(poll_loop(ctx, stop_rx.clone()));
         }
-        Pollers { stop, tasks }
-    }
-
-    /// Stops polling. A cycle under way gets `grace` to finish, then is dropped: an
-    /// unfinished fetch loses nothing, and a commit already handed to the store completes
-    /// on its own thread (it is one transaction either way).
-    async fn stop(&mut self, grace: Duration) {
-        let _ = self.stop.send(true);
-        let done = tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if done.is_err() {
-            self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
-        }
+        Workers { stop, tasks }
     }
 }
 
@@ -405,15 +417,13 @@ async fn watchdog_loop(every: Duration, progress: Shared<Progress>) {
     }
 }
 
-/// The running delivery workers: one per channel, so a hung receiver holds up only its
-/// own channel, plus one for outbox housekeeping.
-struct Deliverers {
-    stop: watch::Sender<bool>,
-    tasks: JoinSet<()>,
-}
+/// The delivery workers: one per channel, so a hung receiver holds up only its own
+/// channel, plus one for outbox housekeeping. Stopping them lets each make a last pass;
+/// what is still in flight after the grace stays pending in the store.
+struct Deliverers;
 
 impl Deliverers {
-    fn start(runtime: &Arc<Runtime>, store: &StoreHandle, wake: &watch::Sender<u64>) -> Deliverers {
+    fn start(runtime: &Arc<Runtime>, store: &StoreHandle, wake: &watch::Sender<u64>) -> Workers {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         for (name, channel) in runtime.channels.iter() {
@@ -433,24 +443,7 @@ impl Deliverers {
             wake.subscribe(),
             stop_rx,
         ));
-        Deliverers { stop, tasks }
-    }
-
-    /// Lets every worker make a last pass, for at most `grace`; what is still in flight
-    /// then stays pending in the store and goes out after the next start.
-    async fn stop(&mut self, grace: Duration) {
-        let _ = self.stop.send(true);
-        let drained = tokio::time::timeout(grace, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if drained.is_err() {
-            self.tasks.abort_all();
-            tracing::warn!(
-                "deliveries still in flight after {}s; they stay queued and go out after the next start",
-                grace.as_secs()
-            );
-        }
+        Workers { stop, tasks }
     }
 }
 
