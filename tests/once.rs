@@ -465,3 +465,22 @@ fn under_journald_log_lines_carry_no_timestamp_of_their_own() {
         "no colours in the journal:\n{journal}"
     );
 }
+
+#[test]
+fn json_logs_are_one_json_object_per_line() {
+    let wawp = FakeWawp::start();
+    wawp.chats(vec![breached_chat()]);
+    let env = Env::new(&wawp, &format!("{CONSOLE}\n[log]\nformat = \"json\"\n"));
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert!(!lines.is_empty(), "{run}");
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{line}"
+        );
+    }
+}
