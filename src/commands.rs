@@ -14,6 +14,21 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// Prints a line to stdout. Unlike `println!`, a closed pipe (`inbox-sla alerts | head`)
+/// does not panic: the rest of the output is dropped quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::emit(&format!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+pub(crate) fn emit(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+}
+
 /// Exit codes of section 3.
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_RUNTIME: u8 = 1;
@@ -56,11 +71,11 @@ pub fn load_config(path: &Path) -> Result<Config, CliError> {
 
 /// `check`: prints the effective configuration with secrets as `***`.
 pub fn check(config: &Config, path: &Path) -> ExitCode {
-    println!("# {}: valid", path.display());
+    say!("# {}: valid", path.display());
     for w in &config.warnings {
-        println!("# warning: {w}");
+        say!("# warning: {w}");
     }
-    print!("{}", config.render());
+    say!("{}", config.render().trim_end());
     ExitCode::SUCCESS
 }
 
@@ -197,7 +212,7 @@ async fn dry_run_once(client: &WawpClient, config: &Arc<Config>) -> Result<ExitC
                             tier,
                             after_secs,
                             repeat,
-                        } => println!(
+                        } => say!(
                             "would {} {who}: tier {} (after {}), waiting {} since {} → {}",
                             if repeat { "repeat" } else { "escalate" },
                             tier + 1,
@@ -206,14 +221,14 @@ async fn dry_run_once(client: &WawpClient, config: &Arc<Config>) -> Result<ExitC
                             utc_time(ep.started_at),
                             event.channels.join(", ")
                         ),
-                        EventKind::Resolved { .. } => println!(
+                        EventKind::Resolved { .. } => say!(
                             "would resolve {who}: waited {} → {}",
                             short_duration(event.waited),
                             event.channels.join(", ")
                         ),
                     }
                 }
-                println!(
+                say!(
                     "{}: {} chats, {} waiting, {} breached; would enqueue {} notifications",
                     instance.name,
                     plan.summary.chats,
@@ -229,14 +244,14 @@ async fn dry_run_once(client: &WawpClient, config: &Arc<Config>) -> Result<ExitC
             }
         }
     }
-    println!("dry run: nothing was written and nothing was sent");
+    say!("dry run: nothing was written and nothing was sent");
     Ok(ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK }))
 }
 
 /// `alerts`: open episodes, mutes, and pending or dead notifications.
 pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
     let Some(store) = Store::open_read_only(&config.store.path)? else {
-        println!(
+        say!(
             "No store yet at {}: nothing has been polled.",
             config.store.path.display()
         );
@@ -248,7 +263,7 @@ pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
         .iter()
         .filter(|(_, e)| all || e.tiers_fired > 0)
         .collect();
-    println!(
+    say!(
         "Open episodes: {} waiting, {} escalated{}",
         episodes.len(),
         episodes.iter().filter(|(_, e)| e.tiers_fired > 0).count(),
@@ -258,21 +273,30 @@ pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
             " (shown; --all shows every waiting chat)"
         }
     );
+    let mutes = store.mutes(now)?;
     for (instance, ep) in shown {
-        println!(
-            "  {instance}  {}  {}  waiting since {} ({})  tiers fired {}  unread {}",
+        say!(
+            "  {instance}  {}  {}  waiting since {} ({})  tiers fired {}  {}{}",
             ep.jid,
             notify::text::one_line(ep.name.as_deref().unwrap_or("(no name)")),
             utc_time(ep.started_at),
             short_duration(now - ep.started_at),
             ep.tiers_fired,
-            ep.unread.map_or("?".to_string(), |n| n.to_string()),
+            match ep.unread {
+                Some(-1) => "marked unread".to_string(),
+                Some(n) => format!("{n} unread"),
+                None => "unread unknown".to_string(),
+            },
+            if mutes.iter().any(|m| m.jid == ep.jid) {
+                "  (muted)"
+            } else {
+                ""
+            },
         );
     }
-    let mutes = store.mutes(now)?;
-    println!("Mutes: {}", mutes.len());
+    say!("Mutes: {}", mutes.len());
     for m in mutes {
-        println!(
+        say!(
             "  {}  until {} ({} left){}",
             m.jid,
             utc_time(m.until),
@@ -283,9 +307,9 @@ pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
         );
     }
     let pending = store.outbox("pending", 200)?;
-    println!("Pending notifications: {}", store.outbox_count("pending")?);
+    say!("Pending notifications: {}", store.outbox_count("pending")?);
     for q in pending.iter().rev() {
-        println!(
+        say!(
             "  #{} {} → {}  {} chats  attempts {}  next {}{}",
             q.id,
             q.doc.status.as_str(),
@@ -300,9 +324,9 @@ pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
         );
     }
     let dead = store.outbox("dead", 50)?;
-    println!("Dead notifications: {}", store.outbox_count("dead")?);
+    say!("Dead notifications: {}", store.outbox_count("dead")?);
     for q in &dead {
-        println!(
+        say!(
             "  #{} {} → {}  {} chats  created {}  {}",
             q.id,
             q.doc.status.as_str(),
@@ -314,9 +338,9 @@ pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
     }
     if all {
         let sent = store.outbox("sent", 20)?;
-        println!("Recently sent: {}", sent.len());
+        say!("Recently sent: {}", sent.len());
         for q in &sent {
-            println!(
+            say!(
                 "  #{} {} → {}  {} chats  at {}",
                 q.id,
                 q.doc.status.as_str(),
@@ -359,7 +383,7 @@ pub fn mute(
     let now = now();
     let until = now + d.as_secs() as i64;
     store.mute(jid, until, reason, now)?;
-    println!(
+    say!(
         "Muted {jid} until {} ({}).",
         utc_time(until),
         short_duration(d.as_secs() as i64)
@@ -372,9 +396,9 @@ pub fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
     check_jid(jid)?;
     let store = Store::open(&config.store.path)?;
     if store.unmute(jid)? {
-        println!("Unmuted {jid}; it escalates at the next cycle if it is still waiting.");
+        say!("Unmuted {jid}; it escalates at the next cycle if it is still waiting.");
     } else {
-        println!("{jid} was not muted.");
+        say!("{jid} was not muted.");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -431,13 +455,13 @@ pub async fn test_notify(config: &Config, only: Option<&str>) -> Result<ExitCode
         };
         let doc = test_document(&name, now());
         match channel.send(&doc).await {
-            Ok(said) => println!(
+            Ok(said) => say!(
                 "{name} ({}): delivered; the receiver said: {said}",
                 channel.type_name()
             ),
             Err(e) => {
                 failed = true;
-                println!("{name} ({}): FAILED: {e}", channel.type_name());
+                say!("{name} ({}): FAILED: {e}", channel.type_name());
             }
         }
     }

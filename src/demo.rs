@@ -5,7 +5,7 @@
 //! Time is simulated: each step moves a virtual clock, so "two hours later" takes no time,
 //! and the story is the same on every run.
 
-use crate::commands::{self, CliError};
+use crate::commands::{self, CliError, say};
 use crate::config::Config;
 use crate::cycle;
 use crate::deliver::{self, Clock};
@@ -76,16 +76,14 @@ pub async fn run() -> Result<ExitCode, CliError> {
     };
     let hm = |t: i64| crate::alert::utc_time(t)[11..16].to_string();
 
-    println!(
-        "inbox-sla demo: a simulated WhatsApp inbox on http://{addr}, SLA 2h, console channel."
-    );
-    println!(
+    say!("inbox-sla demo: a simulated WhatsApp inbox on http://{addr}, SLA 2h, console channel.");
+    say!(
         "State lives in a temporary store: {}\n",
         config.store.path.display()
     );
 
     let amina = "201001234567@c.us";
-    let step = |title: String| println!("▸ {title}");
+    let step = |title: String| say!("▸ {title}");
 
     // 1. A customer writes; an agent has answered somebody else.
     let t = start;
@@ -194,8 +192,8 @@ pub async fn run() -> Result<ExitCode, CliError> {
     let (open, sent) = store
         .call(|s| Ok((s.all_episodes()?.len(), s.outbox_count("sent")?)))
         .await?;
-    println!("Done: {open} open episodes, {sent} notifications delivered, none twice.");
-    println!(
+    say!("Done: {open} open episodes, {sent} notifications delivered, none twice.");
+    say!(
         "Next: write a config (see config.example.toml), then `inbox-sla check` and `inbox-sla once --dry-run`."
     );
     server.abort();
@@ -218,9 +216,12 @@ async fn cycle_at(
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))?;
     let report = deliver::deliver_due(store, channels, config.delivery.retry_for, clock).await?;
-    println!(
+    say!(
         "  poll: {} chats, {} waiting, {} breached; {} notification(s) sent\n",
-        summary.chats, summary.waiting, summary.breached, report.sent
+        summary.chats,
+        summary.waiting,
+        summary.breached,
+        report.sent
     );
     Ok(())
 }

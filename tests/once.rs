@@ -156,7 +156,7 @@ fn a_nudge_keeps_one_episode_and_reading_resolves_it() {
         alerts.stdout.contains("(3h)"),
         "the clock was not reset:\n{alerts}"
     );
-    assert!(alerts.stdout.contains("unread 4"), "{alerts}");
+    assert!(alerts.stdout.contains("4 unread"), "{alerts}");
 
     wawp.chats(vec![chat(jid, "Amina", 0, "hello??", t - 60)]);
     let read = env.run(&["once"]);
@@ -483,4 +483,18 @@ fn json_logs_are_one_json_object_per_line() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    // `inbox-sla alerts | head -1`: the reader goes away; println! would panic (exit 101).
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_inbox-sla"))
+        .arg("demo")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
 }
