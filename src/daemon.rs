@@ -97,7 +97,7 @@ pub async fn run(
     let (stop_http_tx, mut stop_http_rx) = watch::channel(false);
     let http_task = match (&runtime.config.http, metrics) {
         (Some(h), Some(handle)) => {
-            let listener = http::bind(h.listen).await.map_err(|e| {
+            let listener = tokio::net::TcpListener::bind(h.listen).await.map_err(|e| {
                 CliError::Runtime(format!("http.listen {}: cannot listen: {e}", h.listen))
             })?;
             tracing::info!("serving /metrics and /healthz on http://{}", h.listen);

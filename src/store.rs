@@ -124,7 +124,6 @@ pub struct SourceState {
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
-    path: PathBuf,
 }
 
 impl Store {
@@ -139,10 +138,7 @@ impl Store {
                 .map_err(|e| err(format!("cannot create directory {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(|e| err(format!("cannot open: {e}")))?;
-        let mut store = Store {
-            conn,
-            path: path.to_owned(),
-        };
+        let mut store = Store { conn };
         store.prepare().map_err(|e| err(e.to_string()))?;
         Ok(store)
     }
@@ -159,19 +155,12 @@ impl Store {
                     message: format!("cannot open: {e}"),
                 }
             })?;
-        let store = Store {
-            conn,
-            path: path.to_owned(),
-        };
+        let store = Store { conn };
         store.check_version().map_err(|message| StoreError::Open {
             path: path.to_owned(),
             message,
         })?;
         Ok(Some(store))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn check_version(&self) -> Result<i64, String> {

@@ -19,7 +19,6 @@ pub struct Fetched {
     /// `false` when paging stopped at `max_chats` or elements were unreadable: then a chat
     /// missing from `chats` may still exist, and must not be resolved for being absent.
     pub complete: bool,
-    pub pages: u32,
     pub bytes: u64,
     /// Why the overview is incomplete, for the log.
     pub notes: Vec<String>,
@@ -105,7 +104,6 @@ impl WawpClient {
             let url = self.page_url(instance, (page_size > 0).then_some((page_size, offset)));
             let (page, bytes) = self.get_page(instance, &url, &redactor).await?;
             fetched.bytes += bytes;
-            fetched.pages += 1;
             if page.skipped > 0 {
                 fetched.complete = false;
                 fetched

@@ -236,6 +236,15 @@ fn a_full_disk_is_a_clear_error_and_loses_no_notification() {
     );
 }
 
+/// `inbox-sla run` with its output discarded.
+fn quiet_daemon(env: &Env) -> std::process::Child {
+    env.command(&["run"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 /// Every firing (chat, episode start, tier) the receiver accepted, and in how many
 /// distinct documents it appeared.
 fn firings(accepted: &[Value]) -> (HashMap<(String, i64, u64), usize>, usize) {
@@ -291,23 +300,13 @@ fn kill_9_at_random_points_never_loses_or_duplicates_beyond_one_resend_per_crash
         if round % 5 == 0 {
             rx.script(&[Answer::Status(503)]);
         }
-        let mut child = env
-            .command(&["run"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = quiet_daemon(&env);
         std::thread::sleep(Duration::from_millis(rng.u64(50..1500)));
         child.kill().unwrap();
         child.wait().unwrap();
     }
     // Finally run cleanly until everything is delivered.
-    let mut child = env
-        .command(&["run"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = quiet_daemon(&env);
     let delivered_all = wait_for(Duration::from_secs(30), || {
         env.run(&["alerts"])
             .stdout
