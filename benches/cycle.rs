@@ -13,7 +13,7 @@
 use inbox_sla::config::Config;
 use inbox_sla::cycle;
 use inbox_sla::overview;
-use inbox_sla::store::{Store, StoreHandle};
+use inbox_sla::store::{Location, Store};
 use inbox_sla::wawp::WawpClient;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -230,18 +230,38 @@ fn main() {
             let _ = std::fs::remove_file(&store_path);
             let _ = std::fs::remove_file(store_path.with_extension("db-wal"));
             let _ = std::fs::remove_file(store_path.with_extension("db-shm"));
-            let store = StoreHandle::new(Store::open(&store_path).unwrap());
+            let store = rt
+                .block_on(Store::open(&Location::Sqlite(store_path.clone())))
+                .unwrap();
             let t = Instant::now();
             let s = rt
-                .block_on(cycle::run(&client, &store, &config, &instance, now))
+                .block_on(cycle::run(
+                    &client,
+                    &store,
+                    &config,
+                    &instance,
+                    now,
+                    None,
+                    &|| {},
+                ))
                 .unwrap();
             (t.elapsed(), s)
         });
-        let store = StoreHandle::new(Store::open(&store_path).unwrap());
+        let store = rt
+            .block_on(Store::open(&Location::Sqlite(store_path.clone())))
+            .unwrap();
         let (warm, summary) = best(3, || {
             let t = Instant::now();
             let s = rt
-                .block_on(cycle::run(&client, &store, &config, &instance, now))
+                .block_on(cycle::run(
+                    &client,
+                    &store,
+                    &config,
+                    &instance,
+                    now,
+                    None,
+                    &|| {},
+                ))
                 .unwrap();
             (t.elapsed(), s)
         });

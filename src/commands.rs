@@ -1,15 +1,20 @@
-//! The command line's commands (PRODUCT.md section 3), each a function returning an exit
-//! code. `main` parses arguments and sets up logging; everything else is here, so tests
-//! and the demo call the same code the binary runs.
+//! The command line's commands (PRODUCT.md section 3), each returning an exit code. `main`
+//! parses arguments and sets up logging; everything else is here, so tests and the demo
+//! call the same code the binary runs. The daemon (`run`) is `daemon`; this module does
+//! not serve it.
 
-use crate::alert::{AlertChat, AlertDoc, Status, short_duration, utc_time};
+use crate::alert::{AlertChat, AlertDoc, Status, chat_kind, short_duration, utc_time};
+use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::cycle::{self, CycleError, Summary};
 use crate::deliver;
 use crate::notify::{self, Channels};
+use crate::outbox::{Outbox, Queued};
 use crate::sla::EventKind;
-use crate::store::{Store, StoreError, StoreHandle};
+use crate::store::{Store, StoreError};
+use crate::untrusted;
 use crate::wawp::WawpClient;
+use serde_json::{Value, json};
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,60 +61,64 @@ impl CliError {
     }
 }
 
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
+impl From<crate::daemon::Error> for CliError {
+    fn from(e: crate::daemon::Error) -> Self {
+        match e {
+            crate::daemon::Error::Channels(c) => CliError::Usage(c.to_string()),
+            crate::daemon::Error::Store(s) => CliError::Store(s),
+            other => CliError::Runtime(other.to_string()),
+        }
+    }
 }
 
-/// Loads the config and logs its warnings.
-pub fn load_config(path: &Path) -> Result<Config, CliError> {
-    let config = Config::load(path)?;
+/// `check [--quiet]`: the effective configuration with secrets as `***` (quiet: only the
+/// warnings, which is what the unit's `ExecStartPre` runs).
+pub fn check(config: &Config, path: &Path, quiet: bool) -> ExitCode {
     for w in &config.warnings {
-        tracing::warn!("{w}");
+        if quiet {
+            eprintln!("inbox-sla: warning: {w}");
+        } else {
+            say!("# warning: {w}");
+        }
     }
-    Ok(config)
-}
-
-/// `check`: prints the effective configuration with secrets as `***`.
-pub fn check(config: &Config, path: &Path) -> ExitCode {
-    say!("# {}: valid", path.display());
-    for w in &config.warnings {
-        say!("# warning: {w}");
+    if !quiet {
+        say!("# {}: valid", path.display());
+        say!("{}", config.render().trim_end());
     }
-    say!("{}", config.render().trim_end());
     ExitCode::SUCCESS
 }
 
-pub fn client(config: &Config) -> Result<WawpClient, CliError> {
+fn channels(config: &Config) -> Result<Channels, CliError> {
+    notify::build(config).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+fn client(config: &Config) -> Result<WawpClient, CliError> {
     WawpClient::new(&config.wawp)
         .map_err(|e| CliError::Runtime(format!("cannot build the HTTP client: {e}")))
 }
 
-pub fn channels(config: &Config) -> Result<Channels, CliError> {
-    notify::build(config).map_err(|e| CliError::Usage(e.to_string()))
+/// The store for a command that reads: `None` when nothing has been polled yet.
+async fn existing_store(config: &Config) -> Result<Option<Store>, CliError> {
+    Ok(Store::open_existing(&config.store.location()).await?)
 }
 
-pub fn open_store(config: &Config) -> Result<StoreHandle, CliError> {
-    Ok(StoreHandle::new(Store::open(&config.store.path)?))
-}
-
-/// Polls every instance concurrently (at most 4 at once) and commits each one's cycle.
+/// Polls every instance concurrently (at most `wawp.max_concurrent` at once) and commits
+/// each one's cycle.
 pub async fn poll_all(
     client: &WawpClient,
-    store: &StoreHandle,
+    store: &Store,
     config: &Arc<Config>,
     now: i64,
 ) -> Vec<Result<Summary, CycleError>> {
-    let limit = Arc::new(tokio::sync::Semaphore::new(4));
+    let limit = Arc::new(tokio::sync::Semaphore::new(config.wawp.max_concurrent));
     let mut tasks = tokio::task::JoinSet::new();
     for (i, instance) in config.instances.iter().cloned().enumerate() {
         let (client, store, config, limit) =
             (client.clone(), store.clone(), config.clone(), limit.clone());
         tasks.spawn(async move {
             let _permit = limit.acquire_owned().await;
-            (
-                i,
-                cycle::run(&client, &store, &config, &instance, now).await,
-            )
+            let result = cycle::run(&client, &store, &config, &instance, now, None, &|| {}).await;
+            (i, result)
         });
     }
     let mut results: Vec<(usize, Result<Summary, CycleError>)> = Vec::new();
@@ -123,47 +132,23 @@ pub async fn poll_all(
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// One line per cycle. The daemon logs quiet cycles (nothing enqueued) at debug, so an
-/// idle inbox keeps a quiet journal (`STATUS=` and `/metrics` still show it); `once`
-/// always says what it saw.
-pub fn log_summary(s: &Summary, always: bool) {
-    macro_rules! summary {
-        ($level:expr) => {
-            tracing::event!(
-                $level,
-                instance = %s.instance,
-                chats = s.chats,
-                waiting = s.waiting,
-                breached = s.breached,
-                escalated = s.escalated,
-                resolved = s.resolved,
-                enqueued = s.enqueued,
-                rows_written = s.rows_written,
-                bytes = s.bytes,
-                "cycle done"
-            )
-        };
-    }
-    if always || s.enqueued > 0 {
-        summary!(tracing::Level::INFO);
-    } else {
-        summary!(tracing::Level::DEBUG);
-    }
-}
-
 /// `once`: one cycle over every instance, then one delivery pass.
-pub async fn once(config: Config, dry_run: bool) -> Result<ExitCode, CliError> {
+pub async fn once(config: Config, dry_run: bool, clock: Clock) -> Result<ExitCode, CliError> {
     let config = Arc::new(config);
     let client = client(&config)?;
     if dry_run {
-        return dry_run_once(&client, &config).await;
+        return dry_run_once(&client, &config, &clock).await;
     }
     let channels = channels(&config)?;
-    let store = open_store(&config)?;
+    let store = Store::open(&config.store.location()).await?;
     let mut failed = false;
-    for result in poll_all(&client, &store, &config, now()).await {
+    for result in poll_all(&client, &store, &config, clock.now()).await {
         match result {
-            Ok(summary) => log_summary(&summary, true),
+            Ok(summary) => summary.log(true),
+            Err(CycleError::Store(e)) if e.is_conflict() => {
+                tracing::warn!("{e}");
+                failed = true;
+            }
             Err(CycleError::Store(e)) => return Err(e.into()),
             Err(e) => {
                 tracing::error!("{e}");
@@ -171,13 +156,22 @@ pub async fn once(config: Config, dry_run: bool) -> Result<ExitCode, CliError> {
             }
         }
     }
-    let report = deliver::deliver_due(
-        &store,
-        &channels,
+    let outbox = Arc::new(Outbox::new(
+        store,
+        clock,
         config.delivery.retry_for,
-        &deliver::system_clock(),
-    )
-    .await?;
+        config.delivery.timeout,
+    ));
+    let report = deliver::deliver_due(&outbox, &channels).await?;
+    if outbox.owed() > 0 {
+        // Delivered, but the store would not say so: do not exit before trying again.
+        if let Err(e) = outbox.flush().await {
+            tracing::error!(
+                "delivery outcomes could not be recorded: {e}; those notifications may be sent once more by the next run"
+            );
+            failed = true;
+        }
+    }
     for (channel, error) in &report.failures {
         tracing::error!(channel = %channel, "delivery failed: {error}");
     }
@@ -192,12 +186,16 @@ pub async fn once(config: Config, dry_run: bool) -> Result<ExitCode, CliError> {
     Ok(ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK }))
 }
 
-async fn dry_run_once(client: &WawpClient, config: &Arc<Config>) -> Result<ExitCode, CliError> {
-    let store = Store::open_read_only(&config.store.path)?.map(StoreHandle::new);
-    let now = now();
+async fn dry_run_once(
+    client: &WawpClient,
+    config: &Arc<Config>,
+    clock: &Clock,
+) -> Result<ExitCode, CliError> {
+    let store = existing_store(config).await?;
+    let now = clock.now();
     let mut failed = false;
     for instance in &config.instances {
-        match cycle::plan(client, store.as_ref(), config, instance, now).await {
+        match cycle::plan(client, store.as_ref(), config, instance, now, &|| {}).await {
             Ok(plan) => {
                 for event in &plan.eval.events {
                     let ep = &event.episode;
@@ -248,84 +246,212 @@ async fn dry_run_once(client: &WawpClient, config: &Arc<Config>) -> Result<ExitC
     Ok(ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK }))
 }
 
-/// `alerts`: open episodes, mutes, and pending or dead notifications.
-pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
-    let Some(store) = Store::open_read_only(&config.store.path)? else {
-        say!(
-            "No store yet at {}: nothing has been polled.",
-            config.store.path.display()
-        );
+/// How `alerts` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Everything `alerts` knows, read once.
+struct Overview {
+    store: String,
+    episodes: Vec<(String, crate::sla::Episode)>,
+    mutes: Vec<crate::store::Mute>,
+    counts: std::collections::HashMap<String, u64>,
+    pending: Vec<Queued>,
+    dead: Vec<Queued>,
+    sent: Vec<Queued>,
+    leases: Vec<crate::store::Lease>,
+    sources: Vec<(String, crate::store::SourceState)>,
+}
+
+/// `alerts [--all] [--format text|json]`: open episodes, mutes, leases, and pending or
+/// dead notifications. Needs no secret but the store's.
+pub async fn alerts(
+    config: &Config,
+    all: bool,
+    format: Format,
+    clock: &Clock,
+) -> Result<ExitCode, CliError> {
+    let now = clock.now();
+    let Some(store) = existing_store(config).await? else {
+        match format {
+            Format::Text => say!(
+                "No store yet at {}: nothing has been polled.",
+                config
+                    .store
+                    .path
+                    .as_deref()
+                    .unwrap_or(Path::new("?"))
+                    .display()
+            ),
+            Format::Json => say!(
+                "{}",
+                json!({"generated_at": now, "store": null, "episodes": [], "mutes": [],
+                       "outbox": {}, "pending": [], "dead": [], "leases": [], "sources": []})
+            ),
+        }
         return Ok(ExitCode::SUCCESS);
     };
-    let now = now();
-    let episodes = store.all_episodes()?;
-    let shown: Vec<_> = episodes
+    let o = Overview {
+        store: store.describe(),
+        episodes: store.all_episodes().await?,
+        mutes: store.mutes(now).await?,
+        counts: store.outbox_counts().await?,
+        pending: [
+            store.outbox("claimed", 200).await?,
+            store.outbox("pending", 200).await?,
+        ]
+        .concat(),
+        dead: store.outbox("dead", 50).await?,
+        sent: if all {
+            store.outbox("sent", 20).await?
+        } else {
+            Vec::new()
+        },
+        leases: store.leases().await?,
+        sources: store.sources().await?,
+    };
+    match format {
+        Format::Json => say!("{}", alerts_json(&o, now)),
+        Format::Text => alerts_text(&o, all, now),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn queued_json(q: &Queued) -> Value {
+    let (next, claimed_by, done) = match &q.state {
+        crate::outbox::State::Pending { next_attempt_ms } => {
+            (Some(next_attempt_ms / 1000), None, None)
+        }
+        crate::outbox::State::Claimed { owner, until_ms } => {
+            (Some(until_ms / 1000), Some(owner.clone()), None)
+        }
+        crate::outbox::State::Sent { at } | crate::outbox::State::Dead { at } => {
+            (None, None, Some(*at))
+        }
+    };
+    json!({
+        "id": q.id, "status": q.doc.status.as_str(), "state": q.state.as_str(),
+        "channel": q.channel, "instance": q.instance, "chats": q.doc.chats.len(),
+        "chat_ids": q.doc.chats.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+        "attempts": q.attempts, "created_at": q.created_at, "next_attempt_at": next,
+        "claimed_by": claimed_by, "done_at": done, "last_error": q.last_error,
+    })
+}
+
+fn alerts_json(o: &Overview, now: i64) -> Value {
+    let muted = |jid: &str| o.mutes.iter().any(|m| m.jid == jid);
+    json!({
+        "generated_at": now,
+        "store": o.store,
+        "episodes": o.episodes.iter().map(|(instance, ep)| json!({
+            "instance": instance, "id": ep.jid, "name": ep.name, "kind": chat_kind(&ep.jid),
+            "unread_count": ep.unread, "waiting_since": ep.started_at,
+            "waiting_seconds": (now - ep.started_at).max(0),
+            "tiers_fired": ep.fired, "escalated": !ep.fired.is_empty() || ep.legacy_fired.is_some(),
+            "notified": ep.notified, "muted": muted(&ep.jid), "missing_polls": ep.missing,
+        })).collect::<Vec<_>>(),
+        "mutes": o.mutes.iter().map(|m| json!({"id": m.jid, "until": m.until, "reason": m.reason})).collect::<Vec<_>>(),
+        "outbox": o.counts,
+        "pending": o.pending.iter().map(queued_json).collect::<Vec<_>>(),
+        "dead": o.dead.iter().map(queued_json).collect::<Vec<_>>(),
+        "sent": o.sent.iter().map(queued_json).collect::<Vec<_>>(),
+        "leases": o.leases.iter().map(|l| json!({
+            "instance": l.instance, "holder": l.holder, "fence": l.fence,
+            "expires_at": l.expires_ms / 1000, "live": l.expires_ms > now * 1000,
+        })).collect::<Vec<_>>(),
+        "sources": o.sources.iter().map(|(instance, s)| json!({
+            "instance": instance, "failing_since": s.failing_since, "last_error": s.last_error,
+            "blind": s.blind, "last_ok_at": s.last_ok_at,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn alerts_text(o: &Overview, all: bool, now: i64) {
+    let escalated = |ep: &crate::sla::Episode| !ep.fired.is_empty() || ep.legacy_fired.is_some();
+    let shown: Vec<_> = o
+        .episodes
         .iter()
-        .filter(|(_, e)| all || e.tiers_fired > 0)
+        .filter(|(_, e)| all || escalated(e))
         .collect();
     say!(
         "Open episodes: {} waiting, {} escalated{}",
-        episodes.len(),
-        episodes.iter().filter(|(_, e)| e.tiers_fired > 0).count(),
+        o.episodes.len(),
+        o.episodes.iter().filter(|(_, e)| escalated(e)).count(),
         if all {
             ""
         } else {
             " (shown; --all shows every waiting chat)"
         }
     );
-    let mutes = store.mutes(now)?;
     for (instance, ep) in shown {
+        let tiers: Vec<String> = ep.fired.iter().map(|s| short_duration(*s as i64)).collect();
         say!(
-            "  {instance}  {}  {}  waiting since {} ({})  tiers fired {}  {}{}",
+            "  {instance}  {}  {}  waiting since {} ({})  tiers fired: {}  {}{}",
             ep.jid,
-            notify::text::one_line(ep.name.as_deref().unwrap_or("(no name)")),
+            untrusted::display(ep.name.as_deref().unwrap_or("(no name)"), 60),
             utc_time(ep.started_at),
             short_duration(now - ep.started_at),
-            ep.tiers_fired,
+            if tiers.is_empty() {
+                "none".to_string()
+            } else {
+                tiers.join(", ")
+            },
             match ep.unread {
                 Some(-1) => "marked unread".to_string(),
                 Some(n) => format!("{n} unread"),
                 None => "unread unknown".to_string(),
             },
-            if mutes.iter().any(|m| m.jid == ep.jid) {
+            if o.mutes.iter().any(|m| m.jid == ep.jid) {
                 "  (muted)"
             } else {
                 ""
             },
         );
     }
-    say!("Mutes: {}", mutes.len());
-    for m in mutes {
+    say!("Mutes: {}", o.mutes.len());
+    for m in &o.mutes {
         say!(
             "  {}  until {} ({} left){}",
             m.jid,
             utc_time(m.until),
             short_duration(m.until - now),
             m.reason
-                .map(|r| format!("  reason: {r}"))
+                .as_ref()
+                .map(|r| format!("  reason: {}", untrusted::display(r, 200)))
                 .unwrap_or_default()
         );
     }
-    let pending = store.outbox("pending", 200)?;
-    say!("Pending notifications: {}", store.outbox_count("pending")?);
-    for q in pending.iter().rev() {
+    let count = |s: &str| o.counts.get(s).copied().unwrap_or(0);
+    say!(
+        "Pending notifications: {}",
+        count("pending") + count("claimed")
+    );
+    for q in o.pending.iter().rev() {
+        let when = match &q.state {
+            crate::outbox::State::Claimed { owner, .. } => format!("being sent by {owner}"),
+            crate::outbox::State::Pending { next_attempt_ms } => {
+                format!("next {}", utc_time(next_attempt_ms / 1000))
+            }
+            _ => String::new(),
+        };
         say!(
-            "  #{} {} → {}  {} chats  attempts {}  next {}{}",
+            "  #{} {} → {}  {} chats  attempts {}  {when}{}",
             q.id,
             q.doc.status.as_str(),
             q.channel,
             q.doc.chats.len(),
             q.attempts,
-            utc_time(q.next_attempt_ms / 1000),
             q.last_error
                 .as_deref()
                 .map(|e| format!("  last error: {e}"))
                 .unwrap_or_default()
         );
     }
-    let dead = store.outbox("dead", 50)?;
-    say!("Dead notifications: {}", store.outbox_count("dead")?);
-    for q in &dead {
+    say!("Dead notifications: {}", count("dead"));
+    for q in &o.dead {
         say!(
             "  #{} {} → {}  {} chats  created {}  {}",
             q.id,
@@ -336,21 +462,39 @@ pub fn alerts(config: &Config, all: bool) -> Result<ExitCode, CliError> {
             q.last_error.as_deref().unwrap_or("")
         );
     }
+    if !o.leases.is_empty() {
+        say!("Leases (who polls which instance):");
+        for l in &o.leases {
+            let live = l.expires_ms > now * 1000;
+            say!(
+                "  {}  held by {}  {}",
+                l.instance,
+                l.holder,
+                if live {
+                    format!("until {}", utc_time(l.expires_ms / 1000))
+                } else {
+                    "expired: the next node to poll takes it".to_string()
+                }
+            );
+        }
+    }
     if all {
-        let sent = store.outbox("sent", 20)?;
-        say!("Recently sent: {}", sent.len());
-        for q in &sent {
+        say!("Recently sent: {}", o.sent.len());
+        for q in &o.sent {
+            let at = match q.state {
+                crate::outbox::State::Sent { at } => at,
+                _ => q.created_at,
+            };
             say!(
                 "  #{} {} → {}  {} chats  at {}",
                 q.id,
                 q.doc.status.as_str(),
                 q.channel,
                 q.doc.chats.len(),
-                utc_time(q.done_at.unwrap_or(q.created_at))
+                utc_time(at)
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn check_jid(jid: &str) -> Result<(), CliError> {
@@ -364,25 +508,22 @@ fn check_jid(jid: &str) -> Result<(), CliError> {
 }
 
 /// `mute JID --for DURATION [--reason TEXT]`
-pub fn mute(
+pub async fn mute(
     config: &Config,
     jid: &str,
     duration: &str,
     reason: Option<&str>,
+    clock: &Clock,
 ) -> Result<ExitCode, CliError> {
     check_jid(jid)?;
-    let d = humantime::parse_duration(duration).map_err(|e| {
-        CliError::Usage(format!(
-            "--for: \"{duration}\" is not a duration like 4h ({e})"
-        ))
-    })?;
+    let d = crate::duration::parse(duration).map_err(|e| CliError::Usage(format!("--for: {e}")))?;
     if d.is_zero() {
         return Err(CliError::Usage("--for must be more than 0s".into()));
     }
-    let store = Store::open(&config.store.path)?;
-    let now = now();
+    let store = Store::open(&config.store.location()).await?;
+    let now = clock.now();
     let until = now + d.as_secs() as i64;
-    store.mute(jid, until, reason, now)?;
+    store.mute(jid, until, reason, now).await?;
     say!(
         "Muted {jid} until {} ({}).",
         utc_time(until),
@@ -392,10 +533,10 @@ pub fn mute(
 }
 
 /// `unmute JID`
-pub fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
+pub async fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
     check_jid(jid)?;
-    let store = Store::open(&config.store.path)?;
-    if store.unmute(jid)? {
+    let store = Store::open(&config.store.location()).await?;
+    if store.unmute(jid).await? {
         say!("Unmuted {jid}; it escalates at the next cycle if it is still waiting.");
     } else {
         say!("{jid} was not muted.");
@@ -405,7 +546,7 @@ pub fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
 
 /// A test document: clearly marked, with one sample chat so the layout can be judged.
 pub fn test_document(channel: &str, now: i64) -> AlertDoc {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "this host".into());
+    let host = crate::outbox::hostname();
     AlertDoc {
         version: 1,
         status: Status::Test,
@@ -431,30 +572,29 @@ pub fn test_document(channel: &str, now: i64) -> AlertDoc {
 }
 
 /// `test-notify [--channel NAME]`
-pub async fn test_notify(config: &Config, only: Option<&str>) -> Result<ExitCode, CliError> {
+pub async fn test_notify(
+    config: &Config,
+    only: Option<&str>,
+    clock: &Clock,
+) -> Result<ExitCode, CliError> {
     let channels = channels(config)?;
     let names: Vec<String> = match only {
         Some(n) if channels.contains_key(n) => vec![n.to_string()],
         Some(n) => {
             return Err(CliError::Usage(format!(
                 "--channel: no channel is named \"{n}\" (channels: {})",
-                config
-                    .channels
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                config.channel_names().join(", ")
             )));
         }
-        None => config.channels.iter().map(|c| c.name.clone()).collect(),
+        None => config.channel_names(),
     };
     let mut failed = false;
     for name in names {
         let Some(channel) = channels.get(&name) else {
             continue;
         };
-        let doc = test_document(&name, now());
-        match channel.send(&doc).await {
+        let doc = test_document(&name, clock.now());
+        match channel.test(&doc).await {
             Ok(said) => say!(
                 "{name} ({}): delivered; the receiver said: {said}",
                 channel.type_name()

@@ -1,21 +1,28 @@
 //! Configuration: the TOML file of PRODUCT.md section 4, parsed and validated whole.
 //!
 //! Parsing happens once at the edge: unknown keys are errors that name the key, durations
-//! are humantime strings, `*_file` secrets are read here, and cross-references (tiers to
-//! channels) are checked. Everything after this module trusts a [`Config`]. This module
-//! reads files but never opens sockets.
+//! are humantime strings of at most 10 years, and cross-references (tiers to channels) are
+//! checked. The `[sla]` table is parsed straight into [`policy::Sla`], the type the engine
+//! reads. Secrets are read from their `*_file`s here, as far as the command needs them
+//! ([`Secrets`]): an operator command never touches a systemd credential it cannot read.
+//! Everything after this module trusts a [`Config`]. This module reads files but never
+//! opens sockets.
 
-use crate::calendar::{BusinessHours, OpenRange, WEEKDAYS};
-use crate::policy::{Glob, Matcher, Policy, Rule, StopOn, Tier};
+use crate::policy::{self, Matcher, Policy, Rule, StopOn, Tier};
 use crate::secret::Secret;
+use crate::store::Location;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub const DEFAULT_PATH: &str = "/etc/inbox-sla/config.toml";
+
+/// Where systemd hands a service its credentials (`LoadCredential=`): only the running
+/// service can read them.
+const CREDENTIALS_ROOT: &str = "/run/credentials/";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -30,32 +37,39 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// How much of the secrets a command reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Every secret; an unreadable file is an error (`run`, `once`, `test-notify`).
+    All,
+    /// Every secret, but a systemd credential this process cannot read is a warning, not
+    /// an error (`check` run by a person while only the service can read it).
+    Check,
+    /// None: commands that need no secret (`alerts`, `mute`, `unmute`, `report`).
+    None,
+}
+
 /// The validated configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub wawp: WawpConfig,
-    #[serde(rename = "instance")]
     pub instances: Vec<Instance>,
-    /// Everything the SLA engine consults, rules and tiers included.
-    #[serde(skip)]
+    /// `[sla]`, the tiers and the rules: everything the engine consults.
     pub policy: Policy,
-    pub sla: SlaConfig,
-    #[serde(rename = "escalation")]
-    pub tiers_view: Vec<Tier>,
-    #[serde(rename = "rule", skip_serializing_if = "Vec::is_empty")]
-    pub rules_view: Vec<Rule>,
     pub store: StoreConfig,
+    /// Present exactly when the store is PostgreSQL: leases are then always used.
+    pub ha: Option<HaConfig>,
     pub delivery: DeliveryConfig,
-    #[serde(rename = "channel")]
     pub channels: Vec<ChannelConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub http: Option<HttpConfig>,
     pub log: LogConfig,
-    /// Problems worth a warning but not a refusal (a group-readable file with secrets).
-    #[serde(skip)]
+    /// Problems worth a warning but not a refusal (a group-readable file with secrets, a
+    /// credential only the service can read).
     pub warnings: Vec<String>,
+    /// Whether every secret was read: channels and the Wawp client refuse to start
+    /// without them.
+    pub secrets_read: bool,
     /// Whether any secret is written in the file itself (then its mode matters).
-    #[serde(skip)]
     inline_secrets: bool,
 }
 
@@ -63,7 +77,7 @@ pub struct Config {
 pub struct WawpConfig {
     #[serde(serialize_with = "ser_display")]
     pub base_url: Url,
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(with = "crate::duration")]
     pub request_timeout: Duration,
     /// A larger response body is an error, never an out-of-memory kill.
     pub max_response_bytes: u64,
@@ -71,6 +85,8 @@ pub struct WawpConfig {
     pub page_size: u32,
     /// Paging stops here with a warning, and the overview counts as incomplete.
     pub max_chats: usize,
+    /// Polls in flight at once, over every instance.
+    pub max_concurrent: usize,
 }
 
 /// One WhatsApp number.
@@ -82,48 +98,47 @@ pub struct Instance {
     pub access_token: Secret,
 }
 
-/// The `[sla]` keys that are not part of the engine's [`Policy`].
-#[derive(Debug, Clone, Serialize)]
-pub struct SlaConfig {
-    #[serde(serialize_with = "ser_duration")]
-    pub threshold: Duration,
-    #[serde(serialize_with = "ser_duration")]
-    pub poll_interval: Duration,
-    #[serde(serialize_with = "ser_opt_duration")]
-    pub repeat_after: Option<Duration>,
-    pub send_resolved: bool,
-    pub include_groups: bool,
-    pub ignore: Vec<Glob>,
-    pub include_preview: bool,
-    pub stop_on: StopOn,
-    #[serde(serialize_with = "ser_duration")]
-    pub blind_after: Duration,
-    pub nudge_unread: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub business_hours: Option<BusinessHoursView>,
-}
-
-/// The business hours as written, for `check`.
-#[derive(Debug, Clone, Serialize)]
-pub struct BusinessHoursView {
-    pub timezone: String,
-    #[serde(flatten)]
-    pub days: BTreeMap<String, String>,
-    pub holidays: Vec<String>,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreConfig {
-    pub path: PathBuf,
+    /// The SQLite file, unless `url` points at PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// A PostgreSQL URL; its password makes it a secret.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<Secret>,
+    /// Closed episodes are kept this long for reports; dead notifications and expired
+    /// mutes are pruned after it too.
+    #[serde(with = "crate::duration")]
+    pub keep: Duration,
+}
+
+impl StoreConfig {
+    pub fn location(&self) -> Location {
+        match (&self.url, &self.path) {
+            (Some(url), _) => Location::Postgres(url.clone()),
+            (None, Some(path)) => Location::Sqlite(path.clone()),
+            (None, None) => Location::Sqlite(default_store_path()),
+        }
+    }
+}
+
+/// `[ha]`: several daemons on one PostgreSQL store (PRODUCT.md section 10).
+#[derive(Debug, Clone, Serialize)]
+pub struct HaConfig {
+    /// This daemon's name in leases, `/metrics` and `alerts`.
+    pub node: String,
+    /// A lease not renewed for this long is free for another node.
+    #[serde(with = "crate::duration")]
+    pub lease: Duration,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct DeliveryConfig {
     /// After this a notification is dead.
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(with = "crate::duration")]
     pub retry_for: Duration,
     /// One send attempt, connection to answer, must finish within this.
-    #[serde(serialize_with = "ser_duration")]
+    #[serde(with = "crate::duration")]
     pub timeout: Duration,
 }
 
@@ -167,6 +182,17 @@ pub enum ChannelKind {
     Console,
 }
 
+impl ChannelKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ChannelKind::Slack { .. } => "slack",
+            ChannelKind::Email(_) => "email",
+            ChannelKind::Webhook { .. } => "webhook",
+            ChannelKind::Console => "console",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct EmailConfig {
     pub smtp_host: String,
@@ -192,7 +218,8 @@ pub enum TlsMode {
 }
 
 // ---------------------------------------------------------------------------------------
-// The file as written. Every table denies unknown keys.
+// The file as written: its top-level shape. `[sla]` is the domain type itself; the other
+// tables are read here and validated into the types above. Every table denies unknown keys.
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -202,13 +229,14 @@ struct RawConfig {
     #[serde(default)]
     instance: Vec<RawInstance>,
     #[serde(default)]
-    sla: RawSla,
+    sla: policy::Sla,
     #[serde(default)]
     escalation: Vec<RawTier>,
     #[serde(default)]
     rule: Vec<RawRule>,
     #[serde(default)]
     store: RawStore,
+    ha: Option<RawHa>,
     #[serde(default)]
     delivery: RawDelivery,
     #[serde(default)]
@@ -227,6 +255,7 @@ struct RawWawp {
     max_response_bytes: Option<u64>,
     page_size: Option<u32>,
     max_chats: Option<usize>,
+    max_concurrent: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -238,46 +267,13 @@ struct RawInstance {
     access_token_file: Option<PathBuf>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawSla {
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    threshold: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    poll_interval: Option<Duration>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    repeat_after: Option<Duration>,
-    send_resolved: Option<bool>,
-    include_groups: Option<bool>,
-    ignore: Option<Vec<String>>,
-    include_preview: Option<bool>,
-    stop_on: Option<StopOn>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    blind_after: Option<Duration>,
-    nudge_unread: Option<u32>,
-    business_hours: Option<RawBusinessHours>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBusinessHours {
-    timezone: String,
-    mon: Option<String>,
-    tue: Option<String>,
-    wed: Option<String>,
-    thu: Option<String>,
-    fri: Option<String>,
-    sat: Option<String>,
-    sun: Option<String>,
-    #[serde(default)]
-    holidays: Vec<String>,
-}
-
+/// An `[[escalation]]` table (or an entry of a rule's `escalation`).
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawTier {
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "crate::duration")]
     after: Duration,
+    /// Absent: every channel.
     notify: Option<Vec<String>>,
 }
 
@@ -297,6 +293,18 @@ struct RawRule {
 #[serde(deny_unknown_fields)]
 struct RawStore {
     path: Option<PathBuf>,
+    url: Option<String>,
+    url_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    keep: Option<Duration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHa {
+    node: Option<String>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    lease: Option<Duration>,
 }
 
 #[derive(Deserialize, Default)]
@@ -352,13 +360,18 @@ pub fn resolve_path(flag: Option<PathBuf>) -> PathBuf {
 }
 
 impl Config {
+    /// Loads the file, reading every secret.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Secrets::All)
+    }
+
+    pub fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Config::from_toml(&text, path)?;
-        if config.has_inline_secrets() && readable_by_others(path) {
+        let mut config = Config::parse(&text, path, secrets)?;
+        if config.inline_secrets && readable_by_others(path) {
             config.warnings.push(format!(
                 "config file {} holds inline secrets and is readable by group or others: \
                  chmod 600 it, or move the secrets to *_file keys",
@@ -368,21 +381,31 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates TOML text; `path` names the source in errors and anchors
-    /// relative `*_file` paths.
+    /// Parses and validates TOML text, reading every secret; `path` names the source in
+    /// errors and anchors relative `*_file` paths.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse(text, path, Secrets::All)
+    }
+
+    pub fn parse(text: &str, path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: describe_toml_error(&e, text),
         })?;
-        build(raw, path).map_err(|message| ConfigError::Invalid {
+        let mut reader = SecretReader {
+            base_dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
+            mode: secrets,
+            warnings: Vec::new(),
+            all_read: true,
+        };
+        build(raw, &mut reader).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
         })
     }
 
-    fn has_inline_secrets(&self) -> bool {
-        self.inline_secrets
+    pub fn sla(&self) -> &policy::Sla {
+        &self.policy.sla
     }
 
     /// Every secret in the configuration, for redacting text that came from elsewhere.
@@ -392,6 +415,7 @@ impl Config {
             .iter()
             .map(|i| i.access_token.clone())
             .collect();
+        out.extend(self.store.url.clone());
         for c in &self.channels {
             match &c.kind {
                 ChannelKind::Slack { webhook_url } => out.push(webhook_url.clone()),
@@ -408,28 +432,63 @@ impl Config {
 
     /// The effective configuration as TOML, every secret shown as `***`.
     pub fn render(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        #[derive(Serialize)]
+        struct View<'a> {
+            wawp: &'a WawpConfig,
+            instance: &'a [Instance],
+            sla: &'a policy::Sla,
+            escalation: &'a [Tier],
+            #[serde(skip_serializing_if = "<[Rule]>::is_empty")]
+            rule: &'a [Rule],
+            store: &'a StoreConfig,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            ha: &'a Option<HaConfig>,
+            delivery: &'a DeliveryConfig,
+            channel: &'a [ChannelConfig],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            http: &'a Option<HttpConfig>,
+            log: &'a LogConfig,
+        }
+        let view = View {
+            wawp: &self.wawp,
+            instance: &self.instances,
+            sla: &self.policy.sla,
+            escalation: &self.policy.tiers,
+            rule: &self.policy.rules,
+            store: &self.store,
+            ha: &self.ha,
+            delivery: &self.delivery,
+            channel: &self.channels,
+            http: &self.http,
+            log: &self.log,
+        };
+        toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
 
     pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
         self.channels.iter().find(|c| c.name == name)
     }
+
+    pub fn channel_names(&self) -> Vec<String> {
+        self.channels.iter().map(|c| c.name.clone()).collect()
+    }
 }
 
 /// Keys whose values are secrets: an error about them never quotes the value.
-const SECRET_KEYS: [&str; 6] = [
+const SECRET_KEYS: [&str; 7] = [
     "token",
     "password",
     "webhook",
     "url",
     "headers",
     "authorization",
+    "key",
 ];
 
-/// "line 24, column 1: unknown field `treshold`, expected one of …", without the source
-/// snippet toml prints (it would show a secret written on the offending line). When the
-/// offending key looks like a secret, the message is replaced, since serde quotes values
-/// ("invalid type: integer `123456`").
+/// "line 24 in [sla], column 1: unknown field `treshold`, expected one of …", without the
+/// source snippet toml prints (it would show a secret written on the offending line). When
+/// the offending key looks like a secret, the message is replaced, since serde quotes
+/// values ("invalid type: integer `123456`").
 fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
     let Some(span) = e.span() else {
         return e.message().to_string();
@@ -446,14 +505,20 @@ fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
         .trim()
         .to_ascii_lowercase();
     let secret_line = line.contains('=') && SECRET_KEYS.iter().any(|k| key.contains(k));
-    // The table the line belongs to: the last header above it.
-    let table = text[..line_start]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|h| format!(" in {}", h.split('#').next().unwrap_or(h).trim()))
-        .unwrap_or_default();
+    // The table the line belongs to: the last header above it. A header line itself (an
+    // unknown table) belongs to the top level, not to the table before it.
+    let header = |l: &str| l.trim_start().starts_with('[');
+    let table = if header(line) {
+        " (top level)".to_string()
+    } else {
+        text[..line_start]
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| header(l))
+            .map(|h| format!(" in {}", h.split('#').next().unwrap_or(h).trim()))
+            .unwrap_or_default()
+    };
     let line_no = format!("{line_no}{table}");
     let message = e.message().trim_end();
     if secret_line && !message.starts_with("unknown field") {
@@ -474,8 +539,92 @@ fn readable_by_others(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o044 != 0)
 }
 
-fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
-    let base_dir = path.parent().unwrap_or(Path::new("."));
+/// Reads `*_file` secrets as far as the command needs them.
+struct SecretReader {
+    base_dir: PathBuf,
+    mode: Secrets,
+    warnings: Vec<String>,
+    all_read: bool,
+}
+
+impl SecretReader {
+    /// Exactly one of `key` / `key_file`; the file's trailing newline is trimmed.
+    fn pair(
+        &mut self,
+        table: &str,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<Secret>, String> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(format!("{table}: set either {key} or {key}_file, not both")),
+            (Some(v), None) if v.is_empty() => Err(format!("{table}.{key} is empty")),
+            (Some(v), None) => Ok(Some(Secret::new(v))),
+            (None, Some(f)) => self.file(table, key, &f).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The store's URL: every command that opens the store needs it, so it is read even
+    /// when other secrets are not.
+    fn store_pair(
+        &mut self,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<Secret>, String> {
+        let mode = self.mode;
+        if mode == Secrets::None {
+            self.mode = Secrets::All;
+        }
+        let read = self.pair("store", "url", inline, file);
+        self.mode = mode;
+        read
+    }
+
+    fn file(&mut self, table: &str, key: &str, file: &Path) -> Result<Secret, String> {
+        if self.mode == Secrets::None {
+            self.all_read = false;
+            return Ok(Secret::default());
+        }
+        let path = self.base_dir.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                let value = text.trim_end_matches(['\n', '\r']).to_string();
+                if value.is_empty() {
+                    return Err(format!("{table}.{key}_file: {} is empty", path.display()));
+                }
+                Ok(Secret::new(value))
+            }
+            Err(e) if self.mode == Secrets::Check && service_only(&path) => {
+                self.all_read = false;
+                self.warnings.push(format!(
+                    "{table}.{key}_file {}: not checked here: only the service can read it \
+                     (systemd hands credentials to the running service only; {e})",
+                    path.display()
+                ));
+                Ok(Secret::default())
+            }
+            Err(e) => Err(format!(
+                "{table}.{key}_file: cannot read {}: {e}",
+                path.display()
+            )),
+        }
+    }
+}
+
+/// A systemd credential of some unit, read from outside that unit (`$CREDENTIALS_DIRECTORY`
+/// is where this process's own credentials are, when it has any).
+fn service_only(path: &Path) -> bool {
+    if !path.starts_with(CREDENTIALS_ROOT) {
+        return false;
+    }
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(own) => !path.starts_with(own),
+        None => true,
+    }
+}
+
+fn build(raw: RawConfig, secrets: &mut SecretReader) -> Result<Config, String> {
     let mut inline_secrets = false;
 
     // [wawp]
@@ -490,7 +639,11 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
         max_response_bytes: raw.wawp.max_response_bytes.unwrap_or(64 << 20),
         page_size: raw.wawp.page_size.unwrap_or(100),
         max_chats: raw.wawp.max_chats.unwrap_or(50_000),
+        max_concurrent: raw.wawp.max_concurrent.unwrap_or(16),
     };
+    if wawp.max_concurrent == 0 {
+        return Err("wawp.max_concurrent must be at least 1".into());
+    }
     if wawp.request_timeout.is_zero() {
         return Err("wawp.request_timeout must be more than 0s".into());
     }
@@ -516,14 +669,14 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
             ));
         }
         inline_secrets |= inst.access_token.is_some();
-        let access_token = secret_pair(
-            &key,
-            "access_token",
-            inst.access_token,
-            inst.access_token_file,
-            base_dir,
-        )?
-        .ok_or_else(|| format!("{key}: set access_token or access_token_file"))?;
+        let access_token = secrets
+            .pair(
+                &key,
+                "access_token",
+                inst.access_token,
+                inst.access_token_file,
+            )?
+            .ok_or_else(|| format!("{key}: set access_token or access_token_file"))?;
         instances.push(Instance {
             name,
             instance_id: inst.instance_id,
@@ -541,7 +694,7 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
                 ch.name
             ));
         }
-        let (kind, inline) = build_channel(&key, ch, base_dir)?;
+        let (kind, inline) = build_channel(&key, ch, secrets)?;
         inline_secrets |= inline;
         channels.push(kind);
     }
@@ -554,46 +707,17 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
     }
     let channel_names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
 
-    // [sla]
+    // [sla], [[escalation]], [[rule]]
     let sla = raw.sla;
-    let threshold = sla.threshold.unwrap_or(Duration::from_secs(2 * 3600));
-    if threshold.is_zero() {
-        return Err("sla.threshold must be more than 0s".into());
-    }
-    let poll_interval = sla.poll_interval.unwrap_or(Duration::from_secs(60));
-    if poll_interval < Duration::from_secs(1) {
-        return Err("sla.poll_interval must be at least 1s".into());
-    }
-    let repeat_after = sla.repeat_after.filter(|d| !d.is_zero());
-    let ignore: Vec<Glob> = sla
-        .ignore
-        .unwrap_or_else(|| {
-            ["*@broadcast", "*@newsletter", "*@meta.ai", "0@c.us"]
-                .map(String::from)
-                .to_vec()
-        })
-        .into_iter()
-        .map(Glob::new)
-        .collect();
-    let (business_hours, business_view) = match sla.business_hours {
-        Some(bh) => {
-            let (b, v) = build_business_hours(bh)?;
-            (Some(b), Some(v))
-        }
-        None => (None, None),
-    };
-
-    // [[escalation]]
+    sla.validate()?;
     let tiers = if raw.escalation.is_empty() {
         vec![Tier {
-            after: threshold,
+            after: sla.threshold,
             notify: channel_names.clone(),
         }]
     } else {
         build_tiers("escalation", raw.escalation, &channel_names)?
     };
-
-    // [[rule]]
     let mut rules = Vec::new();
     for (i, r) in raw.rule.into_iter().enumerate() {
         let key = format!("rule[{i}]");
@@ -616,7 +740,7 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
             )?),
             None => None,
         };
-        if r.business_hours == Some(true) && business_hours.is_none() {
+        if r.business_hours == Some(true) && sla.business_hours.is_none() {
             return Err(format!(
                 "{key}: business_hours = true, but [sla.business_hours] is not configured"
             ));
@@ -629,37 +753,58 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
             stop_on: r.stop_on,
         });
     }
-
-    let stop_on = sla.stop_on.unwrap_or(StopOn::Read);
-    let policy = Policy {
-        tiers: tiers.clone(),
-        rules: rules.clone(),
-        stop_on,
-        include_groups: sla.include_groups.unwrap_or(true),
-        ignore: ignore.clone(),
-        include_preview: sla.include_preview.unwrap_or(true),
-        send_resolved: sla.send_resolved.unwrap_or(true),
-        repeat_after,
-        nudge_unread: sla.nudge_unread.unwrap_or(0),
-        business_hours,
-    };
-    let sla_config = SlaConfig {
-        threshold,
-        poll_interval,
-        repeat_after,
-        send_resolved: policy.send_resolved,
-        include_groups: policy.include_groups,
-        ignore,
-        include_preview: policy.include_preview,
-        stop_on,
-        blind_after: sla.blind_after.unwrap_or(Duration::from_secs(600)),
-        nudge_unread: policy.nudge_unread,
-        business_hours: business_view,
-    };
+    let policy = Policy { sla, tiers, rules };
 
     // [store], [delivery], [http], [log]
+    inline_secrets |= raw.store.url.is_some();
+    let url = secrets.store_pair(raw.store.url, raw.store.url_file)?;
+    if url.is_some() && raw.store.path.is_some() {
+        return Err(
+            "store: set either path (SQLite) or url / url_file (PostgreSQL), not both".into(),
+        );
+    }
+    if let Some(u) = url.as_ref().filter(|u| !u.expose().is_empty()) {
+        let scheme = u.expose().split(':').next().unwrap_or("");
+        if scheme != "postgres" && scheme != "postgresql" {
+            return Err("store.url must be a PostgreSQL URL like postgres://inbox-sla@db.example.com/inbox_sla".into());
+        }
+    }
     let store = StoreConfig {
-        path: raw.store.path.unwrap_or_else(default_store_path),
+        path: match &url {
+            Some(_) => None,
+            None => Some(raw.store.path.unwrap_or_else(default_store_path)),
+        },
+        url,
+        keep: raw.store.keep.unwrap_or(Duration::from_secs(90 * 86_400)),
+    };
+    if store.keep < Duration::from_secs(86_400) {
+        return Err("store.keep must be at least 1d".into());
+    }
+    let poll = policy.sla.poll_interval;
+    let ha = match (&store.url, raw.ha) {
+        (None, Some(_)) => {
+            return Err("[ha] needs a PostgreSQL store: set store.url or store.url_file".into());
+        }
+        (None, None) => None,
+        (Some(_), ha) => {
+            let ha = ha.unwrap_or_default();
+            let node = ha.node.unwrap_or_else(crate::outbox::hostname);
+            if node.trim().is_empty() {
+                return Err("ha.node is empty".into());
+            }
+            let lease = match ha.lease {
+                Some(l) if l < poll * 2 => {
+                    return Err(format!(
+                        "ha.lease ({}) must be at least 2 × sla.poll_interval ({})",
+                        crate::duration::format(l),
+                        crate::duration::format(poll * 2)
+                    ));
+                }
+                Some(l) => l,
+                None => (poll * 3).max(Duration::from_secs(30)),
+            };
+            Some(HaConfig { node, lease })
+        }
     };
     let delivery = DeliveryConfig {
         retry_for: raw
@@ -670,6 +815,9 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
     };
     if delivery.timeout.is_zero() {
         return Err("delivery.timeout must be more than 0s".into());
+    }
+    if delivery.retry_for.is_zero() {
+        return Err("delivery.retry_for must be more than 0s".into());
     }
     let http = match raw.http {
         Some(h) => Some(HttpConfig {
@@ -683,11 +831,7 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
         None => None,
     };
     let level = raw.log.level.unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        return Err(format!(
-            "log.level: \"{level}\" is not a level (error, warn, info, debug, trace)"
-        ));
-    }
+    check_log_level(&level).map_err(|e| format!("log.level: {e}"))?;
     let log = LogConfig {
         level,
         format: raw.log.format.unwrap_or(LogFormat::Text),
@@ -696,24 +840,54 @@ fn build(raw: RawConfig, path: &Path) -> Result<Config, String> {
     Ok(Config {
         wawp,
         instances,
-        tiers_view: tiers,
-        rules_view: rules,
         policy,
-        sla: sla_config,
         store,
+        ha,
         delivery,
         channels,
         http,
         log,
-        warnings: Vec::new(),
+        warnings: std::mem::take(&mut secrets.warnings),
+        secrets_read: secrets.all_read,
         inline_secrets,
     })
+}
+
+/// A level ("info"), or a list of directives each ending in a level
+/// ("warn,inbox_sla=debug"). A bare word that is not a level ("inf") would parse as a
+/// target and silence every log line, errors included: it is refused. Shared with
+/// `RUST_LOG`.
+pub fn check_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let refuse = || {
+        format!(
+            "\"{level}\" is not a level (error, warn, info, debug, trace, off) or a list of \
+             directives each ending in one, like \"warn,inbox_sla=debug\""
+        )
+    };
+    let directives: Vec<&str> = level
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err(refuse());
+    }
+    for d in directives {
+        let lvl = d.rsplit_once('=').map_or(d, |(_, l)| l);
+        if !LEVELS.contains(&lvl.trim().to_ascii_lowercase().as_str()) {
+            return Err(refuse());
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(level)
+        .map(|_| ())
+        .map_err(|e| format!("\"{level}\": {e}"))
 }
 
 fn build_channel(
     key: &str,
     ch: RawChannel,
-    base_dir: &Path,
+    secrets: &mut SecretReader,
 ) -> Result<(ChannelConfig, bool), String> {
     let mut inline = false;
     let kind = ch.kind.clone();
@@ -760,25 +934,22 @@ fn build_channel(
             "{key}: key \"{k}\" does not apply to a {kind} channel"
         ));
     }
+    let base_dir = secrets.base_dir.clone();
     let kind = match kind.as_str() {
         "slack" => {
             inline |= ch.webhook_url.is_some();
-            let url = secret_pair(
-                key,
-                "webhook_url",
-                ch.webhook_url,
-                ch.webhook_url_file,
-                base_dir,
-            )?
-            .ok_or_else(|| format!("{key}: set webhook_url or webhook_url_file"))?;
-            checked_url(&format!("{key}.webhook_url"), url.expose())?;
+            let url = secrets
+                .pair(key, "webhook_url", ch.webhook_url, ch.webhook_url_file)?
+                .ok_or_else(|| format!("{key}: set webhook_url or webhook_url_file"))?;
+            check_secret_url(&format!("{key}.webhook_url"), &url)?;
             ChannelKind::Slack { webhook_url: url }
         }
         "webhook" => {
             inline |= ch.url.is_some() || ch.headers.is_some();
-            let url = secret_pair(key, "url", ch.url, ch.url_file, base_dir)?
+            let url = secrets
+                .pair(key, "url", ch.url, ch.url_file)?
                 .ok_or_else(|| format!("{key}: set url or url_file"))?;
-            checked_url(&format!("{key}.url"), url.expose())?;
+            check_secret_url(&format!("{key}.url"), &url)?;
             let headers = ch
                 .headers
                 .unwrap_or_default()
@@ -813,7 +984,7 @@ fn build_channel(
                 addr.parse::<lettre::message::Mailbox>()
                     .map_err(|e| format!("{key}.to: \"{addr}\" is not an address: {e}"))?;
             }
-            let password = secret_pair(key, "password", ch.password, ch.password_file, base_dir)?;
+            let password = secrets.pair(key, "password", ch.password, ch.password_file)?;
             if password.is_some() && ch.username.is_none() {
                 return Err(format!("{key}: a password needs a username"));
             }
@@ -866,96 +1037,33 @@ fn build_tiers(key: &str, raw: Vec<RawTier>, channels: &[String]) -> Result<Vec<
                 ));
             }
         }
+        if t.after.as_secs() == 0 {
+            return Err(format!("{key}[{i}].after must be at least 1s"));
+        }
         if let Some(prev) = tiers.last()
-            && t.after <= prev.after
+            && t.after.as_secs() <= prev.after.as_secs()
         {
             return Err(format!(
                 "{key}[{i}].after ({}) must be longer than the tier before it ({})",
-                humantime::format_duration(t.after),
-                humantime::format_duration(prev.after)
+                crate::duration::format(t.after),
+                crate::duration::format(prev.after)
             ));
         }
-        if t.after.is_zero() {
-            return Err(format!("{key}[{i}].after must be more than 0s"));
-        }
         tiers.push(Tier {
-            after: t.after,
+            after: Duration::from_secs(t.after.as_secs()),
             notify,
         });
     }
     Ok(tiers)
 }
 
-fn build_business_hours(
-    raw: RawBusinessHours,
-) -> Result<(BusinessHours, BusinessHoursView), String> {
-    let timezone: chrono_tz::Tz = raw.timezone.parse().map_err(|_| {
-        format!(
-            "sla.business_hours.timezone: \"{}\" is not an IANA timezone like Africa/Cairo",
-            raw.timezone
-        )
-    })?;
-    let values = [
-        raw.mon, raw.tue, raw.wed, raw.thu, raw.fri, raw.sat, raw.sun,
-    ];
-    let mut days: [Vec<OpenRange>; 7] = Default::default();
-    let mut view = BTreeMap::new();
-    for (i, v) in values.into_iter().enumerate() {
-        if let Some(v) = v {
-            days[i] = BusinessHours::parse_day(&v)
-                .map_err(|e| format!("sla.business_hours.{}: {e}", WEEKDAYS[i]))?;
-            view.insert(WEEKDAYS[i].to_string(), v);
-        }
+/// Checks a secret URL (https unless loopback) without ever quoting it; a secret that was
+/// not read (see [`Secrets`]) is not checked.
+fn check_secret_url(key: &str, url: &Secret) -> Result<(), String> {
+    if url.expose().is_empty() {
+        return Ok(());
     }
-    if days.iter().all(Vec::is_empty) {
-        return Err("sla.business_hours: no day has opening hours; set mon … sun".into());
-    }
-    let mut holidays = BTreeSet::new();
-    for h in &raw.holidays {
-        holidays.insert(
-            chrono::NaiveDate::parse_from_str(h, "%Y-%m-%d").map_err(|_| {
-                format!("sla.business_hours.holidays: \"{h}\" is not a date like 2026-12-25")
-            })?,
-        );
-    }
-    Ok((
-        BusinessHours {
-            timezone,
-            days,
-            holidays,
-        },
-        BusinessHoursView {
-            timezone: raw.timezone,
-            days: view,
-            holidays: raw.holidays,
-        },
-    ))
-}
-
-/// Reads exactly one of `key` / `key_file`; the file's trailing newline is trimmed.
-fn secret_pair(
-    table: &str,
-    key: &str,
-    inline: Option<String>,
-    file: Option<PathBuf>,
-    base_dir: &Path,
-) -> Result<Option<Secret>, String> {
-    match (inline, file) {
-        (Some(_), Some(_)) => Err(format!("{table}: set either {key} or {key}_file, not both")),
-        (Some(v), None) if v.is_empty() => Err(format!("{table}.{key} is empty")),
-        (Some(v), None) => Ok(Some(Secret::new(v))),
-        (None, Some(f)) => {
-            let path = base_dir.join(&f);
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("{table}.{key}_file: cannot read {}: {e}", path.display()))?;
-            let value = text.trim_end_matches(['\n', '\r']).to_string();
-            if value.is_empty() {
-                return Err(format!("{table}.{key}_file: {} is empty", path.display()));
-            }
-            Ok(Some(Secret::new(value)))
-        }
-        (None, None) => Ok(None),
-    }
+    checked_url(key, url.expose()).map(|_| ())
 }
 
 /// https, or http to a loopback host only. The URL itself never reaches the message.
@@ -995,28 +1103,8 @@ fn default_store_path() -> PathBuf {
     }
 }
 
-fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "\"{text}\" is not a duration like \"90s\", \"2h\" or \"1h 30m\" ({e})"
-        ))
-    })
-}
-
 fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    de_duration(d).map(Some)
-}
-
-pub(crate) fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&humantime::format_duration(*d).to_string())
-}
-
-pub(crate) fn ser_opt_duration<S: serde::Serializer>(
-    d: &Option<Duration>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    ser_duration(&d.unwrap_or_default(), s)
+    crate::duration::deserialize(d).map(Some)
 }
 
 fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -1024,186 +1112,4 @@ fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Resul
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
-[[instance]]
-name = "support"
-instance_id = "123"
-access_token = "tok-SECRET-123"
-
-[[channel]]
-name = "console"
-type = "console"
-"#;
-
-    fn parse(text: &str) -> Result<Config, String> {
-        Config::from_toml(text, Path::new("/etc/inbox-sla/config.toml")).map_err(|e| e.to_string())
-    }
-
-    fn with(extra: &str) -> Result<Config, String> {
-        parse(&format!("{MINIMAL}\n{extra}"))
-    }
-
-    #[test]
-    fn defaults_fill_in() {
-        let c = parse(MINIMAL).unwrap();
-        assert_eq!(c.wawp.base_url.as_str(), "https://api.wawp.net/");
-        assert_eq!(c.sla.threshold, Duration::from_secs(7200));
-        assert_eq!(c.policy.tiers.len(), 1);
-        assert_eq!(c.policy.tiers[0].notify, vec!["console"]);
-        assert_eq!(c.policy.stop_on, StopOn::Read);
-        assert_eq!(c.sla.blind_after, Duration::from_secs(600));
-        assert_eq!(c.wawp.page_size, 100);
-    }
-
-    #[test]
-    fn an_unknown_key_is_an_error_that_names_it() {
-        let err = parse(&MINIMAL.replace("[[channel]]", "[sla]\ntreshold = \"1h\"\n\n[[channel]]"))
-            .unwrap_err();
-        assert!(err.contains("treshold"), "{err}");
-        let err = with("[[channel]]\nname = \"x\"\ntype = \"slack\"\nwebhook_url = \"https://h/1\"\nchanel = 1").unwrap_err();
-        assert!(err.contains("chanel"), "{err}");
-    }
-
-    #[test]
-    fn durations_are_humantime_and_bad_ones_are_named() {
-        let c = with("[sla]\nthreshold = \"1h 30m\"\npoll_interval = \"90s\"").unwrap();
-        assert_eq!(c.sla.threshold, Duration::from_secs(5400));
-        let err = with("[sla]\nthreshold = \"two hours\"").unwrap_err();
-        assert!(
-            err.contains("two hours") && err.contains("threshold"),
-            "{err}"
-        );
-        let err = with("[sla]\npoll_interval = \"500ms\"").unwrap_err();
-        assert!(err.contains("poll_interval"), "{err}");
-    }
-
-    #[test]
-    fn secret_files_are_read_and_trimmed_and_exactly_one_is_allowed() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("token"), "file-token-xyz\n").unwrap();
-        let text = MINIMAL.replace(
-            "access_token = \"tok-SECRET-123\"",
-            "access_token_file = \"token\"",
-        );
-        let c = Config::from_toml(&text, &dir.path().join("config.toml")).unwrap();
-        assert_eq!(c.instances[0].access_token.expose(), "file-token-xyz");
-
-        let both = MINIMAL.replace(
-            "access_token = \"tok-SECRET-123\"",
-            "access_token = \"a\"\naccess_token_file = \"token\"",
-        );
-        let err = Config::from_toml(&both, &dir.path().join("config.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("either access_token or access_token_file"),
-            "{err}"
-        );
-
-        let missing = MINIMAL.replace(
-            "access_token = \"tok-SECRET-123\"",
-            "access_token_file = \"nope\"",
-        );
-        let err = Config::from_toml(&missing, &dir.path().join("config.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("access_token_file") && err.contains("nope"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn cross_references_are_checked() {
-        let err = with("[[escalation]]\nafter = \"2h\"\nnotify = [\"pager\"]").unwrap_err();
-        assert!(err.contains("no channel is named \"pager\""), "{err}");
-        let err =
-            with("[[escalation]]\nafter = \"6h\"\n[[escalation]]\nafter = \"2h\"").unwrap_err();
-        assert!(err.contains("escalation[1].after"), "{err}");
-        let err = with("[[channel]]\nname = \"console\"\ntype = \"console\"").unwrap_err();
-        assert!(err.contains("used twice"), "{err}");
-        let err = with("[[channel]]\nname = \"e\"\ntype = \"email\"\nsmtp_host = \"h\"\nfrom = \"a@b.c\"\nto = [\"x@y.z\"]\nwebhook_url = \"https://x\"").unwrap_err();
-        assert!(
-            err.contains("\"webhook_url\" does not apply to a email channel"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn urls_must_be_https_unless_loopback_and_never_echo_the_url() {
-        assert!(with("[wawp]\nbase_url = \"http://127.0.0.1:8080\"").is_ok());
-        assert!(with("[wawp]\nbase_url = \"http://localhost:8080\"").is_ok());
-        let err = with("[wawp]\nbase_url = \"http://api.wawp.net\"").unwrap_err();
-        assert!(err.contains("wawp.base_url must use https"), "{err}");
-        let err = with("[[channel]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"http://hooks.slack.com/services/T/B/SECRETPART\"")
-            .unwrap_err();
-        assert!(err.contains("must use https"), "{err}");
-        assert!(!err.contains("SECRETPART"), "{err}");
-    }
-
-    #[test]
-    fn the_rendered_config_shows_every_secret_as_stars() {
-        let c = with(
-            "[[channel]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://hooks.slack.com/services/T/B/HOOKSECRET\"\n\
-             [[channel]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://example.com/x\"\nheaders = { Authorization = \"Bearer HDRSECRET\" }\n\
-             [[channel]]\nname = \"m\"\ntype = \"email\"\nsmtp_host = \"smtp.example.com\"\nusername = \"bot\"\npassword = \"PWSECRET\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]",
-        )
-        .unwrap();
-        let text = c.render();
-        for secret in ["tok-SECRET-123", "HOOKSECRET", "HDRSECRET", "PWSECRET"] {
-            assert!(!text.contains(secret), "{secret} leaked:\n{text}");
-        }
-        assert!(text.contains("access_token = \"***\""), "{text}");
-        assert!(text.contains("threshold = \"2h\""), "{text}");
-        assert_eq!(
-            toml::from_str::<toml::Table>(&text).map(|_| ()),
-            Ok(()),
-            "renders valid TOML"
-        );
-    }
-
-    #[test]
-    fn business_hours_and_rules_are_validated_with_names() {
-        let err = with("[sla.business_hours]\ntimezone = \"Mars/Base\"\nmon = \"09:00-18:00\"")
-            .unwrap_err();
-        assert!(err.contains("Mars/Base"), "{err}");
-        let err = with("[sla.business_hours]\ntimezone = \"Africa/Cairo\"\nmon = \"18:00-09:00\"")
-            .unwrap_err();
-        assert!(err.contains("sla.business_hours.mon"), "{err}");
-        let err = with("[sla.business_hours]\ntimezone = \"Africa/Cairo\"\nmon = \"09:00-18:00\"\nholidays = [\"2026-13-01\"]")
-            .unwrap_err();
-        assert!(err.contains("2026-13-01"), "{err}");
-        let err = with("[[rule]]\nmatch = [\"name:/(/\"]\nignore = true").unwrap_err();
-        assert!(err.contains("rule[0].match"), "{err}");
-        let c = with(
-            "[[rule]]\nmatch = [\"2010*@c.us\"]\nescalation = [{ after = \"15m\", notify = [\"console\"] }]",
-        )
-        .unwrap();
-        assert_eq!(
-            c.policy.rules[0].escalation.as_ref().unwrap()[0].after,
-            Duration::from_secs(900)
-        );
-    }
-
-    #[test]
-    fn a_readable_file_with_inline_secrets_gets_a_warning() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.toml");
-        std::fs::write(&path, MINIMAL).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let c = Config::load(&path).unwrap();
-        assert!(
-            c.warnings
-                .iter()
-                .any(|w| w.contains("readable by group or others")),
-            "{:?}",
-            c.warnings
-        );
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert!(Config::load(&path).unwrap().warnings.is_empty());
-    }
-}
+mod tests;

@@ -1,14 +1,15 @@
 //! One cycle for one instance: poll, evaluate, record (PRODUCT.md sections 2 and 6).
 //!
-//! The shell around the pure engine: fetch the overview (`wawp`), load the open episodes
-//! and mutes (`store`), evaluate (`sla`), digest the events (`alert`), and commit episode
-//! changes and notifications in one transaction. It also keeps each instance's polling
-//! health for the "monitor blind" alert. It does not send anything: `deliver` does.
+//! The shell around the pure engine: fetch the overview (`wawp`), read the open episodes,
+//! mutes and the instance's memory (`store`), evaluate (`sla`), digest the events (`alert`),
+//! and commit episode changes, closed episodes, notifications and the instance's new state
+//! in one transaction. It also keeps each instance's polling health for the "monitor
+//! blind" alert. It does not send anything: `deliver` does.
 
 use crate::alert::{self, AlertDoc, Outgoing, Status};
 use crate::config::{Config, Instance};
 use crate::sla::{self, Evaluation, EventKind};
-use crate::store::{Snapshot, SourceState, StoreError, StoreHandle};
+use crate::store::{CycleCommit, Fence, Snapshot, SourceState, Store, StoreError};
 use crate::wawp::{PollError, WawpClient};
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,6 +38,38 @@ pub struct Summary {
     pub rows_written: u64,
     pub bytes: u64,
     pub poll_seconds: f64,
+    /// Wall-clock waits (seconds) of the episodes that ended, for the wait histogram.
+    pub ended_waits: Vec<i64>,
+}
+
+impl Summary {
+    /// One line per cycle. The daemon logs quiet cycles (nothing enqueued) at debug, so
+    /// an idle inbox keeps a quiet journal (`STATUS=` and `/metrics` still show it);
+    /// `once` always says what it saw.
+    pub fn log(&self, always: bool) {
+        macro_rules! summary {
+            ($level:expr) => {
+                tracing::event!(
+                    $level,
+                    instance = %self.instance,
+                    chats = self.chats,
+                    waiting = self.waiting,
+                    breached = self.breached,
+                    escalated = self.escalated,
+                    resolved = self.resolved,
+                    enqueued = self.enqueued,
+                    rows_written = self.rows_written,
+                    bytes = self.bytes,
+                    "cycle done"
+                )
+            };
+        }
+        if always || self.enqueued > 0 {
+            summary!(tracing::Level::INFO);
+        } else {
+            summary!(tracing::Level::DEBUG);
+        }
+    }
 }
 
 /// A cycle's decisions before anything is written (what `once --dry-run` prints).
@@ -46,30 +79,35 @@ pub struct Plan {
     pub outgoing: Vec<Outgoing>,
     /// The store generation the plan was made from; the commit checks it.
     pub generation: i64,
+    /// The instance's state as read, and as it is after this poll succeeded.
+    pub source: SourceState,
+    pub next_source: SourceState,
 }
+
+/// Called as the cycle makes progress (bytes arrive, the engine finishes): the daemon's
+/// watchdog feeds on it, so a slow but working cycle is never taken for a stuck one.
+pub type Progress<'a> = &'a (dyn Fn() + Send + Sync);
 
 /// Polls and evaluates without writing.
 pub async fn plan(
     client: &WawpClient,
-    store: Option<&StoreHandle>,
+    store: Option<&Store>,
     config: &Arc<Config>,
     instance: &Instance,
     now: i64,
+    progress: Progress<'_>,
 ) -> Result<Plan, CycleError> {
     // The store read does not depend on the overview: it runs while the fetch waits on the
     // network, so a warm cycle costs little more than the fetch itself.
     let load = async {
         match store {
-            Some(store) => {
-                let name = instance.name.clone();
-                store.call(move |s| s.snapshot(&name, now)).await
-            }
+            Some(store) => store.snapshot(&instance.name, now).await,
             None => Ok(Snapshot::default()),
         }
     };
     let fetch = async {
         let started = Instant::now();
-        let fetched = client.overview(instance).await;
+        let fetched = client.overview(instance, progress).await;
         (fetched, started.elapsed().as_secs_f64())
     };
     let (loaded, (fetched, poll_seconds)) = tokio::join!(load, fetch);
@@ -78,16 +116,27 @@ pub async fn plan(
         episodes,
         mutes,
         generation,
+        source,
     } = loaded?;
     for note in &fetched.notes {
         tracing::warn!(instance = %instance.name, "overview incomplete: {note}");
     }
-    let config2 = config.clone();
+    let engine_config = config.clone();
     let chats = fetched.chats;
-    let complete = fetched.complete;
+    let read_whole = fetched.complete;
+    let (previous_chats, last_poll) = (source.complete_chats, source.last_ok_at);
     // The engine is CPU work over possibly 100k chats: keep it off the async workers.
     let (eval, chat_count) = tokio::task::spawn_blocking(move || {
-        let eval = sla::evaluate(&episodes, &chats, complete, &mutes, &config2.policy, now);
+        let eval = sla::evaluate(&sla::Cycle {
+            episodes: &episodes,
+            chats: &chats,
+            read_whole,
+            previous_chats,
+            last_poll,
+            mutes: &mutes,
+            policy: &engine_config.policy,
+            now,
+        });
         let count = chats.len();
         // Freeing 100k parsed chats takes longer than evaluating them; nothing waits on it.
         // (If no thread can be had, the closure and its data are simply freed here.)
@@ -97,51 +146,70 @@ pub async fn plan(
         (eval, count)
     })
     .await
-    .map_err(|e| StoreError::Open {
-        path: "(engine)".into(),
-        message: format!("evaluation task failed: {e}"),
-    })?;
-    let outgoing = alert::digest(&instance.name, &eval.events, now);
+    .map_err(|e| StoreError::Corrupt(format!("the evaluation task failed: {e}")))?;
+    progress();
+    if !eval.complete && read_whole && eval.waiting > 0 {
+        tracing::warn!(instance = %instance.name, chats = chat_count, previous = ?previous_chats,
+            "overview incomplete: empty or under half the size of the last one; absence proves nothing this cycle");
+    }
+    let channels = config.channel_names();
+    let mut outgoing = alert::digest(&instance.name, &eval.events, now);
+    outgoing.retain(|o| channels.contains(&o.channel));
+    let mut next_source = SourceState {
+        failing_since: None,
+        last_error: None,
+        blind: false,
+        ..source.clone()
+    };
+    if config.policy.uses_reply_mode() {
+        next_source.last_ok_at = Some(now);
+    }
+    if read_whole && chat_count > 0 {
+        next_source.complete_chats = Some(chat_count);
+    }
+    let count = |f: fn(&EventKind) -> bool| eval.events.iter().filter(|e| f(&e.kind)).count();
     let summary = Summary {
         instance: instance.name.clone(),
         chats: chat_count,
-        complete,
+        complete: eval.complete,
         waiting: eval.waiting,
         breached: eval.breached,
-        escalated: eval
-            .events
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::Firing { .. }))
-            .count(),
-        resolved: eval
-            .events
-            .iter()
-            .filter(|e| matches!(e.kind, EventKind::Resolved { .. }))
-            .count(),
+        escalated: count(|k| matches!(k, EventKind::Firing { .. })),
+        resolved: count(|k| matches!(k, EventKind::Resolved { .. })),
         enqueued: outgoing.len(),
         rows_written: 0,
         bytes: fetched.bytes,
         poll_seconds,
+        ended_waits: eval
+            .closed
+            .iter()
+            .filter(|c| c.reason != sla::EndReason::Ignored)
+            .map(|c| (c.ended_at - c.episode.started_at).max(0))
+            .collect(),
     };
     Ok(Plan {
         summary,
         eval,
         outgoing,
         generation,
+        source,
+        next_source,
     })
 }
 
 /// Polls, evaluates and commits one instance's cycle. Polling failures are recorded for
-/// the blind monitor before they are returned.
+/// the blind monitor before they are returned. `fence`: the lease this node holds, under HA.
 pub async fn run(
     client: &WawpClient,
-    store: &StoreHandle,
+    store: &Store,
     config: &Arc<Config>,
     instance: &Instance,
     now: i64,
+    fence: Option<&Fence>,
+    progress: Progress<'_>,
 ) -> Result<Summary, CycleError> {
-    match plan(client, Some(store), config, instance, now).await {
-        Ok(plan) => commit(store, config, &instance.name, plan, now).await,
+    match plan(client, Some(store), config, instance, now, progress).await {
+        Ok(plan) => commit(store, config, &instance.name, plan, now, fence).await,
         Err(CycleError::Poll(e)) => {
             source_failed(store, config, &instance.name, &e, now).await?;
             Err(CycleError::Poll(e))
@@ -151,96 +219,86 @@ pub async fn run(
 }
 
 /// Commits a plan made from `store`: fails with a conflict, writing nothing, if another
-/// writer committed for the instance since the plan read it.
+/// writer committed for the instance since the plan read it (or took its lease).
 pub async fn commit(
-    store: &StoreHandle,
+    store: &Store,
     config: &Arc<Config>,
     instance: &str,
     plan: Plan,
     now: i64,
+    fence: Option<&Fence>,
 ) -> Result<Summary, CycleError> {
     let Plan {
         mut summary,
         eval,
-        outgoing,
+        mut outgoing,
         generation,
+        source,
+        next_source,
     } = plan;
-    let recovered = source_ok(store, config, instance, now).await?;
-    let name = instance.to_string();
-    summary.rows_written = store
-        .call(move |s| s.commit_cycle(&name, generation, &eval, &outgoing, now))
-        .await?;
-    if recovered {
-        summary.enqueued += config.channels.len();
+    if source.blind {
+        let message = format!(
+            "Polling works again after {} of failure.",
+            alert::short_duration(now - source.failing_since.unwrap_or(now))
+        );
+        outgoing.extend(to_every_channel(
+            config,
+            instance,
+            Status::Recovered,
+            message,
+            now,
+        ));
+        tracing::info!(instance, "monitor recovered");
     }
+    summary.enqueued = outgoing.len();
+    let changed = (next_source != source).then_some(&next_source);
+    summary.rows_written = store
+        .commit_cycle(CycleCommit {
+            instance,
+            generation,
+            fence,
+            upserts: &eval.upserts,
+            closed: &eval.closed,
+            outgoing: &outgoing,
+            source: changed,
+            now,
+        })
+        .await?;
     Ok(summary)
 }
 
 /// Records a failed poll; after `blind_after` of continuous failure, enqueues one `blind`
 /// alert to every channel.
 async fn source_failed(
-    store: &StoreHandle,
+    store: &Store,
     config: &Arc<Config>,
     instance: &str,
     error: &PollError,
     now: i64,
 ) -> Result<(), StoreError> {
-    let name = instance.to_string();
-    let prev = store.call(move |s| s.source(&name)).await?;
+    let prev = store.source(instance).await?;
     let since = prev.failing_since.unwrap_or(now);
-    let label = error.label();
     let mut next = SourceState {
         failing_since: Some(since),
-        last_error: Some(label),
-        blind: prev.blind,
+        last_error: Some(error.label()),
+        ..prev.clone()
     };
     let mut outgoing = Vec::new();
-    if !prev.blind && now - since >= config.sla.blind_after.as_secs() as i64 {
+    let blind_after = config.sla().blind_after;
+    if !prev.blind && now - since >= blind_after.as_secs() as i64 {
         next.blind = true;
         let message = format!(
             "Polling has failed for {} (sla.blind_after = {}); waiting customers are not being watched. Last error: {error}",
             alert::short_duration(now - since),
-            humantime::format_duration(config.sla.blind_after),
+            crate::duration::format(blind_after),
         );
         outgoing = to_every_channel(config, instance, Status::Blind, message, now);
         tracing::error!(instance, "monitor blind: {error}");
     }
     if next != prev {
-        let name = instance.to_string();
-        store
-            .call(move |s| s.set_source(&name, &next, &outgoing, now))
-            .await?;
+        store.set_source(instance, &next, &outgoing, now).await?;
     }
     Ok(())
-}
-
-/// Records a successful poll; returns whether a `recovered` notice was enqueued.
-async fn source_ok(
-    store: &StoreHandle,
-    config: &Arc<Config>,
-    instance: &str,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let name = instance.to_string();
-    let prev = store.call(move |s| s.source(&name)).await?;
-    if prev == SourceState::default() {
-        return Ok(false); // nothing to write: the common, quiet case
-    }
-    let mut outgoing = Vec::new();
-    if prev.blind {
-        let message = format!(
-            "Polling works again after {} of failure.",
-            alert::short_duration(now - prev.failing_since.unwrap_or(now))
-        );
-        outgoing = to_every_channel(config, instance, Status::Recovered, message, now);
-        tracing::info!(instance, "monitor recovered");
-    }
-    let recovered = !outgoing.is_empty();
-    let name = instance.to_string();
-    store
-        .call(move |s| s.set_source(&name, &SourceState::default(), &outgoing, now))
-        .await?;
-    Ok(recovered)
 }
 
 fn to_every_channel(

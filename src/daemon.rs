@@ -1,35 +1,55 @@
-//! The `run` daemon (PRODUCT.md section 7): the poll loops, the delivery loop, signals,
-//! reload, the systemd notify protocol and the HTTP endpoints.
+//! The `run` daemon (PRODUCT.md section 7): the poll loops, the delivery loops, signals,
+//! reload, the systemd notify protocol, HA leases and the HTTP endpoints.
 //!
 //! Each instance has its own loop (never two cycles of one instance at once; a missed tick
-//! is delayed, not burst), at most [`MAX_CONCURRENT_POLLS`] polling at once. Delivery runs
-//! in its own task, woken when a cycle enqueues, so polling never waits on a receiver.
-//! Shutdown and reload are futures and channels, so tests drive them without signals.
+//! is delayed, not burst), offset so that many instances spread over the interval, with at
+//! most `wawp.max_concurrent` polls in flight. Under HA (a PostgreSQL store) a loop polls
+//! only while this node holds the instance's lease, and commits with its fencing number.
+//! Delivery runs on one task per channel, woken when a cycle enqueues, so polling never
+//! waits on a receiver and a slow receiver never holds up another channel. The watchdog
+//! is fed while cycles make progress, not merely while they run. Shutdown and reload are
+//! futures and channels, so tests drive them without signals; time comes from one
+//! [`Clock`].
 
-use crate::commands::{self, CliError};
-use crate::config::Config;
+use crate::clock::Clock;
+use crate::config::{Config, HaConfig};
 use crate::cycle::{self, CycleError, Summary};
 use crate::deliver;
 use crate::http::{self, Health};
-use crate::notify::Channels;
-use crate::store::StoreHandle;
+use crate::notify::{self, Channels};
+use crate::outbox::Outbox;
+use crate::store::{Store, StoreError};
+use crate::systemd::Notifier;
 use crate::wawp::WawpClient;
-use sd_notify::NotifyState;
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-pub const MAX_CONCURRENT_POLLS: usize = 8;
 /// How long a poll cycle under way gets to finish on shutdown or reload.
 const POLL_STOP_GRACE: Duration = Duration::from_secs(2);
 /// How long in-flight deliveries get on shutdown.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Sent notifications are kept this long for `alerts --all`, then pruned.
 const KEEP_SENT: i64 = 7 * 86400;
+/// How often housekeeping runs (gauges, orphans, owed outcomes) and prunes.
+const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(15);
+const PRUNE_EVERY: i64 = 3600;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Channels(#[from] notify::BuildError),
+    #[error("{0}")]
+    Start(String),
+}
 
 /// What the poll and delivery loops need; replaced whole on reload.
 struct Runtime {
@@ -38,11 +58,22 @@ struct Runtime {
     client: WawpClient,
 }
 
+impl Runtime {
+    fn build(config: Config) -> Result<Runtime, Error> {
+        Ok(Runtime {
+            channels: notify::build(&config)?,
+            client: WawpClient::new(&config.wawp)
+                .map_err(|e| Error::Start(format!("cannot build the HTTP client: {e}")))?,
+            config: Arc::new(config),
+        })
+    }
+}
+
 /// Progress of the poll loops, for the watchdog and `STATUS=`.
 #[derive(Default)]
 struct Progress {
-    /// Per instance: when its running cycle began (`None`: idle).
-    busy_since: HashMap<String, Option<Instant>>,
+    /// Per instance with a cycle under way: when it last made progress.
+    busy: HashMap<String, Instant>,
     last: HashMap<String, (Instant, Result<Summary, String>)>,
 }
 
@@ -52,55 +83,51 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn notify(states: &[NotifyState]) {
-    // Without NOTIFY_SOCKET this does nothing; a failure to reach systemd is not fatal.
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::debug!("sd_notify failed: {e}");
-    }
-}
-
 /// Runs until SIGTERM, SIGINT or `shutdown` resolves. `path` is re-read on SIGHUP.
 pub async fn run(
     path: PathBuf,
     config: Config,
+    clock: Clock,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), CliError> {
+) -> Result<(), Error> {
+    // First, so a SIGTERM during start-up is a clean stop, not the default death.
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let notifier = Notifier::from_env();
     let metrics = match &config.http {
         Some(_) => {
             let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).map_err(|e| {
-                CliError::Runtime(format!("cannot install the metrics recorder: {e}"))
-            })?;
+            metrics::set_global_recorder(recorder)
+                .map_err(|e| Error::Start(format!("cannot install the metrics recorder: {e}")))?;
             http::describe();
             Some(handle)
         }
         None => None,
     };
-    let store = commands::open_store(&config)?;
-    let runtime = Arc::new(Runtime {
-        channels: commands::channels(&config)?,
-        client: commands::client(&config)?,
-        config: Arc::new(config),
-    });
+    let store = Store::open(&config.store.location()).await?;
+    let runtime = Arc::new(Runtime::build(config)?);
+    let outbox = Arc::new(Outbox::new(
+        store.clone(),
+        clock.clone(),
+        runtime.config.delivery.retry_for,
+        runtime.config.delivery.timeout,
+    ));
     let health = Health::default();
     health.configure(
-        runtime
-            .config
-            .instances
-            .iter()
-            .map(|i| i.name.clone())
-            .collect(),
-        runtime.config.sla.poll_interval,
+        instance_names(&runtime.config),
+        runtime.config.sla().poll_interval,
     );
 
     let (stop_http_tx, mut stop_http_rx) = watch::channel(false);
     let http_task = match (&runtime.config.http, metrics) {
         (Some(h), Some(handle)) => {
             let listener = tokio::net::TcpListener::bind(h.listen).await.map_err(|e| {
-                CliError::Runtime(format!("http.listen {}: cannot listen: {e}", h.listen))
+                Error::Start(format!("http.listen {}: cannot listen: {e}", h.listen))
             })?;
-            tracing::info!("serving /metrics and /healthz on http://{}", h.listen);
+            let bound = listener.local_addr().map_or(h.listen, |a| a);
+            tracing::info!("serving /metrics and /healthz on http://{bound}");
             let health = health.clone();
             Some(tokio::spawn(async move {
                 let stop = async move {
@@ -116,27 +143,30 @@ pub async fn run(
 
     let progress: Shared<Progress> = Arc::default();
     let (wake, _) = watch::channel(0u64);
-    let mut deliverers = Deliverers::start(&runtime, &store, &wake);
-
-    let mut pollers = Pollers::start(&runtime, &store, &progress, &health, &wake);
+    let loops = Loops {
+        store: store.clone(),
+        outbox: outbox.clone(),
+        clock: clock.clone(),
+        progress: progress.clone(),
+        health: health.clone(),
+        wake: wake.clone(),
+        notifier: notifier.clone(),
+    };
+    let mut deliverers = loops.deliverers(&runtime);
+    let mut pollers = loops.pollers(&runtime);
     let watchdog = sd_notify::watchdog_enabled()
-        .map(|every| tokio::spawn(watchdog_loop(every, progress.clone())));
+        .map(|every| tokio::spawn(watchdog_loop(every, progress.clone(), notifier.clone())));
 
     tracing::info!(
         instances = runtime.config.instances.len(),
         channels = runtime.config.channels.len(),
-        poll_interval = %humantime::format_duration(runtime.config.sla.poll_interval),
-        store = %runtime.config.store.path.display(),
+        poll_interval = %crate::duration::format(runtime.config.sla().poll_interval),
+        store = %store.describe(),
+        node = runtime.config.ha.as_ref().map_or("", |h| h.node.as_str()),
         "inbox-sla is running"
     );
-    notify(&[
-        NotifyState::Ready,
-        NotifyState::Status("started; first poll under way"),
-    ]);
+    notifier.ready("started; first poll under way");
 
-    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
     tokio::pin!(shutdown);
     let mut current = runtime;
     loop {
@@ -145,28 +175,40 @@ pub async fn run(
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
             _ = hup.recv() => {
-                if let Some(next) = reload(&path, &current) {
-                    notify(&[NotifyState::Reloading]);
+                if let Some(next) = reload(&path, &current, &store) {
+                    notifier.reloading();
                     pollers.stop(POLL_STOP_GRACE).await;
-                    health.configure(next.config.instances.iter().map(|i| i.name.clone()).collect(), next.config.sla.poll_interval);
+                    health.configure(instance_names(&next.config), next.config.sla().poll_interval);
                     deliverers.stop(next.config.delivery.timeout + Duration::from_secs(2)).await;
-                    deliverers = Deliverers::start(&next, &store, &wake);
-                    pollers = Pollers::start(&next, &store, &progress, &health, &wake);
+                    deliverers = loops.deliverers(&next);
+                    pollers = loops.pollers(&next);
                     current = next;
                     tracing::info!("configuration reloaded from {}", path.display());
-                    notify(&[NotifyState::Ready, NotifyState::Status("configuration reloaded")]);
+                    notifier.ready("configuration reloaded");
                 }
             }
         }
     }
 
-    notify(&[NotifyState::Stopping]);
+    notifier.stopping();
     pollers.stop(POLL_STOP_GRACE).await;
     if !deliverers.stop(SHUTDOWN_GRACE).await {
         tracing::warn!(
             "deliveries still in flight after {}s; they stay queued and go out after the next start",
             SHUTDOWN_GRACE.as_secs()
         );
+    }
+    if let Err(e) = outbox.flush().await {
+        tracing::error!(
+            owed = outbox.owed(),
+            "some delivery outcomes could not be recorded before exit ({e}); those notifications may be sent once more"
+        );
+    }
+    if let Some(ha) = &current.config.ha {
+        // Another node takes over now instead of after ha.lease.
+        if let Err(e) = store.release_leases(&ha.node).await {
+            tracing::warn!("could not release this node's leases: {e}");
+        }
     }
     if let Some(w) = watchdog {
         w.abort();
@@ -179,13 +221,17 @@ pub async fn run(
     Ok(())
 }
 
-fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, CliError> {
+fn instance_names(config: &Config) -> Vec<String> {
+    config.instances.iter().map(|i| i.name.clone()).collect()
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, Error> {
     tokio::signal::unix::signal(kind)
-        .map_err(|e| CliError::Runtime(format!("cannot install a signal handler: {e}")))
+        .map_err(|e| Error::Start(format!("cannot install a signal handler: {e}")))
 }
 
 /// Loads the config again; `None` (with the reason logged) keeps the running one.
-fn reload(path: &std::path::Path, current: &Runtime) -> Option<Arc<Runtime>> {
+fn reload(path: &Path, current: &Runtime, store: &Store) -> Option<Arc<Runtime>> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -198,34 +244,22 @@ fn reload(path: &std::path::Path, current: &Runtime) -> Option<Arc<Runtime>> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    if config.store.path != current.config.store.path {
+    if config.store.location() != current.config.store.location() {
         tracing::warn!(
-            "SIGHUP: store.path changed; the store stays at {} until a restart",
-            current.config.store.path.display()
+            "SIGHUP: the store changed; it stays {} until a restart",
+            store.describe()
         );
     }
     if config.http.as_ref().map(|h| h.listen) != current.config.http.as_ref().map(|h| h.listen) {
         tracing::warn!("SIGHUP: http.listen changed; it takes effect at the next restart");
     }
-    let channels = match commands::channels(&config) {
-        Ok(c) => c,
+    match Runtime::build(config) {
+        Ok(r) => Some(Arc::new(r)),
         Err(e) => {
             tracing::error!("SIGHUP: keeping the running configuration: {e}");
-            return None;
+            None
         }
-    };
-    let client = match commands::client(&config) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("SIGHUP: keeping the running configuration: {e}");
-            return None;
-        }
-    };
-    Some(Arc::new(Runtime {
-        config: Arc::new(config),
-        channels,
-        client,
-    }))
+    }
 }
 
 /// A set of running loops that stop together.
@@ -251,121 +285,226 @@ impl Workers {
     }
 }
 
-/// The running poll loops, one per instance. Stopping them drops a cycle still under way
-/// after the grace: an unfinished fetch loses nothing, and a commit already handed to the
-/// store completes on its own thread (it is one transaction either way).
-struct Pollers;
+/// What every loop shares, whatever the configuration.
+struct Loops {
+    store: Store,
+    outbox: Arc<Outbox>,
+    clock: Clock,
+    progress: Shared<Progress>,
+    health: Health,
+    /// Bumped when a cycle enqueued something: the delivery loops look at once.
+    wake: watch::Sender<u64>,
+    notifier: Notifier,
+}
 
-impl Pollers {
-    fn start(
-        runtime: &Arc<Runtime>,
-        store: &StoreHandle,
-        progress: &Shared<Progress>,
-        health: &Health,
-        wake: &watch::Sender<u64>,
-    ) -> Workers {
+impl Loops {
+    /// One poll loop per instance. Stopping them drops a cycle still under way after the
+    /// grace: an unfinished fetch loses nothing, and a commit is one transaction either way.
+    fn pollers(&self, runtime: &Arc<Runtime>) -> Workers {
         let (stop, stop_rx) = watch::channel(false);
-        let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_POLLS));
+        let limit = Arc::new(Semaphore::new(runtime.config.wawp.max_concurrent));
         let mut tasks = JoinSet::new();
         {
-            let mut p = lock(progress);
-            p.busy_since.clear();
+            let mut p = lock(&self.progress);
+            p.busy.clear();
             p.last
                 .retain(|k, _| runtime.config.instances.iter().any(|i| &i.name == k));
         }
-        for (index, instance) in runtime.config.instances.iter().enumerate() {
+        let count = runtime.config.instances.len();
+        for index in 0..count {
             let ctx = PollContext {
                 runtime: runtime.clone(),
-                store: store.clone(),
-                progress: progress.clone(),
-                health: health.clone(),
-                wake: wake.clone(),
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                progress: self.progress.clone(),
+                health: self.health.clone(),
+                wake: self.wake.clone(),
+                notifier: self.notifier.clone(),
                 limit: limit.clone(),
                 index,
+                // Instance i of n starts i/n of an interval late: polls spread evenly.
+                offset: runtime
+                    .config
+                    .sla()
+                    .poll_interval
+                    .mul_f64(index as f64 / count as f64),
             };
-            lock(progress)
-                .busy_since
-                .insert(instance.name.clone(), None);
             tasks.spawn(poll_loop(ctx, stop_rx.clone()));
         }
+        Workers { stop, tasks }
+    }
+
+    /// One delivery loop per channel, so a hung receiver holds up only its own channel,
+    /// plus one for housekeeping. Stopping them lets each make a last pass; what is still
+    /// in flight after the grace stays pending in the store.
+    fn deliverers(&self, runtime: &Arc<Runtime>) -> Workers {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        for (name, channel) in runtime.channels.iter() {
+            tasks.spawn(channel_loop(
+                self.outbox.clone(),
+                name.clone(),
+                channel.clone(),
+                self.wake.subscribe(),
+                stop_rx.clone(),
+            ));
+        }
+        tasks.spawn(housekeeping_loop(
+            self.outbox.clone(),
+            runtime.config.clone(),
+            self.health.clone(),
+            self.wake.subscribe(),
+            stop_rx,
+        ));
         Workers { stop, tasks }
     }
 }
 
 struct PollContext {
     runtime: Arc<Runtime>,
-    store: StoreHandle,
+    store: Store,
+    clock: Clock,
     progress: Shared<Progress>,
     health: Health,
-    /// Bumped when a cycle enqueued something: the delivery workers look at once.
     wake: watch::Sender<u64>,
+    notifier: Notifier,
     limit: Arc<Semaphore>,
     index: usize,
+    offset: Duration,
 }
 
 async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<bool>) {
     let config = &ctx.runtime.config;
     let instance = &config.instances[ctx.index];
-    let mut ticks = tokio::time::interval(config.sla.poll_interval);
+    let name = instance.name.clone();
+    let mut ticks =
+        tokio::time::interval_at(Instant::now() + ctx.offset, config.sla().poll_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        let Ok(_permit) = ctx.limit.acquire().await else {
-            return;
+        let _permit = tokio::select! {
+            permit = ctx.limit.acquire() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
         };
-        if *stop.borrow() {
-            return;
-        }
-        let started = Instant::now();
+        let fence = match &config.ha {
+            None => None,
+            Some(ha) => match lease(&ctx, ha, &name).await {
+                Some(fence) => Some(fence),
+                None => continue,
+            },
+        };
         lock(&ctx.progress)
-            .busy_since
-            .insert(instance.name.clone(), Some(started));
+            .busy
+            .insert(name.clone(), Instant::now());
+        let beat = {
+            let (progress, name) = (ctx.progress.clone(), name.clone());
+            move || {
+                if let Some(at) = lock(&progress).busy.get_mut(&name) {
+                    *at = Instant::now();
+                }
+            }
+        };
+        let now = ctx.clock.now();
         let result = cycle::run(
             &ctx.runtime.client,
             &ctx.store,
             config,
             instance,
-            commands::now(),
+            now,
+            fence.as_ref(),
+            &beat,
         )
         .await;
-        let name = instance.name.clone();
-        let labels = [("instance", name.clone())];
+        let labels = [("wawp_instance", name.clone())];
         match &result {
             Ok(summary) => {
-                commands::log_summary(summary, false);
+                summary.log(false);
                 ctx.health.polled_ok(&name);
-                metrics::counter!("inbox_sla_polls_total", "instance" => name.clone(), "result" => "ok").increment(1);
+                ctx.health.store_ok();
+                metrics::counter!("inbox_sla_polls_total", "wawp_instance" => name.clone(), "result" => "ok").increment(1);
                 metrics::histogram!("inbox_sla_poll_duration_seconds", &labels)
                     .record(summary.poll_seconds);
                 metrics::gauge!("inbox_sla_chats_waiting", &labels).set(summary.waiting as f64);
                 metrics::gauge!("inbox_sla_chats_breached", &labels).set(summary.breached as f64);
                 metrics::gauge!("inbox_sla_last_successful_poll_timestamp_seconds", &labels)
-                    .set(commands::now() as f64);
+                    .set(ctx.clock.now() as f64);
                 if summary.enqueued > 0 {
                     ctx.wake.send_modify(|n| *n += 1);
                 }
             }
             Err(CycleError::Poll(e)) => {
                 tracing::error!("{e}");
-                metrics::counter!("inbox_sla_polls_total", "instance" => name.clone(), "result" => e.label()).increment(1);
+                ctx.health.store_ok();
+                metrics::counter!("inbox_sla_polls_total", "wawp_instance" => name.clone(), "result" => e.label()).increment(1);
                 ctx.wake.send_modify(|n| *n += 1); // a blind alert may have been enqueued
+            }
+            Err(CycleError::Store(e)) if e.is_conflict() => {
+                tracing::warn!("{e}");
+                metrics::counter!("inbox_sla_polls_total", "wawp_instance" => name.clone(), "result" => "conflict").increment(1);
             }
             Err(e) => {
                 tracing::error!(instance = %name, "cycle failed: {e}");
-                metrics::counter!("inbox_sla_polls_total", "instance" => name.clone(), "result" => "store").increment(1);
+                ctx.health.store_failed(&e.to_string());
+                metrics::counter!("inbox_sla_polls_total", "wawp_instance" => name.clone(), "result" => "store").increment(1);
             }
         }
         let status = {
             let mut p = lock(&ctx.progress);
-            p.busy_since.insert(name.clone(), None);
-            p.last
-                .insert(name, (Instant::now(), result.map_err(|e| e.to_string())));
+            p.busy.remove(&name);
+            p.last.insert(
+                name.clone(),
+                (Instant::now(), result.map_err(|e| e.to_string())),
+            );
             status_line(&p)
         };
-        notify(&[NotifyState::Status(&status)]);
+        ctx.notifier.status(&status);
+    }
+}
+
+/// Takes or renews the instance's lease; `None` when another node holds it (this node
+/// stands by) or the store cannot be reached (polling pauses; `/healthz` says why).
+async fn lease(ctx: &PollContext, ha: &HaConfig, name: &str) -> Option<crate::store::Fence> {
+    let now_ms = ctx.clock.now_ms();
+    let held = ctx
+        .store
+        .acquire_lease(name, &ha.node, now_ms, ha.lease.as_millis() as i64)
+        .await;
+    let labels = [
+        ("wawp_instance", name.to_string()),
+        ("node", ha.node.clone()),
+    ];
+    match held {
+        Ok(Some(fence)) => {
+            if ctx.health.is_standby(name) {
+                tracing::info!(instance = name, node = %ha.node, fence = fence.value, "this node now polls the instance");
+            }
+            metrics::gauge!("inbox_sla_instance_held", &labels).set(1.0);
+            Some(fence)
+        }
+        Ok(None) => {
+            ctx.health.store_ok();
+            if !ctx.health.is_standby(name) {
+                tracing::info!(instance = name, node = %ha.node, "another node holds the instance; standing by");
+            }
+            ctx.health.standby(name);
+            metrics::gauge!("inbox_sla_instance_held", &labels).set(0.0);
+            None
+        }
+        Err(e) => {
+            tracing::error!(
+                instance = name,
+                "cannot take the instance's lease; polling paused: {e}"
+            );
+            ctx.health.store_failed(&e.to_string());
+            metrics::gauge!("inbox_sla_instance_held", &labels).set(0.0);
+            None
+        }
     }
 }
 
@@ -393,84 +532,53 @@ fn status_line(p: &Progress) -> String {
     line
 }
 
-/// Pings the systemd watchdog while no poll cycle is stuck.
-async fn watchdog_loop(every: Duration, progress: Shared<Progress>) {
+/// Pings the systemd watchdog while every cycle under way is making progress. A cycle
+/// that has made none for the watchdog interval is stuck: the pings stop, and systemd
+/// restarts the daemon.
+async fn watchdog_loop(every: Duration, progress: Shared<Progress>, notifier: Notifier) {
     let mut ticks = tokio::time::interval(every / 3);
     loop {
         ticks.tick().await;
-        let stuck = lock(&progress)
-            .busy_since
-            .iter()
-            .find(|(_, since)| since.is_some_and(|s| s.elapsed() > every))
-            .map(|(name, _)| name.clone());
+        let (stuck, status) = {
+            let p = lock(&progress);
+            let stuck = p
+                .busy
+                .iter()
+                .find(|(_, at)| at.elapsed() > every)
+                .map(|(name, _)| name.clone());
+            (stuck, status_line(&p))
+        };
         match stuck {
-            None => {
-                // STATUS= is refreshed too, so "last poll 12s ago" stays true between polls.
-                let status = status_line(&lock(&progress));
-                notify(&[NotifyState::Watchdog, NotifyState::Status(&status)]);
-            }
+            None => notifier.watchdog(&status),
             Some(name) => tracing::error!(
                 instance = %name,
-                "a poll cycle has been running for longer than the watchdog interval; not pinging the watchdog"
+                "a poll cycle has made no progress for longer than the watchdog interval; not pinging the watchdog"
             ),
         }
-    }
-}
-
-/// The delivery workers: one per channel, so a hung receiver holds up only its own
-/// channel, plus one for outbox housekeeping. Stopping them lets each make a last pass;
-/// what is still in flight after the grace stays pending in the store.
-struct Deliverers;
-
-impl Deliverers {
-    fn start(runtime: &Arc<Runtime>, store: &StoreHandle, wake: &watch::Sender<u64>) -> Workers {
-        let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = JoinSet::new();
-        for (name, channel) in runtime.channels.iter() {
-            tasks.spawn(channel_loop(
-                store.clone(),
-                name.clone(),
-                channel.clone(),
-                runtime.config.delivery.retry_for,
-                wake.subscribe(),
-                stop_rx.clone(),
-            ));
-        }
-        let names: Vec<String> = runtime.channels.keys().cloned().collect();
-        tasks.spawn(housekeeping_loop(
-            store.clone(),
-            names,
-            wake.subscribe(),
-            stop_rx,
-        ));
-        Workers { stop, tasks }
     }
 }
 
 /// Delivers one channel's notifications as they fall due, until told to stop, then makes
 /// one last pass.
 async fn channel_loop(
-    store: StoreHandle,
+    outbox: Arc<Outbox>,
     name: String,
-    channel: Arc<crate::notify::Channel>,
-    retry_for: Duration,
+    channel: Arc<notify::Channel>,
     mut wake: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let clock = deliver::system_clock();
     loop {
-        match deliver::deliver_channel(&store, &name, &channel, retry_for, &clock).await {
-            Ok(r) if r.sent + r.retrying + r.dead > 0 => outbox_gauges(&store).await,
+        match deliver::drain_channel(&outbox, &name, &channel).await {
+            Ok(r) if r.sent + r.retrying + r.dead > 0 => outbox_gauges(outbox.store()).await,
             Ok(_) => {}
             Err(e) => tracing::error!(channel = %name, "delivery pass failed: {e}"),
         }
         if *stop.borrow() {
             return;
         }
-        let owned = name.clone();
-        let wait = match store.call(move |s| s.next_due_ms(&owned)).await {
+        let wait = match outbox.store().next_due_ms(&name).await {
             Ok(next) => next.map_or(Duration::from_secs(30), |ms| {
-                Duration::from_millis((ms - clock()).clamp(20, 30_000) as u64)
+                Duration::from_millis((ms - outbox.clock().now_ms()).clamp(20, 30_000) as u64)
             }),
             Err(e) => {
                 tracing::error!(channel = %name, "outbox: {e}");
@@ -485,54 +593,66 @@ async fn channel_loop(
     }
 }
 
-async fn outbox_gauges(store: &StoreHandle) {
-    match store
-        .call(|s| Ok((s.outbox_count("pending")?, s.outbox_count("dead")?)))
-        .await
-    {
-        Ok((pending, dead)) => {
-            metrics::gauge!("inbox_sla_outbox_pending").set(pending as f64);
-            metrics::gauge!("inbox_sla_outbox_dead").set(dead as f64);
+async fn outbox_gauges(store: &Store) {
+    match store.outbox_counts().await {
+        Ok(counts) => {
+            let n = |s: &str| counts.get(s).copied().unwrap_or(0) as f64;
+            metrics::gauge!("inbox_sla_outbox_pending").set(n("pending") + n("claimed"));
+            metrics::gauge!("inbox_sla_outbox_dead").set(n("dead"));
         }
         Err(e) => tracing::error!("outbox: {e}"),
     }
 }
 
-/// Outbox gauges, notifications for removed channels, and pruning of old sent rows.
+/// Outbox gauges, outcomes still owed to the store, notifications of removed channels,
+/// and pruning of what is past its keep.
 async fn housekeeping_loop(
-    store: StoreHandle,
-    channels: Vec<String>,
+    outbox: Arc<Outbox>,
+    config: Arc<Config>,
+    health: Health,
     mut wake: watch::Receiver<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut last_prune = 0i64;
+    let mut last_prune: Option<i64> = None;
+    let channels = config.channel_names();
     loop {
-        let now = commands::now();
-        let prune = now - last_prune > 3600;
-        let names = channels.clone();
-        let result = store
-            .call(move |s| {
-                let orphans = s.kill_orphans(&names, now)?;
-                if prune {
-                    s.prune_sent(now - KEEP_SENT)?;
-                }
-                Ok(orphans)
-            })
-            .await;
-        outbox_gauges(&store).await;
-        match result {
+        let now = outbox.clock().now();
+        if let Err(e) = outbox.flush().await {
+            tracing::error!(
+                owed = outbox.owed(),
+                "delivery outcomes still cannot be recorded: {e}"
+            );
+            health.store_failed(&e.to_string());
+        }
+        match outbox.kill_orphans(&channels).await {
             Ok(orphans) => {
                 for (id, channel) in orphans {
                     tracing::error!(id, channel = %channel, "notification is dead: its channel is no longer configured");
                 }
-                if prune {
-                    last_prune = now;
-                }
             }
             Err(e) => tracing::error!("outbox housekeeping failed: {e}"),
         }
+        if last_prune.is_none_or(|at| now - at >= PRUNE_EVERY) {
+            let keep = config.store.keep.as_secs() as i64;
+            match outbox.store().prune(now, KEEP_SENT.min(keep), keep).await {
+                Ok(p) => {
+                    last_prune = Some(now);
+                    if p != Default::default() {
+                        tracing::info!(
+                            sent = p.sent,
+                            dead = p.dead,
+                            mutes = p.mutes,
+                            history = p.history,
+                            "pruned what is past its keep"
+                        );
+                    }
+                }
+                Err(e) => tracing::error!("pruning the store failed: {e}"),
+            }
+        }
+        outbox_gauges(outbox.store()).await;
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(15)) => {}
+            _ = tokio::time::sleep(HOUSEKEEPING_EVERY) => {}
             _ = wake.changed() => {}
             _ = stop.changed() => return,
         }

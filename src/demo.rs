@@ -5,16 +5,19 @@
 //! Time is simulated: each step moves a virtual clock, so "two hours later" takes no time,
 //! and the story is the same on every run.
 
-use crate::commands::{self, CliError, say};
-use crate::config::Config;
+use crate::clock::Clock;
+use crate::commands::{CliError, say};
+use crate::config::{Config, Instance};
 use crate::cycle;
-use crate::deliver::{self, Clock};
-use crate::store::{Store, StoreHandle};
+use crate::deliver;
+use crate::notify::{self, Channels};
+use crate::outbox::Outbox;
+use crate::store::Store;
+use crate::wawp::WawpClient;
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The simulated inbox: the overview it serves.
@@ -60,27 +63,31 @@ pub async fn run() -> Result<ExitCode, CliError> {
         .with_state(inbox.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let config = demo_config(&format!("http://{addr}"), &dir.path().join("state.db"))?;
-    let config = Arc::new(config);
-    let client = commands::client(&config)?;
-    let channels = commands::channels(&config)?;
-    let store = StoreHandle::new(Store::open(&config.store.path)?);
-    let instance = config.instances[0].clone();
-
+    let state = dir.path().join("state.db");
+    let config = Arc::new(demo_config(&format!("http://{addr}"), &state)?);
     // Virtual time, starting at a round hour today.
-    let start = commands::now() / 3600 * 3600;
-    let clock_ms = Arc::new(AtomicI64::new(start * 1000));
-    let clock: Clock = {
-        let c = clock_ms.clone();
-        Arc::new(move || c.load(Ordering::SeqCst))
+    let start = Clock::System.now() / 3600 * 3600;
+    let clock = Clock::manual(start * 1000);
+    let store = Store::open(&config.store.location()).await?;
+    let demo = Demo {
+        client: WawpClient::new(&config.wawp)
+            .map_err(|e| CliError::Runtime(format!("cannot build the HTTP client: {e}")))?,
+        channels: notify::build(&config).map_err(|e| CliError::Runtime(e.to_string()))?,
+        instance: config.instances[0].clone(),
+        outbox: Arc::new(Outbox::new(
+            store.clone(),
+            clock.clone(),
+            config.delivery.retry_for,
+            config.delivery.timeout,
+        )),
+        store,
+        config,
+        clock,
     };
     let hm = |t: i64| crate::alert::utc_time(t)[11..16].to_string();
 
     say!("inbox-sla demo: a simulated WhatsApp inbox on http://{addr}, SLA 2h, console channel.");
-    say!(
-        "State lives in a temporary store: {}\n",
-        config.store.path.display()
-    );
+    say!("State lives in a temporary store: {}\n", state.display());
 
     let amina = "201001234567@c.us";
     let step = |title: String| say!("▸ {title}");
@@ -124,10 +131,7 @@ pub async fn run() -> Result<ExitCode, CliError> {
         "{} Amina writes \"Hi, my order #1042 hasn't arrived\". Nobody reads it.",
         hm(t)
     ));
-    cycle_at(
-        &client, &store, &config, &instance, &channels, &clock, &clock_ms, t,
-    )
-    .await?;
+    demo.cycle_at(t).await?;
 
     // 2. She nudges: same episode, the clock is not reset.
     let t = start + 30 * 60;
@@ -144,10 +148,7 @@ pub async fn run() -> Result<ExitCode, CliError> {
         hm(t),
         hm(start)
     ));
-    cycle_at(
-        &client, &store, &config, &instance, &channels, &clock, &clock_ms, t,
-    )
-    .await?;
+    demo.cycle_at(t).await?;
 
     // 3. Two hours after her first message: escalated, once.
     let t = start + 2 * 3600 + 5 * 60;
@@ -155,20 +156,14 @@ pub async fn run() -> Result<ExitCode, CliError> {
         "{} Two hours after her first message, the SLA is breached. On-call hears about it:",
         hm(t)
     ));
-    cycle_at(
-        &client, &store, &config, &instance, &channels, &clock, &clock_ms, t,
-    )
-    .await?;
+    demo.cycle_at(t).await?;
 
     let t = start + 2 * 3600 + 6 * 60;
     step(format!(
         "{} Next poll: still waiting, already escalated, so nothing is sent again.",
         hm(t)
     ));
-    cycle_at(
-        &client, &store, &config, &instance, &channels, &clock, &clock_ms, t,
-    )
-    .await?;
+    demo.cycle_at(t).await?;
 
     // 4. Somebody opens the chat: resolved.
     let t = start + 2 * 3600 + 20 * 60;
@@ -184,14 +179,16 @@ pub async fn run() -> Result<ExitCode, CliError> {
         "{} An agent opens Amina's chat (unread 0). On-call hears it is handled:",
         hm(t)
     ));
-    cycle_at(
-        &client, &store, &config, &instance, &channels, &clock, &clock_ms, t,
-    )
-    .await?;
+    demo.cycle_at(t).await?;
 
-    let (open, sent) = store
-        .call(|s| Ok((s.all_episodes()?.len(), s.outbox_count("sent")?)))
-        .await?;
+    let open = demo.store.all_episodes().await?.len();
+    let sent = demo
+        .store
+        .outbox_counts()
+        .await?
+        .get(crate::outbox::SENT)
+        .copied()
+        .unwrap_or(0);
     say!("Done: {open} open episodes, {sent} notifications delivered, none twice.");
     say!(
         "Next: write a config (see config.example.toml), then `inbox-sla check` and `inbox-sla once --dry-run`."
@@ -200,30 +197,42 @@ pub async fn run() -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn cycle_at(
-    client: &crate::wawp::WawpClient,
-    store: &StoreHandle,
-    config: &Arc<Config>,
-    instance: &crate::config::Instance,
-    channels: &crate::notify::Channels,
-    clock: &Clock,
-    clock_ms: &AtomicI64,
-    t: i64,
-) -> Result<(), CliError> {
-    clock_ms.store(t * 1000, Ordering::SeqCst);
-    let summary = cycle::run(client, store, config, instance, t)
+/// The product's parts, wired as the daemon wires them, on a simulated inbox.
+struct Demo {
+    client: WawpClient,
+    store: Store,
+    config: Arc<Config>,
+    instance: Instance,
+    channels: Channels,
+    outbox: Arc<Outbox>,
+    clock: Clock,
+}
+
+impl Demo {
+    /// One cycle and one delivery pass at virtual time `t`.
+    async fn cycle_at(&self, t: i64) -> Result<(), CliError> {
+        self.clock.set_ms(t * 1000);
+        let summary = cycle::run(
+            &self.client,
+            &self.store,
+            &self.config,
+            &self.instance,
+            t,
+            None,
+            &|| {},
+        )
         .await
         .map_err(|e| CliError::Runtime(e.to_string()))?;
-    let report = deliver::deliver_due(store, channels, config.delivery.retry_for, clock).await?;
-    say!(
-        "  poll: {} chats, {} waiting, {} breached; {} notification(s) sent\n",
-        summary.chats,
-        summary.waiting,
-        summary.breached,
-        report.sent
-    );
-    Ok(())
+        let report = deliver::deliver_due(&self.outbox, &self.channels).await?;
+        say!(
+            "  poll: {} chats, {} waiting, {} breached; {} notification(s) sent\n",
+            summary.chats,
+            summary.waiting,
+            summary.breached,
+            report.sent
+        );
+        Ok(())
+    }
 }
 
 fn demo_config(base_url: &str, store: &Path) -> Result<Config, CliError> {

@@ -5,11 +5,12 @@
 
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// When each instance last polled successfully, for `/healthz`.
+/// What `/healthz` judges: when each instance this node polls last polled successfully,
+/// which instances another node holds (HA standby), and whether the store answers.
 #[derive(Clone, Default)]
 pub struct Health {
     inner: Arc<Mutex<HealthInner>>,
@@ -20,32 +21,73 @@ struct HealthInner {
     /// Instances that must be healthy (the configured ones).
     instances: Vec<String>,
     last_ok: HashMap<String, Instant>,
+    /// Instances another node holds the lease of: not this node's to poll.
+    standby: HashSet<String>,
+    /// The store's last error, while it fails.
+    store_error: Option<String>,
     max_age: Duration,
 }
 
 impl Health {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HealthInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Sets the instances to watch and the allowed age (3 × `poll_interval`).
     pub fn configure(&self, instances: Vec<String>, poll_interval: Duration) {
-        let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = self.lock();
+        h.standby.retain(|i| instances.contains(i));
         h.instances = instances;
         h.max_age = poll_interval * 3;
     }
 
     pub fn polled_ok(&self, instance: &str) {
-        let mut h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = self.lock();
         h.last_ok.insert(instance.to_string(), Instant::now());
+        h.standby.remove(instance);
     }
 
-    /// `Err` lists the instances that have not polled successfully recently.
-    pub fn check(&self) -> Result<(), Vec<String>> {
-        let h = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let stale: Vec<String> = h
+    /// Another node holds `instance`: this node is its standby.
+    pub fn standby(&self, instance: &str) {
+        let mut h = self.lock();
+        h.standby.insert(instance.to_string());
+        h.last_ok.remove(instance);
+    }
+
+    pub fn is_standby(&self, instance: &str) -> bool {
+        self.lock().standby.contains(instance)
+    }
+
+    pub fn store_ok(&self) {
+        self.lock().store_error = None;
+    }
+
+    pub fn store_failed(&self, error: &str) {
+        self.lock().store_error = Some(error.to_string());
+    }
+
+    /// `Err` says what is wrong: the store, or the instances that have not polled
+    /// successfully within 3 × `poll_interval` (standby instances are not this node's).
+    pub fn check(&self) -> Result<(), String> {
+        let h = self.lock();
+        if let Some(e) = &h.store_error {
+            return Err(format!("the store is failing: {e}"));
+        }
+        let stale: Vec<&str> = h
             .instances
             .iter()
+            .filter(|i| !h.standby.contains(*i))
             .filter(|i| h.last_ok.get(*i).is_none_or(|t| t.elapsed() > h.max_age))
-            .cloned()
+            .map(String::as_str)
             .collect();
-        if stale.is_empty() { Ok(()) } else { Err(stale) }
+        if stale.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "no successful poll within 3 × poll_interval: {}",
+                stale.join(", ")
+            ))
+        }
     }
 }
 
@@ -54,7 +96,7 @@ pub fn describe() {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     describe_counter!(
         "inbox_sla_polls_total",
-        "Overview polls by instance and result."
+        "Overview polls by WhatsApp instance (wawp_instance) and result."
     );
     describe_histogram!(
         "inbox_sla_poll_duration_seconds",
@@ -85,6 +127,10 @@ pub fn describe() {
         "inbox_sla_last_successful_poll_timestamp_seconds",
         Unit::Seconds,
         "Unix time of the last successful poll, by instance."
+    );
+    describe_gauge!(
+        "inbox_sla_instance_held",
+        "1 where this node (node) polls the instance (wawp_instance), 0 where it stands by."
     );
 }
 
@@ -120,12 +166,6 @@ async fn render_metrics(State(s): State<AppState>) -> ([(&'static str, &'static 
 async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
     match s.health.check() {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
-        Err(stale) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "no successful poll within 3 × poll_interval: {}\n",
-                stale.join(", ")
-            ),
-        ),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
     }
 }

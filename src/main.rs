@@ -1,8 +1,9 @@
 //! The `inbox-sla` binary: argument parsing and logging set-up over the library.
 
 use clap::{Parser, Subcommand};
-use inbox_sla::commands::{self, CliError};
-use inbox_sla::config::{self, Config, LogFormat};
+use inbox_sla::clock::Clock;
+use inbox_sla::commands::{self, CliError, Format};
+use inbox_sla::config::{self, Config, LogFormat, Secrets};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,24 +32,31 @@ enum Command {
         dry_run: bool,
     },
     /// Validate the config and print it with every secret shown as ***
-    Check,
+    Check {
+        /// Print only problems (what the systemd unit's ExecStartPre runs)
+        #[arg(long)]
+        quiet: bool,
+    },
     /// Send a clearly marked test message through the channels
     TestNotify {
         /// Only this channel
         #[arg(long, value_name = "NAME")]
         channel: Option<String>,
     },
-    /// Open episodes, mutes, and pending or failed deliveries
+    /// Open episodes, mutes, leases, and pending or failed deliveries
     Alerts {
         /// Also waiting chats below the SLA and recently sent notifications
         #[arg(long)]
         all: bool,
+        /// text for people, json for scripts (one document)
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Silence one chat for a while (kept in the store)
     Mute {
         /// The chat's JID, e.g. 201234567890@c.us
         jid: String,
-        /// How long, e.g. 4h or "1h 30m"
+        /// How long, e.g. 4h or "1h 30m" (at most 10 years)
         #[arg(long = "for", value_name = "DURATION")]
         duration: String,
         #[arg(long)]
@@ -58,6 +66,18 @@ enum Command {
     Unmute { jid: String },
     /// A self-contained demo on a simulated inbox; needs no account and no config
     Demo,
+}
+
+impl Command {
+    /// How much of the config's secrets the command reads: operator commands read none
+    /// but the store's, so they work while only the service can read its credentials.
+    fn secrets(&self) -> Secrets {
+        match self {
+            Command::Check { .. } => Secrets::Check,
+            Command::Alerts { .. } | Command::Mute { .. } | Command::Unmute { .. } => Secrets::None,
+            _ => Secrets::All,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -74,12 +94,18 @@ fn main() -> ExitCode {
             return ExitCode::from(commands::EXIT_RUNTIME);
         }
     };
+    if let Ok(level) = std::env::var("RUST_LOG")
+        && let Err(e) = config::check_log_level(&level)
+    {
+        eprintln!("inbox-sla: RUST_LOG: {e}");
+        return ExitCode::from(commands::EXIT_USAGE);
+    }
     if matches!(command, Command::Demo) {
         init_logging("warn", LogFormat::Text);
         return finish(runtime.block_on(inbox_sla::demo::run()));
     }
     let path = config::resolve_path(cli.config);
-    let config = match Config::load(&path) {
+    let config = match Config::load_with(&path, command.secrets()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("inbox-sla: {e}");
@@ -87,29 +113,35 @@ fn main() -> ExitCode {
         }
     };
     init_logging(&config.log.level, config.log.format);
-    if !matches!(command, Command::Check) {
+    if !matches!(command, Command::Check { .. }) {
         for w in &config.warnings {
             tracing::warn!("{w}");
         }
     }
-    let result = match command {
-        Command::Check => Ok(commands::check(&config, &path)),
-        Command::Once { dry_run } => runtime.block_on(commands::once(config, dry_run)),
-        Command::Alerts { all } => commands::alerts(&config, all),
-        Command::Mute {
-            jid,
-            duration,
-            reason,
-        } => commands::mute(&config, &jid, &duration, reason.as_deref()),
-        Command::Unmute { jid } => commands::unmute(&config, &jid),
-        Command::TestNotify { channel } => {
-            runtime.block_on(commands::test_notify(&config, channel.as_deref()))
+    let clock = Clock::System;
+    let result = runtime.block_on(async {
+        match command {
+            Command::Check { quiet } => Ok(commands::check(&config, &path, quiet)),
+            Command::Once { dry_run } => commands::once(config, dry_run, clock).await,
+            Command::Alerts { all, format } => commands::alerts(&config, all, format, &clock).await,
+            Command::Mute {
+                jid,
+                duration,
+                reason,
+            } => commands::mute(&config, &jid, &duration, reason.as_deref(), &clock).await,
+            Command::Unmute { jid } => commands::unmute(&config, &jid).await,
+            Command::TestNotify { channel } => {
+                commands::test_notify(&config, channel.as_deref(), &clock).await
+            }
+            // `demo` returned above; `run` is also what no command means.
+            Command::Run | Command::Demo => {
+                inbox_sla::daemon::run(path, config, clock, std::future::pending())
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+                    .map_err(CliError::from)
+            }
         }
-        // `demo` returned above; `run` is also what no command means.
-        Command::Run | Command::Demo => runtime
-            .block_on(inbox_sla::daemon::run(path, config, std::future::pending()))
-            .map(|()| ExitCode::SUCCESS),
-    };
+    });
     finish(result)
 }
 

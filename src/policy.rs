@@ -1,36 +1,113 @@
-//! The SLA policy: which chats are watched, which tiers apply to them, how their age counts.
+//! The SLA policy: which chats are watched, which tiers apply to them, how their age counts,
+//! and which of your own messages are automatic.
 //!
-//! Built once from the configuration (see `config`), then consulted by the engine (`sla`)
-//! for every chat. Resolving a chat's policy is pure: globs and regexes over the JID and the
-//! name, first matching rule wins.
+//! [`Sla`] is the `[sla]` table itself: each key is defined once, here, parsed by serde
+//! straight into the type the engine reads (no raw struct, no view). [`Policy`] adds the
+//! tiers and rules that `config` validates. Resolving a chat's policy is pure: globs and
+//! regexes over the JID and the name, first matching rule wins.
 
 use crate::calendar::BusinessHours;
 use regex::Regex;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::Duration;
 
 /// What ends an episode (PRODUCT.md section 2, "read is not answered").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StopOn {
     /// Reading the chat (unread count 0) ends the episode.
+    #[default]
     Read,
-    /// Only an answer (`lastMessage.fromMe: true`) ends it.
+    /// Only an answer (`lastMessage.fromMe: true`, not automatic) ends it.
     Reply,
 }
 
-/// One escalation tier: after `after` of waiting, tell `notify`.
+/// The `[sla]` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sla {
+    /// The single tier used when no `[[escalation]]` is given.
+    #[serde(with = "crate::duration")]
+    pub threshold: Duration,
+    #[serde(with = "crate::duration")]
+    pub poll_interval: Duration,
+    /// Zero: never re-notify an open episode.
+    #[serde(with = "crate::duration")]
+    pub repeat_after: Duration,
+    pub send_resolved: bool,
+    pub include_groups: bool,
+    /// JID globs never watched.
+    pub ignore: Vec<Glob>,
+    pub include_preview: bool,
+    pub stop_on: StopOn,
+    /// Polling failing this long raises one "monitor blind" alert.
+    #[serde(with = "crate::duration")]
+    pub blind_after: Duration,
+    /// 0: off. Otherwise an episode whose unread count reaches it moves to its next tier.
+    pub nudge_unread: u32,
+    /// Bodies of your automatic messages (away, greeting, bots): never an answer.
+    pub auto_replies: Vec<Pattern>,
+    /// Complete overviews a chat must be missing from before its episode ends.
+    pub absent_polls: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub business_hours: Option<BusinessHours>,
+}
+
+impl Default for Sla {
+    fn default() -> Self {
+        Sla {
+            threshold: Duration::from_secs(2 * 3600),
+            poll_interval: Duration::from_secs(60),
+            repeat_after: Duration::ZERO,
+            send_resolved: true,
+            include_groups: true,
+            ignore: ["*@broadcast", "*@newsletter", "*@meta.ai", "0@c.us"]
+                .map(Glob::new)
+                .to_vec(),
+            include_preview: true,
+            stop_on: StopOn::Read,
+            blind_after: Duration::from_secs(600),
+            nudge_unread: 0,
+            auto_replies: Vec::new(),
+            absent_polls: 3,
+            business_hours: None,
+        }
+    }
+}
+
+impl Sla {
+    /// The problems of values that parse but mean nothing, each naming its key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.threshold.is_zero() {
+            return Err("sla.threshold must be more than 0s".into());
+        }
+        if self.poll_interval < Duration::from_secs(1) {
+            return Err("sla.poll_interval must be at least 1s".into());
+        }
+        if self.blind_after.is_zero() {
+            return Err("sla.blind_after must be more than 0s".into());
+        }
+        if self.absent_polls == 0 {
+            return Err(
+                "sla.absent_polls must be at least 1 (one missing poll proves nothing)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One escalation tier: after `after` of waiting, tell `notify`. A tier is known by its
+/// `after`: that is what the store records as fired, so reordering tiers changes nothing.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tier {
-    #[serde(serialize_with = "crate::config::ser_duration")]
+    #[serde(with = "crate::duration")]
     pub after: Duration,
     /// Channel names; validated against the configured channels.
     pub notify: Vec<String>,
 }
 
-/// A JID glob: `*` any run of characters, `?` one character.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(into = "String")]
+/// A glob: `*` any run of characters, `?` one byte.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Glob {
     pattern: String,
     /// Every chat of every cycle meets every glob: the usual shapes ("*@broadcast",
@@ -38,30 +115,22 @@ pub struct Glob {
     shape: Shape,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 enum Shape {
     Exact,
-    /// One `*`: the text must start with `head` and end with `tail`.
+    /// One `*`: the text must start with the part before it and end with the part after.
     HeadTail {
         head: usize,
     },
     General,
 }
 
-impl From<Glob> for String {
-    fn from(g: Glob) -> String {
-        g.pattern
-    }
-}
-
 impl Glob {
     pub fn new(pattern: impl Into<String>) -> Self {
         let pattern = pattern.into();
-        let shape = match (pattern.contains('?'), pattern.matches('*').count()) {
-            (false, 0) => Shape::Exact,
-            (false, 1) => Shape::HeadTail {
-                head: pattern.find('*').unwrap_or(0),
-            },
+        let shape = match (pattern.contains('?'), pattern.find('*')) {
+            (false, None) => Shape::Exact,
+            (false, Some(head)) if pattern.matches('*').count() == 1 => Shape::HeadTail { head },
             _ => Shape::General,
         };
         Glob { pattern, shape }
@@ -76,6 +145,22 @@ impl Glob {
             }
             Shape::General => glob_match(self.pattern.as_bytes(), text.as_bytes()),
         }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.pattern
+    }
+}
+
+impl Serialize for Glob {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.pattern)
+    }
+}
+
+impl<'de> Deserialize<'de> for Glob {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Glob::new)
     }
 }
 
@@ -101,6 +186,47 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     pattern[p..].iter().all(|&c| c == b'*')
 }
 
+/// A text pattern: a glob over the whole text, or a regex written `/…/`.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    Glob(Glob),
+    Regex(Regex),
+}
+
+impl Pattern {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
+            Some(inner) if text.len() >= 2 => Regex::new(inner)
+                .map(Pattern::Regex)
+                .map_err(|e| format!("\"{text}\": invalid regex: {e}")),
+            _ => Ok(Pattern::Glob(Glob::new(text))),
+        }
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        match self {
+            Pattern::Glob(g) => g.matches(text),
+            Pattern::Regex(r) => r.is_match(text),
+        }
+    }
+}
+
+impl Serialize for Pattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pattern::Glob(g) => g.serialize(s),
+            Pattern::Regex(r) => s.serialize_str(&format!("/{}/", r.as_str())),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Pattern::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
 /// One `match` entry of a rule.
 #[derive(Debug, Clone)]
 pub enum Matcher {
@@ -117,6 +243,7 @@ impl Matcher {
                 let inner = rest
                     .strip_prefix('/')
                     .and_then(|r| r.strip_suffix('/'))
+                    .filter(|_| rest.len() >= 2)
                     .ok_or_else(|| format!("\"{text}\": a name matcher is written name:/regex/"))?;
                 Regex::new(inner)
                     .map(Matcher::Name)
@@ -135,7 +262,7 @@ impl Matcher {
 }
 
 impl Serialize for Matcher {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Matcher::Jid(g) => g.serialize(s),
             Matcher::Name(re) => s.serialize_str(&format!("name:/{}/", re.as_str())),
@@ -159,27 +286,18 @@ pub struct Rule {
 }
 
 /// Everything the engine needs to judge chats; nothing it would need I/O for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Policy {
+    pub sla: Sla,
+    /// Ascending by `after`.
     pub tiers: Vec<Tier>,
     pub rules: Vec<Rule>,
-    pub stop_on: StopOn,
-    pub include_groups: bool,
-    pub ignore: Vec<Glob>,
-    pub include_preview: bool,
-    pub send_resolved: bool,
-    /// `None`: never re-notify an open episode.
-    #[serde(serialize_with = "crate::config::ser_opt_duration")]
-    pub repeat_after: Option<Duration>,
-    /// 0: off. Otherwise an episode whose unread count reaches it moves to its next tier.
-    pub nudge_unread: u32,
-    #[serde(skip)]
-    pub business_hours: Option<BusinessHours>,
 }
 
 /// The policy that applies to one chat after rules are resolved.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatPolicy<'a> {
+    /// Ascending by `after`.
     pub tiers: &'a [Tier],
     pub stop_on: StopOn,
     pub calendar: Option<&'a BusinessHours>,
@@ -189,16 +307,16 @@ impl Policy {
     /// `None` when the chat is not watched (ignored by glob, by rule, or a group when groups
     /// are excluded).
     pub fn for_chat(&self, jid: &str, name: Option<&str>) -> Option<ChatPolicy<'_>> {
-        if self.ignore.iter().any(|g| g.matches(jid)) {
+        if self.sla.ignore.iter().any(|g| g.matches(jid)) {
             return None;
         }
-        if !self.include_groups && jid.ends_with("@g.us") {
+        if !self.sla.include_groups && jid.ends_with("@g.us") {
             return None;
         }
         let mut chat = ChatPolicy {
             tiers: &self.tiers,
-            stop_on: self.stop_on,
-            calendar: self.business_hours.as_ref(),
+            stop_on: self.sla.stop_on,
+            calendar: self.sla.business_hours.as_ref(),
         };
         if let Some(rule) = self
             .rules
@@ -220,6 +338,24 @@ impl Policy {
         }
         Some(chat)
     }
+
+    /// Whether a message body is one of your automatic messages.
+    pub fn is_auto_reply(&self, body: Option<&str>) -> bool {
+        let body = body.unwrap_or("");
+        self.sla.auto_replies.iter().any(|p| p.matches(body))
+    }
+
+    /// Whether any chat can be judged with `stop_on = "reply"` (then the instance's
+    /// last successful poll must be remembered: section 2, "read is not answered").
+    pub fn uses_reply_mode(&self) -> bool {
+        self.sla.stop_on == StopOn::Reply
+            || self.rules.iter().any(|r| r.stop_on == Some(StopOn::Reply))
+    }
+
+    /// `repeat_after`, when set.
+    pub fn repeat_after(&self) -> Option<Duration> {
+        (!self.sla.repeat_after.is_zero()).then_some(self.sla.repeat_after)
+    }
 }
 
 impl ChatPolicy<'_> {
@@ -229,6 +365,11 @@ impl ChatPolicy<'_> {
             Some(c) => c.open_seconds(started_at, now),
             None => (now - started_at).max(0),
         }
+    }
+
+    /// The position of the tier whose `after` is `secs`, if it is still configured.
+    pub fn tier_index(&self, secs: u64) -> Option<usize> {
+        self.tiers.iter().position(|t| t.after.as_secs() == secs)
     }
 }
 
@@ -241,14 +382,24 @@ mod tests {
         let cases = [
             ("*@broadcast", "status@broadcast", true),
             ("*@broadcast", "status@broadcast.x", false),
+            ("*@broadcast", "@broadcast", true),
+            ("*@broadcast", "broadcast", false),
             ("2010*@c.us", "201012345678@c.us", true),
             ("2010*@c.us", "201112345678@c.us", false),
+            ("2010*@c.us", "2010@c.us", true),
+            ("ab*ba", "aba", false),
             ("0@c.us", "0@c.us", true),
             ("0@c.us", "10@c.us", false),
             ("?@c.us", "7@c.us", true),
+            ("?@c.us", "77@c.us", false),
             ("*", "", true),
+            ("**", "x", true),
             ("a*b*c", "axxbyyc", true),
             ("a*b*c", "axxbyy", false),
+            ("a*b*c", "abcbc", true),
+            ("a?c*", "abcd", true),
+            ("a?c*", "ac", false),
+            ("*x", "yyy", false),
         ];
         for (pattern, text, want) in cases {
             assert_eq!(
@@ -266,6 +417,123 @@ mod tests {
             Ok(Matcher::Name(_))
         ));
         assert!(Matcher::parse("name:VIP").is_err());
+        assert!(Matcher::parse("name:/").is_err());
         assert!(Matcher::parse("name:/(/").is_err());
+        let m = Matcher::parse("name:/^VIP /").unwrap();
+        assert!(m.matches("1@c.us", Some("VIP Nadia")));
+        assert!(!m.matches("1@c.us", Some("Nadia")));
+        assert!(!m.matches("1@c.us", None));
+        assert!(
+            Matcher::parse("2010*")
+                .unwrap()
+                .matches("2010555@c.us", None)
+        );
+    }
+
+    #[test]
+    fn auto_reply_patterns_are_globs_or_slashed_regexes() {
+        let p = Pattern::parse("Thanks for contacting*").unwrap();
+        assert!(p.matches("Thanks for contacting Acme! We reply within 2h."));
+        assert!(!p.matches("Hi! Thanks for contacting us"));
+        let r = Pattern::parse("/^Our hours are/").unwrap();
+        assert!(r.matches("Our hours are 9 to 6"));
+        assert!(!r.matches("Hello. Our hours are 9 to 6"));
+        assert!(Pattern::parse("/(/").is_err());
+        assert!(matches!(Pattern::parse("/"), Ok(Pattern::Glob(_))));
+        let mut policy = Policy::default();
+        assert!(!policy.is_auto_reply(Some("anything")));
+        policy.sla.auto_replies = vec![p, r];
+        assert!(policy.is_auto_reply(Some("Our hours are 9-6")));
+        assert!(!policy.is_auto_reply(Some("Sorry for the wait")));
+        assert!(!policy.is_auto_reply(None));
+        assert_eq!(
+            serde_json::to_string(&policy.sla.auto_replies).unwrap(),
+            r#"["Thanks for contacting*","/^Our hours are/"]"#
+        );
+    }
+
+    #[test]
+    fn the_first_matching_rule_wins_and_overrides_only_what_it_sets() {
+        let tiers15 = vec![Tier {
+            after: Duration::from_secs(900),
+            notify: vec!["pager".into()],
+        }];
+        let mut policy = Policy {
+            tiers: vec![Tier {
+                after: Duration::from_secs(7200),
+                notify: vec!["oncall".into()],
+            }],
+            ..Policy::default()
+        };
+        policy.rules = vec![
+            Rule {
+                matchers: vec![Matcher::parse("name:/^VIP /").unwrap()],
+                ignore: false,
+                business_hours: Some(false),
+                escalation: Some(tiers15.clone()),
+                stop_on: None,
+            },
+            Rule {
+                matchers: vec![Matcher::parse("*@g.us").unwrap()],
+                ignore: false,
+                business_hours: None,
+                escalation: None,
+                stop_on: Some(StopOn::Reply),
+            },
+            Rule {
+                matchers: vec![Matcher::parse("9*").unwrap()],
+                ignore: true,
+                business_hours: None,
+                escalation: None,
+                stop_on: None,
+            },
+        ];
+        let vip = policy.for_chat("9@g.us", Some("VIP Nadia")).unwrap();
+        assert_eq!(vip.tiers, &tiers15[..]);
+        assert_eq!(vip.stop_on, StopOn::Read);
+        let group = policy.for_chat("9@g.us", Some("Team")).unwrap();
+        assert_eq!(group.tiers[0].after, Duration::from_secs(7200));
+        assert_eq!(group.stop_on, StopOn::Reply);
+        assert!(policy.for_chat("91@c.us", None).is_none());
+        assert!(policy.for_chat("status@broadcast", None).is_none());
+        assert!(policy.uses_reply_mode());
+        assert_eq!(group.tier_index(7200), Some(0));
+        assert_eq!(group.tier_index(900), None);
+        policy.sla.include_groups = false;
+        assert!(policy.for_chat("8@g.us", Some("VIP x")).is_none());
+        policy.rules.clear();
+        assert!(!policy.uses_reply_mode());
+    }
+
+    #[test]
+    fn age_is_wall_time_without_a_calendar_and_never_negative() {
+        let cp = ChatPolicy {
+            tiers: &[],
+            stop_on: StopOn::Read,
+            calendar: None,
+        };
+        assert_eq!(cp.age(100, 160), 60);
+        assert_eq!(cp.age(160, 100), 0);
+    }
+
+    #[test]
+    fn sla_defaults_and_validation_name_the_key() {
+        let sla: Sla = toml::from_str("").unwrap();
+        assert_eq!(sla.threshold, Duration::from_secs(7200));
+        assert_eq!(sla.absent_polls, 3);
+        assert!(sla.validate().is_ok());
+        let bad = |text: &str| toml::from_str::<Sla>(text).unwrap().validate().unwrap_err();
+        assert!(bad("threshold = \"0s\"").contains("sla.threshold"));
+        assert!(bad("poll_interval = \"500ms\"").contains("sla.poll_interval"));
+        assert!(bad("absent_polls = 0").contains("sla.absent_polls"));
+        assert!(bad("blind_after = \"0s\"").contains("sla.blind_after"));
+        let err = toml::from_str::<Sla>("treshold = \"1h\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("treshold"), "{err}");
+        let err = toml::from_str::<Sla>("threshold = \"300000000000y\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("300000000000y"), "{err}");
     }
 }

@@ -90,8 +90,13 @@ impl WawpClient {
     }
 
     /// Fetches every page of the instance's overview.
+    /// `progress` is called as data arrives (the daemon's watchdog feeds on it).
     #[tracing::instrument(skip_all, fields(instance = %instance.name))]
-    pub async fn overview(&self, instance: &Instance) -> Result<Fetched, PollError> {
+    pub async fn overview(
+        &self,
+        instance: &Instance,
+        progress: &(dyn Fn() + Send + Sync),
+    ) -> Result<Fetched, PollError> {
         let redactor = Redactor::new([&instance.access_token]);
         let page_size = self.config.page_size as usize;
         let mut fetched = Fetched {
@@ -102,7 +107,7 @@ impl WawpClient {
         let mut offset = 0usize;
         loop {
             let url = self.page_url(instance, (page_size > 0).then_some((page_size, offset)));
-            let (page, bytes) = self.get_page(instance, &url, &redactor).await?;
+            let (page, bytes) = self.get_page(instance, &url, &redactor, progress).await?;
             fetched.bytes += bytes;
             if page.skipped > 0 {
                 fetched.complete = false;
@@ -173,6 +178,7 @@ impl WawpClient {
         instance: &Instance,
         url: &Url,
         redactor: &Redactor,
+        progress: &(dyn Fn() + Send + Sync),
     ) -> Result<(Page, u64), PollError> {
         let shown = redactor.redact(url.as_str());
         let transport = |e: reqwest::Error| PollError::Transport {
@@ -229,6 +235,7 @@ impl WawpClient {
                 return Err(too_large());
             }
             parser.feed(&chunk).map_err(parse_error)?;
+            progress();
         }
         Ok((parser.finish().map_err(parse_error)?, total))
     }

@@ -1,178 +1,89 @@
 //! The `run` daemon as systemd runs it: signals, reload, the blind monitor, metrics and
-//! health, the notify protocol, and a `kill -9` in the middle of delivering.
+//! health, the notify protocol (and a supervisor that does not read it), the watchdog fed
+//! by progress, several instances polled concurrently, and a `kill -9` mid-delivery.
+//! Every wait is a deadline loop, never a fixed sleep.
 
 mod common;
 
 use common::*;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-const H: i64 = 3600;
-
-/// A running `inbox-sla run`, its stderr captured to a file.
-struct Daemon {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Daemon {
-    fn start(env: &Env, extra_env: &[(&str, String)]) -> Daemon {
-        let log = env
-            .dir
-            .path()
-            .join(format!("daemon-{}.log", fastrand::u32(..)));
-        let file = std::fs::File::create(&log).unwrap();
-        let mut cmd = env.command(&["run"]);
-        cmd.stdout(Stdio::null()).stderr(file);
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        Daemon {
-            child: cmd.spawn().unwrap(),
-            log,
-        }
-    }
-
-    fn log(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        assert_no_secrets(&text);
-        text
-    }
-
-    fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the exit; `None` if it is still running after `timeout`.
-    fn wait(&mut self, timeout: Duration) -> Option<i32> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn statuses(rx: &Receiver) -> Vec<String> {
-    rx.accepted()
-        .iter()
-        .map(|p| p["text"].as_str().unwrap_or("").to_string())
-        .collect()
+fn slack(wawp: &FakeWawp, rx: &Receiver) -> Setup {
+    Setup::new(wawp)
+        .poll("1s")
+        .channel(Channel::slack("oncall", &rx.url))
 }
 
 #[test]
-fn sigterm_exits_0_within_the_grace_while_a_receiver_hangs() {
-    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
-    rx.script(&[Answer::Hang]);
-    wawp.chats(vec![breached_chat()]);
-    let env = Env::new(
-        &wawp,
-        &format!(
-            "[sla]\npoll_interval = \"1s\"\n[delivery]\ntimeout = \"60s\"\n{}",
-            slack_channel(&rx.url)
-        ),
-    );
-    let mut d = Daemon::start(&env, &[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || !rx.posts().is_empty()),
-        "{}",
-        d.log()
-    );
-    let t = Instant::now();
-    d.signal("TERM");
-    let code = d.wait(Duration::from_secs(14));
-    assert_eq!(code, Some(0), "{}", d.log());
-    assert!(
-        t.elapsed() < Duration::from_secs(13),
-        "took {:?}",
-        t.elapsed()
-    );
-    let log = d.log();
-    assert!(log.contains("SIGTERM"), "{log}");
-    assert!(log.contains("stay queued"), "{log}");
-    let alerts = env.run(&["alerts"]);
-    assert!(
-        alerts.stdout.contains("Pending notifications: 1"),
-        "nothing lost:\n{alerts}"
-    );
+fn sigterm_and_sigint_exit_0_within_the_grace_while_a_receiver_hangs() {
+    for signal in ["TERM", "INT"] {
+        let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+        rx.script(&[Answer::Hang]);
+        wawp.chats(vec![breached_chat()]);
+        let env = Env::new(slack(&wawp, &rx).set("delivery", "timeout", "\"60s\""));
+        let mut d = env.start();
+        assert!(wait_for(PATIENCE, || !rx.posts().is_empty()), "{}", d.log());
+        let t = Instant::now();
+        d.signal(signal);
+        // 2s for the pollers, 10s for deliveries, and slack for a loaded machine.
+        let code = d.wait(Duration::from_secs(25));
+        assert_eq!(code, Some(0), "{signal}: {}", d.log());
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_secs(9),
+            "{signal}: the hung delivery got its grace: {took:?}"
+        );
+        let log = d.log();
+        assert!(
+            log.contains(&format!("SIG{signal}: shutting down")),
+            "{log}"
+        );
+        assert!(log.contains("stay queued"), "{log}");
+        let alerts = env.alerts();
+        assert_eq!(
+            outbox_count(&alerts, "pending"),
+            1,
+            "nothing lost: {alerts}"
+        );
+        assert_eq!(outbox_count(&alerts, "sent"), 0, "{alerts}");
+    }
 }
 
 #[test]
 fn sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_good_one() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
     wawp.chats(vec![breached_chat()]);
-    let sections = |threshold: &str| {
-        format!(
-            "[sla]\npoll_interval = \"1s\"\nthreshold = \"{threshold}\"\n{}",
-            slack_channel(&rx.url)
-        )
-    };
-    let env = Env::new(&wawp, &sections("4h"));
-    let d = Daemon::start(&env, &[]);
-    assert!(
-        wait_for(Duration::from_secs(10), || wawp.queries().len() >= 2),
-        "{}",
-        d.log()
-    );
+    let mut env = Env::new(slack(&wawp, &rx).set("sla", "threshold", "\"4h\""));
+    let d = env.start();
+    assert!(wait_for(PATIENCE, || wawp.polls() >= 2), "{}", d.log());
     assert!(rx.posts().is_empty(), "3h is under a 4h SLA");
 
-    let good = std::fs::read_to_string(&env.config).unwrap();
-    std::fs::write(
-        &env.config,
-        good.replace("threshold = \"4h\"", "treshold = \"2h\""),
-    )
-    .unwrap();
+    env.update(|s| s.set("sla", "treshold", "\"2h\""));
     d.signal("HUP");
-    assert!(
-        wait_for(Duration::from_secs(10), || d
-            .log()
-            .contains("keeping the running one")),
-        "{}",
-        d.log()
-    );
+    assert!(d.wait_log("keeping the running one"), "{}", d.log());
     assert!(
         d.log().contains("treshold"),
         "the reason is named:\n{}",
         d.log()
     );
-    let polls = wawp.queries().len();
+    let polls = wawp.polls();
     assert!(
-        wait_for(Duration::from_secs(10), || wawp.queries().len()
-            >= polls + 2),
+        wait_for(PATIENCE, || wawp.polls() >= polls + 2),
         "still polling"
     );
     assert!(rx.posts().is_empty());
 
-    std::fs::write(
-        &env.config,
-        good.replace("threshold = \"4h\"", "threshold = \"2h\""),
-    )
-    .unwrap();
+    env.update(|s| s.unset("sla", "treshold").set("sla", "threshold", "\"2h\""));
     d.signal("HUP");
     assert!(
-        wait_for(Duration::from_secs(10), || rx.accepted().len() == 1),
+        wait_for(PATIENCE, || rx.accepted().len() == 1),
         "{}",
         d.log()
     );
     assert!(
-        statuses(&rx)[0].contains("1 chat waiting over 2h"),
+        slack_texts(&rx)[0].contains("1 chat waiting over 2h"),
         "{:?}",
-        statuses(&rx)
+        slack_texts(&rx)
     );
     assert!(d.log().contains("configuration reloaded"), "{}", d.log());
 }
@@ -181,29 +92,22 @@ fn sighup_keeps_the_old_config_when_the_new_one_is_broken_and_applies_a_good_one
 fn a_blind_monitor_says_so_once_and_says_recovered_once() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
     wawp.set(Reply::Status(401, r#"{"message": "Unauthorized"}"#.into()));
-    let env = Env::new(
-        &wawp,
-        &format!(
-            "[sla]\npoll_interval = \"1s\"\nblind_after = \"2s\"\n{}",
-            slack_channel(&rx.url)
-        ),
-    );
-    let d = Daemon::start(&env, &[]);
+    let env = Env::new(slack(&wawp, &rx).set("sla", "blind_after", "\"2s\""));
+    let d = env.start();
     assert!(
-        wait_for(Duration::from_secs(15), || rx.accepted().len() == 1),
+        wait_for(PATIENCE, || rx.accepted().len() == 1),
         "{}",
         d.log()
     );
-    let blind = statuses(&rx)[0].clone();
+    let blind = slack_texts(&rx)[0].clone();
     assert!(blind.contains("monitor blind"), "{blind}");
     let post = rx.accepted()[0].to_string();
     assert!(
         post.contains("401") && post.contains("access token is wrong"),
         "{post}"
     );
-    let polls = wawp.queries().len();
-    assert!(wait_for(Duration::from_secs(10), || wawp.queries().len()
-        >= polls + 3));
+    let polls = wawp.polls();
+    assert!(wait_for(PATIENCE, || wawp.polls() >= polls + 3));
     assert_eq!(
         rx.accepted().len(),
         1,
@@ -212,36 +116,18 @@ fn a_blind_monitor_says_so_once_and_says_recovered_once() {
 
     wawp.chats(vec![]);
     assert!(
-        wait_for(Duration::from_secs(10), || rx.accepted().len() == 2),
+        wait_for(PATIENCE, || rx.accepted().len() == 2),
         "{}",
         d.log()
     );
     assert!(
-        statuses(&rx)[1].contains("monitor recovered"),
+        slack_texts(&rx)[1].contains("monitor recovered"),
         "{:?}",
-        statuses(&rx)
+        slack_texts(&rx)
     );
-    let polls = wawp.queries().len();
-    assert!(wait_for(Duration::from_secs(10), || wawp.queries().len()
-        >= polls + 3));
+    let polls = wawp.polls();
+    assert!(wait_for(PATIENCE, || wawp.polls() >= polls + 3));
     assert_eq!(rx.accepted().len(), 2, "one recovered notice");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(url: &str) -> (u16, String) {
-    rt().block_on(async {
-        match reqwest::get(url).await {
-            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
-            Err(_) => (0, String::new()),
-        }
-    })
 }
 
 #[test]
@@ -251,54 +137,47 @@ fn metrics_carry_section_7_figures_and_healthz_flips_while_the_source_fails() {
         breached_chat(),
         chat("201001234568@c.us", "Omar", 1, "hi", now() - 60),
     ]);
-    let port = free_port();
-    let env = Env::new(
-        &wawp,
-        &format!(
-            "[sla]\npoll_interval = \"1s\"\n[http]\nlisten = \"127.0.0.1:{port}\"\n{}",
-            slack_channel(&rx.url)
-        ),
-    );
-    let d = Daemon::start(&env, &[]);
-    let base = format!("http://127.0.0.1:{port}");
+    let env = Env::new(slack(&wawp, &rx).http());
+    let d = env.start();
+    let base = d.http_base();
     assert!(
-        wait_for(Duration::from_secs(10), || get(&format!("{base}/healthz"))
-            .0
-            == 200),
+        wait_for(PATIENCE, || get(&format!("{base}/healthz")).0 == 200),
         "{}",
         d.log()
     );
-    assert!(wait_for(Duration::from_secs(10), || rx.accepted().len() == 1));
-    assert!(wait_for(Duration::from_secs(10), || get(&format!(
-        "{base}/metrics"
-    ))
-    .1
-    .contains("result=\"sent\"")));
+    assert!(wait_for(PATIENCE, || rx.accepted().len() == 1));
+    assert!(wait_for(PATIENCE, || get(&format!("{base}/metrics"))
+        .1
+        .contains("result=\"sent\"")));
     let (code, metrics) = get(&format!("{base}/metrics"));
     assert_eq!(code, 200);
     for want in [
         "# TYPE inbox_sla_polls_total counter",
         "# HELP inbox_sla_polls_total",
-        "inbox_sla_polls_total{instance=\"support\",result=\"ok\"}",
+        "inbox_sla_polls_total{wawp_instance=\"support\",result=\"ok\"}",
         "inbox_sla_poll_duration_seconds",
-        "inbox_sla_chats_waiting{instance=\"support\"} 2",
-        "inbox_sla_chats_breached{instance=\"support\"} 1",
+        "inbox_sla_chats_waiting{wawp_instance=\"support\"} 2",
+        "inbox_sla_chats_breached{wawp_instance=\"support\"} 1",
         "inbox_sla_notifications_total{channel=\"oncall\",result=\"sent\"} 1",
         "inbox_sla_outbox_pending 0",
         "inbox_sla_outbox_dead 0",
-        "inbox_sla_last_successful_poll_timestamp_seconds{instance=\"support\"}",
+        "inbox_sla_last_successful_poll_timestamp_seconds{wawp_instance=\"support\"}",
     ] {
         assert!(metrics.contains(want), "missing {want}:\n{metrics}");
     }
+    assert!(
+        !metrics.contains("{instance="),
+        "the scrape target's label is left alone:\n{metrics}"
+    );
     assert_no_secrets(&metrics);
 
     wawp.set(Reply::Status(500, "boom".into()));
     assert!(
-        wait_for(Duration::from_secs(10), || get(&format!("{base}/healthz"))
-            .0
-            == 503),
+        wait_for(PATIENCE, || get(&format!("{base}/healthz")).0 == 503),
         "unhealthy after 3 × poll_interval without a good poll"
     );
+    let (_, why) = get(&format!("{base}/healthz"));
+    assert!(why.contains("support"), "{why}");
     assert!(
         get(&format!("{base}/metrics"))
             .1
@@ -307,52 +186,197 @@ fn metrics_carry_section_7_figures_and_healthz_flips_while_the_source_fails() {
 }
 
 #[test]
-fn systemd_hears_ready_watchdog_status_and_stopping() {
+fn systemd_hears_ready_watchdog_status_reloading_and_stopping() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
     wawp.chats(vec![breached_chat()]);
-    let env = Env::new(
-        &wawp,
-        &format!("[sla]\npoll_interval = \"1s\"\n{}", slack_channel(&rx.url)),
+    let env = Env::new(slack(&wawp, &rx));
+    let mut socket = NotifySocket::bind(env.dir.path());
+    let mut d = Daemon::start(
+        &env,
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "900000".into()),
+        ],
     );
-    let socket_path = env.dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
+    assert!(socket.read_until("READY=1", PATIENCE), "{}", socket.seen());
+    assert!(
+        socket.read_until("WATCHDOG=1", PATIENCE),
+        "{}",
+        socket.seen()
+    );
+    assert!(
+        socket.read_until("STATUS=1 waiting, 1 breached, last poll", PATIENCE),
+        "{}",
+        socket.seen()
+    );
+    d.signal("HUP");
+    assert!(
+        socket.read_until("RELOADING=1", PATIENCE),
+        "{}",
+        socket.seen()
+    );
+    assert!(
+        socket.read_until("configuration reloaded", PATIENCE),
+        "READY=1 again after the reload: {}",
+        socket.seen()
+    );
+    d.signal("TERM");
+    assert!(
+        socket.read_until("STOPPING=1", PATIENCE),
+        "{}",
+        socket.seen()
+    );
+    assert_eq!(d.wait(PATIENCE), Some(0));
+}
+
+#[test]
+fn a_supervisor_that_never_reads_its_socket_freezes_nothing() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    wawp.chats(vec![breached_chat()]);
+    let env = Env::new(slack(&wawp, &rx).http());
+    // Bound and never read: once its queue is full, every write to it blocks.
+    let socket_path = env.dir.path().join("deaf.sock");
+    let _deaf = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
     let mut d = Daemon::start(
         &env,
         &[
             ("NOTIFY_SOCKET", socket_path.display().to_string()),
-            ("WATCHDOG_USEC", "900000".into()),
+            // A ping every 10ms fills any queue within a second.
+            ("WATCHDOG_USEC", "30000".into()),
         ],
     );
-    let mut seen = String::new();
-    let read_until = |want: &str, seen: &mut String| {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut buf = [0u8; 4096];
-        while Instant::now() < deadline && !seen.contains(want) {
-            if let Ok(n) = socket.recv(&mut buf) {
-                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
-                seen.push('\n');
-            }
-        }
-        seen.contains(want)
-    };
-    assert!(read_until("READY=1", &mut seen), "{seen}");
-    assert!(read_until("WATCHDOG=1", &mut seen), "{seen}");
+    let base = d.http_base();
     assert!(
-        read_until("STATUS=1 waiting, 1 breached, last poll", &mut seen),
-        "{seen}"
+        wait_for(PATIENCE, || rx.accepted().len() == 1),
+        "{}",
+        d.log()
     );
-    d.signal("HUP");
-    assert!(read_until("RELOADING=1", &mut seen), "{seen}");
+    // Long after the queue filled: polling goes on and /healthz answers.
+    let polls = wawp.polls();
     assert!(
-        read_until("configuration reloaded", &mut seen),
-        "READY=1 again after the reload: {seen}"
+        wait_for(PATIENCE, || wawp.polls() >= polls + 3),
+        "polling froze:\n{}",
+        d.log()
     );
+    for _ in 0..5 {
+        let t = Instant::now();
+        assert_eq!(get(&format!("{base}/healthz")).0, 200);
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "/healthz took {:?}",
+            t.elapsed()
+        );
+    }
     d.signal("TERM");
-    assert!(read_until("STOPPING=1", &mut seen), "{seen}");
-    assert_eq!(d.wait(Duration::from_secs(12)), Some(0));
+    assert_eq!(d.wait(PATIENCE), Some(0), "{}", d.log());
+}
+
+#[test]
+fn a_hung_poll_stops_the_watchdog_pings_and_a_slow_but_progressing_one_does_not() {
+    // A source that dribbles its body for 3 seconds, with a 600ms watchdog: progressing.
+    let drip = raw_server(|mut s| {
+        use std::io::Write;
+        read_request_head(&mut s);
+        let body =
+            br#"[{"id": "201001234567@c.us", "unreadCount": 1, "lastMessage": {"timestamp": 1}}]"#;
+        let _ = write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        for chunk in body.chunks(body.len() / 15 + 1) {
+            if s.write_all(chunk).and_then(|_| s.flush()).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let wawp = FakeWawp::start();
+    let env = Env::new(
+        Setup::new(&wawp)
+            .wawp("base_url", &toml_str(&format!("http://127.0.0.1:{drip}")))
+            .wawp("request_timeout", "\"60s\"")
+            .poll("5s")
+            .channel(Channel::console()),
+    );
+    let mut socket = NotifySocket::bind(env.dir.path());
+    let d = Daemon::start(
+        &env,
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "600000".into()),
+        ],
+    );
+    assert!(socket.read_until("READY=1", PATIENCE));
+    let during = socket.listen(Duration::from_millis(2500));
+    assert!(
+        during.contains("WATCHDOG=1"),
+        "a progressing cycle keeps the watchdog fed: {during}"
+    );
+    assert!(!d.log().contains("not pinging the watchdog"), "{}", d.log());
+    drop(d);
+
+    // A source that never answers: no progress, no pings.
+    wawp.set(Reply::Hang);
+    let env = Env::new(
+        Setup::new(&wawp)
+            .wawp("request_timeout", "\"60s\"")
+            .poll("1s")
+            .channel(Channel::console()),
+    );
+    let mut socket = NotifySocket::bind(env.dir.path());
+    let d = Daemon::start(
+        &env,
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "600000".into()),
+        ],
+    );
+    assert!(d.wait_log("not pinging the watchdog"), "{}", d.log());
+    let later = socket.listen(Duration::from_secs(2));
+    assert!(
+        !later.contains("WATCHDOG=1"),
+        "pings went on while the poll hung: {later}"
+    );
+}
+
+#[test]
+fn instances_poll_concurrently_within_the_bound_and_never_two_cycles_of_one() {
+    let wawp = FakeWawp::start();
+    // Each answer takes 1.5s, longer than the 1s interval: ticks pile up, cycles must not.
+    wawp.delay(Duration::from_millis(1500));
+    wawp.chats(vec![]);
+    let names: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("inst{i}"), format!("id{i}")))
+        .collect();
+    let refs: Vec<(&str, &str)> = names
+        .iter()
+        .map(|(n, i)| (n.as_str(), i.as_str()))
+        .collect();
+    let env = Env::new(
+        Setup::new(&wawp)
+            .instances(&refs)
+            .wawp("max_concurrent", "3")
+            .poll("1s")
+            .channel(Channel::console()),
+    );
+    let d = env.start();
+    assert!(
+        wait_for(PATIENCE, || (0..6)
+            .all(|i| wawp.polls_of(&format!("id{i}")) >= 2)),
+        "every instance polled twice:\n{}",
+        d.log()
+    );
+    assert_eq!(
+        wawp.max_in_flight_per_instance(),
+        1,
+        "two cycles of one instance overlapped"
+    );
+    assert_eq!(
+        wawp.max_in_flight_total(),
+        3,
+        "at most wawp.max_concurrent polls at once"
+    );
 }
 
 #[test]
@@ -366,32 +390,25 @@ fn kill_9_after_a_delivery_resends_at_most_that_one_message_and_loses_nothing() 
         chat("201001234568@c.us", "Omar", 3, "hello?", t - 4 * H),
     ]);
     let env = Env::new(
-        &wawp,
-        &format!(
-            "[sla]\npoll_interval = \"1s\"\n{}[[channel]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"{}\"\n",
-            slack_channel(&slack_rx.url),
-            hook_rx.url
-        ),
+        slack(&wawp, &slack_rx)
+            .channel(Channel::webhook("pager", &hook_rx.url))
+            // The dead daemon's claim expires soon after its send timeout.
+            .set("delivery", "timeout", "\"2s\""),
     );
-    let mut d = Daemon::start(&env, &[]);
-    assert!(wait_for(Duration::from_secs(10), || slack_rx
-        .accepted()
-        .len()
-        == 1
+    let mut d = env.start();
+    assert!(wait_for(PATIENCE, || slack_rx.accepted().len() == 1
         && !hook_rx.posts().is_empty()));
-    d.signal("KILL");
-    assert_eq!(d.wait(Duration::from_secs(5)), Some(-1));
+    d.kill();
 
-    let d2 = Daemon::start(&env, &[]);
+    let d2 = env.start();
     assert!(
-        wait_for(Duration::from_secs(15), || hook_rx.accepted().len() == 1),
+        wait_for(PATIENCE, || hook_rx.accepted().len() == 1),
         "{}",
         d2.log()
     );
-    let polls = wawp.queries().len();
+    let polls = wawp.polls();
     assert!(
-        wait_for(Duration::from_secs(10), || wawp.queries().len()
-            >= polls + 3),
+        wait_for(PATIENCE, || wawp.polls() >= polls + 3),
         "keeps polling"
     );
     let slack_msgs = slack_rx.accepted();
@@ -405,57 +422,13 @@ fn kill_9_after_a_delivery_resends_at_most_that_one_message_and_loses_nothing() 
         "the in-flight notification was not lost"
     );
     assert_eq!(hook_rx.accepted()[0]["chats"].as_array().unwrap().len(), 2);
-    let alerts = env.run(&["alerts"]);
-    assert!(
-        alerts.stdout.contains("Pending notifications: 0"),
-        "{alerts}"
-    );
-    assert!(alerts.stdout.contains("2 escalated"), "{alerts}");
-}
-
-#[test]
-fn a_hung_poll_loop_stops_the_watchdog_pings() {
-    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
-    wawp.set(Reply::Hang);
-    let env = Env::new(
-        &wawp,
-        &format!("[sla]\npoll_interval = \"1s\"\n{}", slack_channel(&rx.url)),
-    );
-    let text = std::fs::read_to_string(&env.config)
+    let alerts = env.alerts();
+    assert_eq!(outbox_count(&alerts, "pending"), 0, "{alerts}");
+    let escalated = alerts["episodes"]
+        .as_array()
         .unwrap()
-        .replace("\"5s\"", "\"60s\"");
-    std::fs::write(&env.config, text).unwrap();
-    let socket_path = env.dir.path().join("notify.sock");
-    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let d = Daemon::start(
-        &env,
-        &[
-            ("NOTIFY_SOCKET", socket_path.display().to_string()),
-            ("WATCHDOG_USEC", "600000".into()),
-        ],
-    );
-    assert!(
-        wait_for(Duration::from_secs(10), || d
-            .log()
-            .contains("not pinging the watchdog")),
-        "{}",
-        d.log()
-    );
-    // Drain what was sent before the loop was judged stuck, then listen for a while.
-    let mut buf = [0u8; 4096];
-    while socket.recv(&mut buf).is_ok() {}
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut later = String::new();
-    while Instant::now() < deadline {
-        if let Ok(n) = socket.recv(&mut buf) {
-            later.push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    }
-    assert!(
-        !later.contains("WATCHDOG=1"),
-        "pings went on while the poll loop hung: {later}"
-    );
+        .iter()
+        .filter(|e| e["escalated"] == true)
+        .count();
+    assert_eq!(escalated, 2, "{alerts}");
 }

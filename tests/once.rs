@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use serde_json::json;
 
-const H: i64 = 3600;
+fn console(wawp: &FakeWawp) -> Setup {
+    Setup::new(wawp).channel(Channel::console())
+}
 
 fn digest(path: &std::path::Path) -> Vec<u8> {
     let mut all = Vec::new();
@@ -33,7 +35,7 @@ fn once_escalates_a_breached_chat_once_even_across_two_processes() {
         json!({"id": "201007777777@c.us", "name": "Answered Ali", "unreadCount": 0,
                "lastMessage": {"body": "thanks", "timestamp": t - 5 * H, "fromMe": true}}),
     ]);
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(console(&wawp));
 
     let first = env.run(&["once"]);
     assert_eq!(first.code, 0, "{first}");
@@ -67,6 +69,17 @@ fn once_escalates_a_breached_chat_once_even_across_two_processes() {
             .contains("Open episodes: 2 waiting, 1 escalated"),
         "{alerts}"
     );
+    let json = env.alerts();
+    let escalated: Vec<&str> = json["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["escalated"] == true)
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(escalated, vec!["201001234567@c.us"]);
+    assert_eq!(json["episodes"][0]["tiers_fired"], json!([7200]));
+    assert_eq!(outbox_count(&json, "sent"), 1);
     assert!(alerts.stdout.contains("201001234567@c.us"), "{alerts}");
     assert!(
         !alerts.stdout.contains("201009999999@c.us"),
@@ -88,7 +101,7 @@ fn dry_run_prints_decisions_and_changes_nothing() {
         "hello",
         t - 3 * H,
     )]);
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(console(&wawp));
 
     let dry = env.run(&["once", "--dry-run"]);
     assert_eq!(dry.code, 0, "{dry}");
@@ -128,10 +141,10 @@ fn dry_run_prints_decisions_and_changes_nothing() {
         before,
         "a dry run must not write the store"
     );
-    let alerts = env.run(&["alerts"]);
-    assert!(
-        alerts.stdout.contains("1 escalated"),
-        "the episode is still open:\n{alerts}"
+    let alerts = env.alerts();
+    assert_eq!(
+        alerts["episodes"][0]["escalated"], true,
+        "the episode is still open: {alerts}"
     );
 }
 
@@ -141,7 +154,7 @@ fn a_nudge_keeps_one_episode_and_reading_resolves_it() {
     let t = now();
     let jid = "201001234567@c.us";
     wawp.chats(vec![chat(jid, "Amina", 1, "my order?", t - 3 * H)]);
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(console(&wawp));
     assert!(env.run(&["once"]).stdout.contains("1 chat waiting over 2h"));
 
     wawp.chats(vec![chat(jid, "Amina", 4, "hello??", t - 60)]);
@@ -151,12 +164,14 @@ fn a_nudge_keeps_one_episode_and_reading_resolves_it() {
         nudged.stdout.trim().is_empty(),
         "a nudge is the same episode:\n{nudged}"
     );
-    let alerts = env.run(&["alerts"]);
-    assert!(
-        alerts.stdout.contains("(3h)"),
-        "the clock was not reset:\n{alerts}"
+    let alerts = env.alerts();
+    let ep = &alerts["episodes"][0];
+    assert_eq!(
+        ep["waiting_since"],
+        t - 3 * H,
+        "the clock was not reset: {alerts}"
     );
-    assert!(alerts.stdout.contains("4 unread"), "{alerts}");
+    assert_eq!(ep["unread_count"], 4, "{alerts}");
 
     wawp.chats(vec![chat(jid, "Amina", 0, "hello??", t - 60)]);
     let read = env.run(&["once"]);
@@ -165,11 +180,7 @@ fn a_nudge_keeps_one_episode_and_reading_resolves_it() {
         "{read}"
     );
     assert!(read.stdout.contains("waited 3h"), "{read}");
-    assert!(
-        env.run(&["alerts"])
-            .stdout
-            .contains("Open episodes: 0 waiting")
-    );
+    assert_eq!(env.alerts()["episodes"], json!([]));
 }
 
 #[test]
@@ -185,7 +196,7 @@ fn keyed_objects_underscore_chat_counts_and_millisecond_timestamps_are_understoo
                "lastMessage": {"body": "x", "timestamp": t - 3 * H, "fromMe": false}}),
         json!({"id": "status@broadcast", "unreadCount": 9, "lastMessage": {"timestamp": t - 3 * H}}),
     ]);
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(console(&wawp));
     let run = env.run(&["once"]);
     assert_eq!(run.code, 0, "{run}");
     assert!(run.stdout.contains("3 chats waiting over 2h"), "{run}");
@@ -206,7 +217,7 @@ fn source_failures_name_the_problem_exit_1_and_lose_no_state() {
     let t = now();
     let jid = "201001234567@c.us";
     wawp.chats(vec![chat(jid, "Amina", 1, "hi", t - 3 * H)]);
-    let env = Env::with_wawp(&wawp, "max_response_bytes = 4096", CONSOLE);
+    let env = Env::new(console(&wawp).wawp("max_response_bytes", "4096"));
     assert!(env.run(&["once"]).stdout.contains("1 chat waiting over 2h"));
 
     let big = format!(
@@ -281,7 +292,7 @@ fn source_failures_name_the_problem_exit_1_and_lose_no_state() {
 fn a_hung_source_times_out_with_a_clear_error() {
     let wawp = FakeWawp::start();
     wawp.set(Reply::Hang);
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(console(&wawp));
     let text = std::fs::read_to_string(&env.config)
         .unwrap()
         .replace("\"5s\"", "\"1s\"");
@@ -307,7 +318,7 @@ fn paging_walks_every_page_and_an_api_that_ignores_paging_does_not_loop() {
         })
         .collect();
     wawp.chats(chats);
-    let env = Env::with_wawp(&wawp, "page_size = 2", CONSOLE);
+    let env = Env::new(console(&wawp).wawp("page_size", "2"));
 
     let run = env.run(&["once"]);
     assert_eq!(run.code, 0, "{run}");
@@ -321,7 +332,7 @@ fn paging_walks_every_page_and_an_api_that_ignores_paging_does_not_loop() {
         Some("12345")
     );
 
-    wawp.honour_paging(false);
+    wawp.ignore_paging();
     let before = wawp.queries().len();
     let run = env.run(&["once"]);
     assert_eq!(run.code, 0, "{run}");
@@ -387,7 +398,7 @@ fn check_accepts_the_example_once_a_token_is_filled_in_and_names_a_typo() {
 #[test]
 fn a_store_from_a_newer_release_or_not_ours_is_refused_not_replaced() {
     let wawp = FakeWawp::start();
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(console(&wawp));
     let conn = rusqlite::Connection::open(env.store()).unwrap();
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
@@ -445,9 +456,16 @@ fn the_demo_tells_the_whole_story_with_no_config_and_exits_0() {
 fn under_journald_log_lines_carry_no_timestamp_of_their_own() {
     let wawp = FakeWawp::start();
     wawp.chats(vec![breached_chat()]);
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(console(&wawp));
     let plain = env.run(&["once"]);
-    wawp.chats(vec![]); // resolved next time: again a cycle worth an info line
+    // Read next time: resolved, again a cycle worth an info line.
+    wawp.chats(vec![chat(
+        "201001234567@c.us",
+        "Amina",
+        0,
+        "hi",
+        now() - 3 * H,
+    )]);
     assert!(
         plain.stderr.starts_with("20"),
         "a timestamp leads outside the journal:\n{plain}"
@@ -458,8 +476,17 @@ fn under_journald_log_lines_carry_no_timestamp_of_their_own() {
             .output()
             .unwrap(),
     );
-    let first = journal.stderr.lines().next().unwrap_or("");
-    assert!(first.trim_start().starts_with("INFO"), "{journal}");
+    assert!(
+        journal.stderr.contains("no longer waiting") || journal.stderr.contains("resolved=1"),
+        "{journal}"
+    );
+    for line in journal.stderr.lines() {
+        let level = line.split_whitespace().next().unwrap_or("");
+        assert!(
+            ["INFO", "WARN", "ERROR"].contains(&level),
+            "a level leads, not a time: {line}"
+        );
+    }
     assert!(
         !journal.stderr.contains('\u{1b}'),
         "no colours in the journal:\n{journal}"
@@ -470,7 +497,7 @@ fn under_journald_log_lines_carry_no_timestamp_of_their_own() {
 fn json_logs_are_one_json_object_per_line() {
     let wawp = FakeWawp::start();
     wawp.chats(vec![breached_chat()]);
-    let env = Env::new(&wawp, &format!("{CONSOLE}\n[log]\nformat = \"json\"\n"));
+    let env = Env::new(console(&wawp).set("log", "format", "\"json\""));
     let run = env.run(&["once"]);
     assert_eq!(run.code, 0, "{run}");
     let lines: Vec<&str> = run.stderr.lines().collect();

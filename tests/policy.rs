@@ -5,8 +5,6 @@ mod common;
 
 use common::*;
 
-const H: i64 = 3600;
-
 #[test]
 fn rules_business_hours_and_mutes_decide_who_hears_about_which_chat() {
     let (wawp, oncall, pager) = (FakeWawp::start(), Receiver::start(), Receiver::start());
@@ -41,12 +39,14 @@ fn rules_business_hours_and_mutes_decide_who_hears_about_which_chat() {
         .map(|d| format!("\"{}\"", day(d)))
         .collect::<Vec<_>>()
         .join(", ");
-    let sections = format!(
-        r#"
-[sla]
-threshold = "2h"
-
-[sla.business_hours]
+    let env = Env::new(
+        Setup::new(&wawp)
+            .set("sla", "threshold", "\"2h\"")
+            .tier("2h", &["oncall"])
+            .channel(Channel::slack("oncall", &oncall.url))
+            .channel(Channel::webhook("pager", &pager.url))
+            .raw(&format!(
+                r#"[sla.business_hours]
 timezone = "UTC"
 mon = "00:00-24:00"
 tue = "00:00-24:00"
@@ -56,10 +56,6 @@ fri = "00:00-24:00"
 sat = "00:00-24:00"
 sun = "00:00-24:00"
 holidays = [{holidays}]
-
-[[escalation]]
-after = "2h"
-notify = ["oncall"]
 
 [[rule]]
 match = ["name:/^VIP /"]
@@ -73,20 +69,9 @@ ignore = true
 [[rule]]
 match = ["2019*@c.us"]
 business_hours = false
-
-[[channel]]
-name = "oncall"
-type = "slack"
-webhook_url = "{}"
-
-[[channel]]
-name = "pager"
-type = "webhook"
-url = "{}"
-"#,
-        oncall.url, pager.url
+"#
+            )),
     );
-    let env = Env::new(&wawp, &sections);
 
     let muted = env.run(&[
         "mute",
@@ -123,20 +108,37 @@ url = "{}"
         "holiday: no business time; the 24/7 chat is muted"
     );
 
+    let json = env.alerts();
+    assert_eq!(json["mutes"][0]["id"], "201933333333@c.us", "{json}");
+    assert_eq!(json["mutes"][0]["reason"], "night shift handles it");
+    let tracked: Vec<&str> = json["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert!(
+        tracked.contains(&"201933333333@c.us"),
+        "a muted chat is still tracked: {json}"
+    );
+    assert!(
+        !tracked.contains(&"120363000000000001@g.us"),
+        "the ignored group is not tracked"
+    );
+    let noor = json["episodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == "201933333333@c.us")
+        .unwrap();
+    assert_eq!(noor["muted"], true);
     let alerts = env.run(&["alerts", "--all"]);
     assert!(alerts.stdout.contains("Mutes: 1"), "{alerts}");
     assert!(
         alerts.stdout.contains("reason: night shift handles it"),
         "{alerts}"
     );
-    assert!(
-        alerts.stdout.contains("201933333333@c.us"),
-        "a muted chat is still tracked:\n{alerts}"
-    );
-    assert!(
-        !alerts.stdout.contains("120363000000000001@g.us"),
-        "the ignored group is not tracked"
-    );
+    assert!(alerts.stdout.contains("(muted)"), "{alerts}");
 
     let unmuted = env.run(&["unmute", "201933333333@c.us"]);
     assert!(unmuted.stdout.contains("Unmuted"), "{unmuted}");
@@ -156,4 +158,13 @@ url = "{}"
     let bad = env.run(&["mute", "1@c.us", "--for", "soon"]);
     assert_eq!(bad.code, 2, "{bad}");
     assert!(bad.stderr.contains("\"soon\" is not a duration"), "{bad}");
+    for absurd in ["300000000000y", "11y"] {
+        let bad = env.run(&["mute", "1@c.us", "--for", absurd]);
+        assert_eq!(bad.code, 2, "{bad}");
+        assert!(
+            bad.stderr.contains("--for") && bad.stderr.contains(absurd),
+            "{bad}"
+        );
+        assert!(!bad.stdout.contains("until"), "{bad}");
+    }
 }

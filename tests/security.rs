@@ -9,23 +9,24 @@ use common::*;
 
 /// Slack, webhook with a bearer header, and email with a password over STARTTLS.
 fn all_channels(
-    env_dir: &std::path::Path,
+    setup: Setup,
+    ca_dir: &std::path::Path,
     slack: &Receiver,
     hook: &Receiver,
     smtp: &Smtp,
-) -> String {
-    let ca = env_dir.join("ca.pem");
+) -> Setup {
+    let ca = ca_dir.join("ca.pem");
     std::fs::write(&ca, smtp.ca_pem.as_ref().unwrap()).unwrap();
-    format!(
-        "[[channel]]\nname = \"oncall\"\ntype = \"slack\"\nwebhook_url = \"{}\"\n\n\
-         [[channel]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer {HEADER_SECRET}\" }}\n\n\
-         [[channel]]\nname = \"leads\"\ntype = \"email\"\nsmtp_host = \"127.0.0.1\"\nsmtp_port = {}\ntls = \"starttls\"\n\
-         username = \"sla-bot\"\npassword = \"{SMTP_PASSWORD}\"\nca_file = \"{}\"\nfrom = \"sla@example.com\"\nto = [\"x@example.com\"]\n",
-        slack.url,
-        hook.url,
-        smtp.port,
-        ca.display()
-    )
+    setup
+        .channel(Channel::slack("oncall", &slack.url))
+        .channel(Channel::webhook("pager", &hook.url))
+        .channel(
+            Channel::email("leads", smtp.port)
+                .key("tls", "\"starttls\"")
+                .key("username", "\"sla-bot\"")
+                .key("password", &toml_str(SMTP_PASSWORD))
+                .key("ca_file", &toml_str(&ca.display().to_string())),
+        )
 }
 
 fn traced(env: &Env, args: &[&str]) -> Run {
@@ -42,9 +43,13 @@ fn trace_level_logs_of_every_command_carry_no_secret() {
         Smtp::start_tls(tls_dir.path()),
     );
     wawp.chats(vec![breached_chat()]);
-    let env = Env::new(&wawp, "");
-    let sections = all_channels(env.dir.path(), &slack, &hook, &smtp);
-    env.write(&wawp, "", &sections);
+    let env = Env::new(all_channels(
+        Setup::new(&wawp),
+        tls_dir.path(),
+        &slack,
+        &hook,
+        &smtp,
+    ));
 
     let run = traced(&env, &["once"]);
     assert_eq!(run.code, 0, "{run}");
@@ -69,7 +74,12 @@ fn trace_level_logs_of_every_command_carry_no_secret() {
     assert_eq!(run.code, 1, "{run}");
     let run = traced(&env, &["test-notify"]);
     assert_eq!(run.code, 0, "{run}");
-    for args in [&["check"][..], &["alerts", "--all"], &["once", "--dry-run"]] {
+    for args in [
+        &["check"][..],
+        &["alerts", "--all"],
+        &["alerts", "--format", "json"],
+        &["once", "--dry-run"],
+    ] {
         traced(&env, args);
     }
 }
@@ -81,12 +91,9 @@ fn receivers_that_echo_the_url_never_put_it_in_alerts_or_logs() {
     hook.script(&[Answer::Echo(404)]);
     wawp.chats(vec![breached_chat()]);
     let env = Env::new(
-        &wawp,
-        &format!(
-            "[[channel]]\nname = \"oncall\"\ntype = \"slack\"\nwebhook_url = \"{}\"\n\
-             [[channel]]\nname = \"pager\"\ntype = \"webhook\"\nurl = \"{}\"\n",
-            slack.url, hook.url
-        ),
+        Setup::new(&wawp)
+            .channel(Channel::slack("oncall", &slack.url))
+            .channel(Channel::webhook("pager", &hook.url)),
     );
     let run = env.run(&["once"]);
     assert_eq!(run.code, 1, "{run}");
@@ -94,15 +101,23 @@ fn receivers_that_echo_the_url_never_put_it_in_alerts_or_logs() {
         run.stderr.contains("404") && run.stderr.contains("no such hook: ***"),
         "{run}"
     );
-    let alerts = env.run(&["alerts"]);
-    assert!(alerts.stdout.contains("Dead notifications: 2"), "{alerts}");
-    assert!(alerts.stdout.contains("no such hook: ***"), "{alerts}");
+    let alerts = env.alerts();
+    assert_eq!(outbox_count(&alerts, "dead"), 2, "{alerts}");
+    for dead in alerts["dead"].as_array().unwrap() {
+        assert!(
+            dead["last_error"]
+                .as_str()
+                .unwrap()
+                .contains("no such hook: ***"),
+            "{alerts}"
+        );
+    }
 }
 
 #[test]
 fn config_errors_never_show_secret_values() {
     let wawp = FakeWawp::start();
-    let env = Env::new(&wawp, CONSOLE);
+    let env = Env::new(Setup::new(&wawp).channel(Channel::console()));
     let base = std::fs::read_to_string(&env.config).unwrap();
     let cases = [
         // A numeric token: serde would quote it in "invalid type".
@@ -132,11 +147,11 @@ fn config_errors_never_show_secret_values() {
 #[test]
 fn plain_http_is_refused_off_loopback() {
     let wawp = FakeWawp::start();
-    let env = Env::new(&wawp, CONSOLE);
-    let text = std::fs::read_to_string(&env.config)
-        .unwrap()
-        .replace(&wawp.url, "http://api.wawp.net");
-    std::fs::write(&env.config, text).unwrap();
+    let env = Env::new(
+        Setup::new(&wawp)
+            .wawp("base_url", "\"http://api.wawp.net\"")
+            .channel(Channel::console()),
+    );
     let run = env.run(&["once"]);
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.contains("wawp.base_url must use https"), "{run}");

@@ -1,14 +1,18 @@
 //! The email channel: lettre over SMTP on tokio, TLS through rustls.
 //!
 //! The subject names the count, the tier and the instance; the body is the plain text of
-//! `text`. WhatsApp-sourced strings never reach a header: the subject is built from counts
-//! and the configured instance name only, and is flattened to one line anyway.
+//! `text`, with `MIME-Version: 1.0` beside its Content-Type and Content-Transfer-Encoding
+//! (RFC 2045). WhatsApp-sourced strings never reach a header: the subject is built from
+//! counts and the configured instance name only, and is flattened to one line anyway.
+//! A refusal that cannot change by retrying (a 5xx, or a client-side one such as a
+//! non-ASCII address to a relay without SMTPUTF8) is permanent: the notification is dead
+//! at once instead of retried for a day.
 
 use super::{SendError, text};
 use crate::alert::AlertDoc;
 use crate::config::{EmailConfig, TlsMode};
 use crate::secret::Redactor;
-use lettre::message::{Mailbox, header::ContentType};
+use lettre::message::{Mailbox, header::ContentType, header::MIME_VERSION_1_0};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -85,7 +89,7 @@ impl Email {
         let (summary, body) = text::render(doc);
         let mut builder = Message::builder()
             .from(self.from.clone())
-            .subject(text::one_line(&format!("[inbox-sla] {summary}")))
+            .subject(format!("[inbox-sla] {summary}"))
             .date_now()
             .message_id(None)
             .user_agent(concat!("inbox-sla/", env!("CARGO_PKG_VERSION")).to_string());
@@ -94,6 +98,7 @@ impl Email {
         }
         let footer = "\n-- \nSent by inbox-sla. Mute a chat with: inbox-sla mute <JID> --for 4h\n";
         builder
+            .header(MIME_VERSION_1_0)
             .header(ContentType::TEXT_PLAIN)
             .body(format!("{summary}\n\n{body}{footer}"))
             .map_err(|e| SendError::Permanent(format!("cannot build the email: {e}")))
@@ -112,6 +117,10 @@ impl Email {
                 if e.is_permanent() {
                     Err(SendError::Permanent(format!(
                         "the SMTP server refused: {reason}"
+                    )))
+                } else if e.is_client() {
+                    Err(SendError::Permanent(format!(
+                        "cannot send through this SMTP server: {reason}"
                     )))
                 } else {
                     Err(SendError::Retry {

@@ -69,6 +69,11 @@ impl Channel {
         }
     }
 
+    /// Sends a `test` document: what `test-notify` does.
+    pub async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
+        self.send(doc).await
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self.kind {
             Kind::Console(_) => "console",
@@ -89,8 +94,14 @@ pub struct BuildError {
     pub message: String,
 }
 
-/// Builds every configured channel.
+/// Builds every configured channel. Needs a configuration whose secrets were read.
 pub fn build(config: &Config) -> Result<Channels, BuildError> {
+    if !config.secrets_read {
+        return Err(BuildError {
+            channel: "(all)".into(),
+            message: "the channels' secrets were not read (this command cannot send)".into(),
+        });
+    }
     let redactor = Redactor::new(config.secrets().iter());
     let timeout = config.delivery.timeout;
     let http = reqwest::Client::builder()
@@ -127,6 +138,37 @@ pub fn build(config: &Config) -> Result<Channels, BuildError> {
         out.insert(c.name.clone(), Arc::new(Channel { kind, timeout }));
     }
     Ok(Arc::new(out))
+}
+
+/// Receivers' answers are read up to this many bytes; the rest is cut, never buffered
+/// (PRODUCT.md section 6: a receiver that streams megabytes cannot fill our memory).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// An HTTP receiver's answer: status, headers, and at most [`MAX_ANSWER_BYTES`] of body.
+pub(crate) struct Answer {
+    pub status: reqwest::StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+/// Reads a response's body chunk by chunk, stopping at [`MAX_ANSWER_BYTES`]. A body cut
+/// short by a broken connection is what arrived (the status already says how it went).
+pub(crate) async fn read_answer(mut response: reqwest::Response, redactor: &Redactor) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_ANSWER_BYTES - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ANSWER_BYTES {
+            break;
+        }
+    }
+    Answer {
+        status,
+        headers,
+        body: redactor.redact(&String::from_utf8_lossy(&body)),
+    }
 }
 
 /// Classifies an HTTP answer per PRODUCT.md section 6.

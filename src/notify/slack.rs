@@ -3,12 +3,14 @@
 //! Within Slack's limits: the first [`FULL_CHATS`] chats in full, then "+N more"; at most
 //! 50 blocks and 3,000 characters a section. Every WhatsApp-sourced string is escaped for
 //! mrkdwn (`&`, `<`, `>`), so `<!channel>` in a contact name pings nobody, and
-//! `link_names` is never set. At most one message per second per webhook.
+//! `link_names` is never set. Text is cut before it is escaped, and a section that must
+//! still be cut is cut outside any `&amp;` entity or `<link|label>`. At most one message a
+//! second per webhook.
 
-use super::{SendError, classify_http, transport_error};
+use super::{SendError, classify_http, read_answer, text, transport_error};
 use crate::alert::{AlertChat, AlertDoc, Status, short_duration, utc_time};
-use crate::notify::text::{clip, one_line};
 use crate::secret::{Redactor, Secret};
+use crate::untrusted;
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -16,6 +18,7 @@ use tokio::time::Instant;
 
 /// Chats shown in full; the rest are counted.
 pub const FULL_CHATS: usize = 20;
+/// Slack's limit on a section's text is 3,000 characters.
 const SECTION_CHARS: usize = 2900;
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -52,16 +55,12 @@ impl Slack {
             .await;
         *last = Some(Instant::now());
         let response = result.map_err(|e| transport_error(e, &self.redactor))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = self
-            .redactor
-            .redact(&response.text().await.unwrap_or_default());
-        classify_http(status, &headers, &body)?;
-        Ok(if body.trim().is_empty() {
-            status.to_string()
+        let answer = read_answer(response, &self.redactor).await;
+        classify_http(answer.status, &answer.headers, &answer.body)?;
+        Ok(if answer.body.trim().is_empty() {
+            answer.status.to_string()
         } else {
-            clip(body.trim(), 100)
+            untrusted::display(&answer.body, 100).into_owned()
         })
     }
 }
@@ -73,9 +72,29 @@ pub fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Cuts escaped mrkdwn to at most `max` characters without splitting an entity (`&amp;`),
+/// a link (`<https://…|label>`) or a grapheme.
+pub fn clip_mrkdwn(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let clipped = untrusted::clip_chars(text, max);
+    let mut kept = clipped.trim_end_matches(untrusted::ELLIPSIS).to_string();
+    // Back out of an entity or a link the cut fell into.
+    for (open, close) in [('&', ';'), ('<', '>')] {
+        if let Some(at) = kept.rfind(open)
+            && !kept[at..].contains(close)
+        {
+            kept.truncate(at);
+        }
+    }
+    kept.push(untrusted::ELLIPSIS);
+    kept
+}
+
 /// The webhook payload for a document.
 pub fn render(doc: &AlertDoc) -> Value {
-    let (summary, _) = super::text::render(doc);
+    let summary = text::summary(doc);
     let icon = match doc.status {
         Status::Firing => ":rotating_light:",
         Status::Resolved => ":white_check_mark:",
@@ -83,12 +102,9 @@ pub fn render(doc: &AlertDoc) -> Value {
         Status::Recovered => ":eyes:",
         Status::Test => ":wave:",
     };
-    let mut blocks = vec![json!({
-        "type": "section",
-        "text": {"type": "mrkdwn", "text": format!("{icon} *{}*", escape(&summary))}
-    })];
+    let mut blocks = vec![section(&format!("{icon} *{}*", escape(&summary)))];
     if let Some(m) = &doc.message {
-        blocks.push(section(&escape(&one_line(m))));
+        blocks.push(section(&escape(&untrusted::display(m, 2000))));
     }
     for chat in doc.chats.iter().take(FULL_CHATS) {
         blocks.push(section(&chat_text(doc.status, chat)));
@@ -100,7 +116,7 @@ pub fn render(doc: &AlertDoc) -> Value {
         }));
     }
     json!({
-        "text": format!("{icon} {}", escape(&summary)),
+        "text": clip_mrkdwn(&format!("{icon} {}", escape(&summary)), SECTION_CHARS),
         "blocks": blocks,
         "unfurl_links": false,
         "unfurl_media": false,
@@ -108,55 +124,55 @@ pub fn render(doc: &AlertDoc) -> Value {
 }
 
 fn section(text: &str) -> Value {
-    json!({"type": "section", "text": {"type": "mrkdwn", "text": clip(text, SECTION_CHARS)}})
+    json!({"type": "section", "text": {"type": "mrkdwn", "text": clip_mrkdwn(text, SECTION_CHARS)}})
 }
 
 fn chat_text(status: Status, c: &AlertChat) -> String {
-    let name = c
-        .name
-        .as_deref()
-        .map(|n| escape(&clip(&one_line(n), 100)))
-        .unwrap_or_else(|| "(no name)".into());
     let mut out = format!(
-        "*{name}* `{}` ({}) · tier {}",
-        escape(&c.id),
+        "*{}* `{}` ({}) · tier {}",
+        escape(&text::name(c)),
+        escape(&untrusted::display(&c.id, 100)),
         c.kind,
         c.tier + 1
     );
-    let sla_note = if c.sla_seconds != c.waiting_seconds {
-        format!(", {} in business hours", short_duration(c.sla_seconds))
-    } else {
-        String::new()
-    };
     match status {
         Status::Resolved => out.push_str(&format!(
-            "\nwaited {}{sla_note} (since {})",
+            "\nwaited {}{} (since {})",
             short_duration(c.waiting_seconds),
+            text::business_note(c),
             utc_time(c.waiting_since)
         )),
-        _ => {
-            let unread = match c.unread_count {
-                Some(-1) => "marked unread".to_string(),
-                Some(n) => format!("{n} unread"),
-                None => "unread unknown".into(),
-            };
-            out.push_str(&format!(
-                "\n{unread} · waiting since {} ({}{sla_note})",
-                utc_time(c.waiting_since),
-                short_duration(c.waiting_seconds)
-            ));
-        }
+        _ => out.push_str(&format!(
+            "\n{} · waiting since {} ({}{})",
+            text::unread(c),
+            utc_time(c.waiting_since),
+            short_duration(c.waiting_seconds),
+            text::business_note(c)
+        )),
     }
-    if let Some(body) = c
-        .last_message
-        .as_ref()
-        .and_then(|m| m.body.as_deref())
-        .filter(|b| !b.is_empty())
-    {
-        out.push_str(&format!("\n> {}", escape(&one_line(body))));
+    if let Some(p) = text::preview(c) {
+        out.push_str(&format!("\n> {}", escape(&p)));
     }
     if let Some(link) = c.link() {
         out.push_str(&format!("\n<{link}|Open in WhatsApp>"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_never_cuts_an_entity_a_link_or_a_grapheme() {
+        let text = format!("{}&amp;b", "a".repeat(8));
+        assert_eq!(clip_mrkdwn(&text, 11), "aaaaaaaa…");
+        let link = format!("{} <https://wa.me/1|Open>", "a".repeat(5));
+        assert_eq!(clip_mrkdwn(&link, 15), "aaaaa …");
+        assert_eq!(clip_mrkdwn(&link, 100), link);
+        let flags = "🇪🇬🇪🇬🇪🇬";
+        let cut = clip_mrkdwn(flags, 4);
+        assert_eq!(cut, "🇪🇬…");
+        assert_eq!(clip_mrkdwn("a&lt;b&gt;c", 8), "a&lt;b…");
+    }
 }

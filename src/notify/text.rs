@@ -1,13 +1,30 @@
 //! The plain-text rendering shared by the console and email channels.
+//!
+//! WhatsApp-sourced strings arrive cleaned by the engine (no hidden characters, names and
+//! previews clipped at grapheme boundaries); here they are made one line where a line is
+//! expected and clipped again to what a person reads.
 
 use crate::alert::{AlertChat, AlertDoc, Status, short_duration, utc_time};
+use crate::untrusted;
 use std::fmt::Write;
 
 /// Longest name shown; WhatsApp names are untrusted and can be huge.
-const NAME_CHARS: usize = 100;
+pub const NAME_CHARS: usize = 100;
 
 /// `(summary, body)`: the summary is a one-line subject, the body the full text.
 pub fn render(doc: &AlertDoc) -> (String, String) {
+    let mut body = String::new();
+    if let Some(m) = &doc.message {
+        let _ = writeln!(body, "{}", untrusted::strip(m));
+    }
+    for chat in &doc.chats {
+        chat_block(&mut body, doc.status, chat);
+    }
+    (summary(doc), body)
+}
+
+/// "3 chats waiting over 2h (support)": the one line every channel leads with.
+pub fn summary(doc: &AlertDoc) -> String {
     let n = doc.chats.len();
     let chats = if n == 1 {
         "1 chat".to_string()
@@ -19,7 +36,7 @@ pub fn render(doc: &AlertDoc) -> (String, String) {
         .map(|t| short_duration(t.after_seconds as i64))
         .unwrap_or_default();
     let repeat = doc.chats.iter().any(|c| c.repeat);
-    let summary = match doc.status {
+    let line = match doc.status {
         Status::Firing if repeat => {
             format!("{chats} still waiting over {after} ({})", doc.instance)
         }
@@ -32,89 +49,88 @@ pub fn render(doc: &AlertDoc) -> (String, String) {
         ),
         Status::Test => format!("test message from inbox-sla ({})", doc.instance),
     };
-    let mut body = String::new();
-    if let Some(m) = &doc.message {
-        let _ = writeln!(body, "{m}");
-    }
-    for chat in &doc.chats {
-        chat_block(&mut body, doc.status, chat);
-    }
-    (one_line(&summary), body)
+    untrusted::display(&line, 400).into_owned()
 }
 
-fn chat_block(out: &mut String, status: Status, c: &AlertChat) {
-    let name = c
-        .name
+/// The name as people see it: cleaned, one line, at most [`NAME_CHARS`] graphemes.
+pub fn name(c: &AlertChat) -> String {
+    c.name
         .as_deref()
-        .map(|n| clip(&one_line(n), NAME_CHARS))
-        .unwrap_or_else(|| "(no name)".into());
-    let _ = writeln!(
-        out,
-        "• {name} — {} ({}) [tier {}]",
-        c.id,
-        c.kind,
-        c.tier + 1
-    );
-    let unread = match c.unread_count {
+        .map(|n| untrusted::display(n, NAME_CHARS).into_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "(no name)".into())
+}
+
+/// "5 unread", "marked unread", "unread unknown".
+pub fn unread(c: &AlertChat) -> String {
+    match c.unread_count {
         Some(-1) => "marked unread".to_string(),
         Some(n) => format!("{n} unread"),
         None => "unread unknown".to_string(),
-    };
-    let sla_note = if c.sla_seconds != c.waiting_seconds {
+    }
+}
+
+/// ", 2h in business hours" when the SLA's clock differs from the wall clock.
+pub fn business_note(c: &AlertChat) -> String {
+    if c.sla_seconds != c.waiting_seconds {
         format!(", {} in business hours", short_duration(c.sla_seconds))
     } else {
         String::new()
-    };
+    }
+}
+
+/// The last message's text as one line, if there is any to show.
+pub fn preview(c: &AlertChat) -> Option<String> {
+    let m = c.last_message.as_ref()?;
+    match (&m.body, m.has_media) {
+        (Some(b), _) if !b.trim().is_empty() => {
+            Some(untrusted::display(b, crate::sla::PREVIEW_CHARS + 1).into_owned())
+        }
+        (_, true) => Some("(media)".into()),
+        _ => None,
+    }
+}
+
+fn chat_block(out: &mut String, status: Status, c: &AlertChat) {
+    let _ = writeln!(
+        out,
+        "• {} — {} ({}) [tier {}]",
+        name(c),
+        untrusted::display(&c.id, 100),
+        c.kind,
+        c.tier + 1
+    );
     match status {
         Status::Resolved => {
             let _ = writeln!(
                 out,
-                "  waited {}{sla_note} (since {})",
+                "  waited {}{} (since {})",
                 short_duration(c.waiting_seconds),
+                business_note(c),
                 utc_time(c.waiting_since)
             );
         }
         _ => {
             let _ = writeln!(
                 out,
-                "  {unread} · waiting since {} ({}{sla_note})",
+                "  {} · waiting since {} ({}{})",
+                unread(c),
                 utc_time(c.waiting_since),
-                short_duration(c.waiting_seconds)
+                short_duration(c.waiting_seconds),
+                business_note(c)
             );
         }
     }
-    if let Some(m) = &c.last_message {
-        match (&m.body, m.has_media) {
-            (Some(b), _) if !b.is_empty() => {
-                let _ = writeln!(out, "  \"{}\"", one_line(b));
-            }
-            (_, true) => {
-                let _ = writeln!(out, "  (media)");
-            }
-            _ => {}
+    match preview(c) {
+        Some(p) if p == "(media)" => {
+            let _ = writeln!(out, "  (media)");
         }
+        Some(p) => {
+            let _ = writeln!(out, "  \"{p}\"");
+        }
+        None => {}
     }
     if let Some(link) = c.link() {
         let _ = writeln!(out, "  {link}");
-    }
-}
-
-/// Collapses line breaks and control characters into spaces.
-pub fn one_line(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-pub fn clip(text: &str, max: usize) -> String {
-    let mut chars = text.chars();
-    let cut: String = chars.by_ref().take(max).collect();
-    if chars.next().is_some() {
-        format!("{cut}…")
-    } else {
-        cut
     }
 }

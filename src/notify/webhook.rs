@@ -1,6 +1,6 @@
 //! The webhook channel: POSTs the alert document of PRODUCT.md section 5 as JSON.
 
-use super::{SendError, classify_http, transport_error};
+use super::{SendError, classify_http, read_answer, transport_error};
 use crate::alert::AlertDoc;
 use crate::secret::{Redactor, Secret};
 use std::collections::BTreeMap;
@@ -37,11 +37,8 @@ impl Webhook {
             .send()
             .await
             .map_err(|e| transport_error(e, &self.redactor))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.text().await.unwrap_or_default();
-        let body = self.redactor.redact(&body);
-        classify_http(status, &headers, &body)?;
-        Ok(format!("{status}"))
+        let answer = read_answer(response, &self.redactor).await;
+        classify_http(answer.status, &answer.headers, &answer.body)?;
+        Ok(format!("{}", answer.status))
     }
 }

@@ -1,13 +1,21 @@
 //! The shared integration-test harness: real loopback servers and the real binary.
 //!
-//! - [`FakeWawp`]: a Wawp-shaped HTTP server serving overviews (array or keyed object,
-//!   paging honoured or ignored), error statuses, raw bodies or a hang.
-//! - [`Receiver`]: a Slack/webhook receiver that records every POST and answers from a
-//!   script (500, 429 with Retry-After, 404, a hang, then 200 "ok").
+//! - [`FakeWawp`]: a Wawp-shaped HTTP server per test, serving each instance its own
+//!   overview (array or keyed object, paging honoured or ignored, a scripted sequence of
+//!   inbox states for drift), error statuses, raw bodies, hangs or slow answers; it counts
+//!   requests in flight, per instance and in all.
+//! - [`Receiver`]: a Slack/webhook receiver that records every POST with when it arrived
+//!   and when it was answered, answering from a script (500, 429 with Retry-After, 404, a
+//!   delay, a hang, then 200 "ok").
 //! - [`Smtp`]: a real SMTP server (mailin-embedded) collecting messages, optionally with
 //!   STARTTLS on a certificate made for the test, and LOGIN/PLAIN auth.
-//! - [`Env`]: a temporary directory, a config writer and `run()` for the binary, which
-//!   checks every output for the test's secrets.
+//! - [`Setup`]: a typed config builder (instances, channels, tiers, rules, any key) that
+//!   renders TOML; [`Env`]: a temporary directory, that config, and `run()` for the binary,
+//!   checking every output for the test's secrets; `alerts()` reads `alerts --format json`.
+//! - [`Daemon`]: one handle on a running `inbox-sla run`: its log, its metrics port (it
+//!   binds port 0 and says where), a notify socket, signals, and waits with deadlines.
+//! - [`skip`]: a loud skip, counted, and a failure under `CI=true` when the capability
+//!   should be there.
 #![allow(dead_code)]
 
 use axum::Router;
@@ -15,20 +23,32 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Secrets every test config uses; no output may ever contain them.
 pub const TOKEN: &str = "tok-3f9a7c1e55d2";
 pub const HOOK_SECRET: &str = "hooksecret-88aa71";
 pub const SMTP_PASSWORD: &str = "smtp-pw-44d1e09";
 pub const HEADER_SECRET: &str = "hdr-bearer-6b0c2a";
+pub const ROUTING_KEY: &str = "pdkey-R0uting99a7";
+pub const DB_PASSWORD: &str = "dbpw-7Hq2xLs0";
+pub const SECRETS: [&str; 6] = [
+    TOKEN,
+    HOOK_SECRET,
+    SMTP_PASSWORD,
+    HEADER_SECRET,
+    ROUTING_KEY,
+    DB_PASSWORD,
+];
+
+pub const H: i64 = 3600;
 
 /// One runtime for every loopback server of the test binary.
 pub fn rt() -> &'static tokio::runtime::Runtime {
@@ -57,7 +77,39 @@ pub fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
 
-/// A chat as Wawp sends it.
+/// Skips a test loudly. Under `CI=true`, where `expected` says the capability should be
+/// there, it fails instead: a skip must never hide a missing install.
+pub fn skip(what: &str, expected: bool) {
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    if ci && expected {
+        panic!("{what}: required under CI=true, but not available");
+    }
+    eprintln!("\n*** SKIPPED: {what} ***\n");
+    let log = std::env::temp_dir().join("inbox-sla-skipped-tests.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{what}");
+    }
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+// ----------------------------------------------------------------------------- chats
+
+/// A chat as Wawp sends it: the customer spoke last.
 pub fn chat(id: &str, name: &str, unread: i64, body: &str, ts: i64) -> Value {
     json!({
         "id": id, "name": name, "unreadCount": unread,
@@ -65,15 +117,20 @@ pub fn chat(id: &str, name: &str, unread: i64, body: &str, ts: i64) -> Value {
     })
 }
 
-/// Amina, waiting 3 hours: past a 2h SLA.
-pub fn breached_chat() -> Value {
-    chat("201001234567@c.us", "Amina", 1, "hi", now() - 3 * 3600)
+/// A chat whose last message is yours.
+pub fn answered(id: &str, name: &str, body: &str, ts: i64) -> Value {
+    json!({
+        "id": id, "name": name, "unreadCount": 0,
+        "lastMessage": {"id": format!("R-{id}-{ts}"), "body": body, "timestamp": ts, "fromMe": true, "hasMedia": false}
+    })
 }
 
-/// A `[[channel]]` table for a Slack webhook named "oncall".
-pub fn slack_channel(url: &str) -> String {
-    format!("[[channel]]\nname = \"oncall\"\ntype = \"slack\"\nwebhook_url = \"{url}\"\n")
+/// Amina, waiting 3 hours: past a 2h SLA.
+pub fn breached_chat() -> Value {
+    chat("201001234567@c.us", "Amina", 1, "hi", now() - 3 * H)
 }
+
+// ----------------------------------------------------------------------------- Wawp
 
 #[derive(Clone)]
 pub enum Reply {
@@ -83,13 +140,22 @@ pub enum Reply {
     Hang,
 }
 
+#[derive(Default)]
 struct WawpState {
-    reply: Reply,
-    /// Serve `{"0": …}` objects instead of arrays.
+    /// Per instance_id; `""` is the default for any instance.
+    replies: HashMap<String, Reply>,
+    /// Inbox states served one per request, before `replies` applies again.
+    script: VecDeque<Vec<Value>>,
     keyed: bool,
     /// Apply limit/offset; `false` is an API that ignores paging.
-    paging: bool,
+    ignore_paging: bool,
+    /// Answer every request this late.
+    delay: Duration,
     queries: Vec<HashMap<String, String>>,
+    in_flight: HashMap<String, usize>,
+    max_in_flight_per_instance: usize,
+    in_flight_total: usize,
+    max_in_flight_total: usize,
 }
 
 #[derive(Clone)]
@@ -100,40 +166,78 @@ pub struct FakeWawp {
 
 impl FakeWawp {
     pub fn start() -> FakeWawp {
-        let state = Arc::new(Mutex::new(WawpState {
-            reply: Reply::Chats(vec![]),
-            keyed: false,
-            paging: true,
-            queries: vec![],
-        }));
+        let state = Arc::new(Mutex::new(WawpState::default()));
         let app = Router::new()
-            .route("/v2/chats/overview", get(wawp_overview))
+            .route("/v2/chats/overview", axum::routing::get(wawp_overview))
             .with_state(state.clone());
         let addr = serve(app);
-        FakeWawp {
+        let wawp = FakeWawp {
             url: format!("http://{addr}"),
             state,
-        }
+        };
+        wawp.chats(vec![]);
+        wawp
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, WawpState> {
+        self.state.lock().unwrap()
+    }
+
+    /// What every instance without its own reply gets.
     pub fn set(&self, reply: Reply) {
-        self.state.lock().unwrap().reply = reply;
+        self.lock().replies.insert(String::new(), reply);
     }
 
     pub fn chats(&self, chats: Vec<Value>) {
         self.set(Reply::Chats(chats));
     }
 
-    pub fn keyed(&self, keyed: bool) {
-        self.state.lock().unwrap().keyed = keyed;
+    /// What one instance (by `instance_id`) gets.
+    pub fn set_for(&self, instance_id: &str, reply: Reply) {
+        self.lock().replies.insert(instance_id.to_string(), reply);
     }
 
-    pub fn honour_paging(&self, paging: bool) {
-        self.state.lock().unwrap().paging = paging;
+    /// Inbox states to serve one per request (then the set reply again): an inbox that
+    /// changes while the client pages through it.
+    pub fn script(&self, states: Vec<Vec<Value>>) {
+        self.lock().script = states.into();
+    }
+
+    pub fn keyed(&self, keyed: bool) {
+        self.lock().keyed = keyed;
+    }
+
+    pub fn ignore_paging(&self) {
+        self.lock().ignore_paging = true;
+    }
+
+    pub fn delay(&self, d: Duration) {
+        self.lock().delay = d;
     }
 
     pub fn queries(&self) -> Vec<HashMap<String, String>> {
-        self.state.lock().unwrap().queries.clone()
+        self.lock().queries.clone()
+    }
+
+    pub fn polls(&self) -> usize {
+        self.lock().queries.len()
+    }
+
+    pub fn polls_of(&self, instance_id: &str) -> usize {
+        self.lock()
+            .queries
+            .iter()
+            .filter(|q| q.get("instance_id").map(String::as_str) == Some(instance_id))
+            .count()
+    }
+
+    /// The most requests for one instance that were ever in flight at once.
+    pub fn max_in_flight_per_instance(&self) -> usize {
+        self.lock().max_in_flight_per_instance
+    }
+
+    pub fn max_in_flight_total(&self) -> usize {
+        self.lock().max_in_flight_total
     }
 }
 
@@ -141,11 +245,41 @@ async fn wawp_overview(
     State(state): State<Arc<Mutex<WawpState>>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let (reply, keyed, paging) = {
+    let instance = q.get("instance_id").cloned().unwrap_or_default();
+    let (reply, keyed, paging, delay) = {
         let mut s = state.lock().unwrap();
         s.queries.push(q.clone());
-        (s.reply.clone(), s.keyed, s.paging)
+        let n = s.in_flight.entry(instance.clone()).or_insert(0);
+        *n += 1;
+        let n = *n;
+        s.max_in_flight_per_instance = s.max_in_flight_per_instance.max(n);
+        s.in_flight_total += 1;
+        s.max_in_flight_total = s.max_in_flight_total.max(s.in_flight_total);
+        let reply = match s.script.pop_front() {
+            Some(chats) => Reply::Chats(chats),
+            None => s
+                .replies
+                .get(&instance)
+                .or_else(|| s.replies.get(""))
+                .cloned()
+                .unwrap_or(Reply::Chats(vec![])),
+        };
+        (reply, s.keyed, !s.ignore_paging, s.delay)
     };
+    struct Done(Arc<Mutex<WawpState>>, String);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            let mut s = self.0.lock().unwrap();
+            if let Some(n) = s.in_flight.get_mut(&self.1) {
+                *n -= 1;
+            }
+            s.in_flight_total -= 1;
+        }
+    }
+    let _done = Done(state.clone(), instance);
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     match reply {
         Reply::Chats(mut chats) => {
             if paging {
@@ -178,32 +312,48 @@ async fn wawp_overview(
     }
 }
 
+// ----------------------------------------------------------------------------- receivers
+
 /// What a receiver answers to one POST.
 #[derive(Clone, Debug)]
 pub enum Answer {
     Ok,
+    /// 202 with a body, as PagerDuty answers.
+    Accepted(String),
     Status(u16),
+    /// This status with this body.
+    StatusBody(u16, String),
     RetryAfter(u64),
     /// This status, with a body that echoes the request path (as some servers do).
     Echo(u16),
+    /// 200 "ok", after this long.
+    Delay(Duration),
     Hang,
+}
+
+/// One POST a receiver got.
+#[derive(Clone, Debug)]
+pub struct Post {
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub raw: Vec<u8>,
+    pub arrived: Instant,
+    pub answer: Answer,
 }
 
 #[derive(Default)]
 struct ReceiverState {
     script: VecDeque<Answer>,
-    /// Every POST: headers and body, whatever the answer.
-    posts: Vec<(HeaderMap, Value)>,
-    /// Only the POSTs answered 200.
-    accepted: Vec<Value>,
-    /// When each POST arrived.
-    times: Vec<std::time::Instant>,
+    posts: Vec<Post>,
+    /// When each answered POST was answered (index into posts).
+    answered: Vec<(usize, Instant)>,
 }
 
-/// A Slack incoming-webhook or generic webhook receiver.
+/// A Slack incoming-webhook, Teams, PagerDuty or generic webhook receiver.
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
+    pub base: String,
     state: Arc<Mutex<ReceiverState>>,
 }
 
@@ -212,10 +362,13 @@ impl Receiver {
         let state: Arc<Mutex<ReceiverState>> = Arc::default();
         let app = Router::new()
             .route("/hook/{secret}", post(receive))
+            .route("/v2/enqueue", post(receive_plain))
+            .route("/api/v2/alerts", post(receive_plain))
             .with_state(state.clone());
         let addr = serve(app);
         Receiver {
             url: format!("http://{addr}/hook/{HOOK_SECRET}"),
+            base: format!("http://{addr}"),
             state,
         }
     }
@@ -225,17 +378,50 @@ impl Receiver {
         self.state.lock().unwrap().script = answers.iter().cloned().collect();
     }
 
-    pub fn posts(&self) -> Vec<(HeaderMap, Value)> {
+    pub fn all(&self) -> Vec<Post> {
         self.state.lock().unwrap().posts.clone()
     }
 
-    pub fn accepted(&self) -> Vec<Value> {
-        self.state.lock().unwrap().accepted.clone()
+    /// Every POST body, whatever the answer.
+    pub fn posts(&self) -> Vec<Value> {
+        self.all().into_iter().map(|p| p.body).collect()
     }
 
-    pub fn arrival_times(&self) -> Vec<std::time::Instant> {
-        self.state.lock().unwrap().times.clone()
+    /// Only the POST bodies answered with success.
+    pub fn accepted(&self) -> Vec<Value> {
+        self.all()
+            .into_iter()
+            .filter(|p| {
+                matches!(
+                    p.answer,
+                    Answer::Ok | Answer::Accepted(_) | Answer::Delay(_)
+                )
+            })
+            .map(|p| p.body)
+            .collect()
     }
+
+    pub fn arrival_times(&self) -> Vec<Instant> {
+        self.all().iter().map(|p| p.arrived).collect()
+    }
+
+    /// When the POST at `index` was answered, if it was.
+    pub fn answered_at(&self, index: usize) -> Option<Instant> {
+        let s = self.state.lock().unwrap();
+        s.answered
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, t)| *t)
+    }
+}
+
+async fn receive_plain(
+    state: State<Arc<Mutex<ReceiverState>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    receive(state, uri, headers, body).await
 }
 
 async fn receive(
@@ -245,19 +431,23 @@ async fn receive(
     body: Bytes,
 ) -> Response {
     let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let answer = {
+    let (index, answer) = {
         let mut s = state.lock().unwrap();
-        s.posts.push((headers, value.clone()));
-        s.times.push(std::time::Instant::now());
         let answer = s.script.pop_front().unwrap_or(Answer::Ok);
-        if matches!(answer, Answer::Ok) {
-            s.accepted.push(value);
-        }
-        answer
+        s.posts.push(Post {
+            headers,
+            body: value,
+            raw: body.to_vec(),
+            arrived: Instant::now(),
+            answer: answer.clone(),
+        });
+        (s.posts.len() - 1, answer)
     };
-    match answer {
+    let response = match answer {
         Answer::Ok => (StatusCode::OK, "ok").into_response(),
+        Answer::Accepted(b) => (StatusCode::ACCEPTED, b).into_response(),
         Answer::Status(code) => (StatusCode::from_u16(code).unwrap(), "no_service").into_response(),
+        Answer::StatusBody(code, b) => (StatusCode::from_u16(code).unwrap(), b).into_response(),
         Answer::Echo(code) => (
             StatusCode::from_u16(code).unwrap(),
             format!("no such hook: {uri}"),
@@ -269,12 +459,20 @@ async fn receive(
             "rate_limited",
         )
             .into_response(),
+        Answer::Delay(d) => {
+            tokio::time::sleep(d).await;
+            (StatusCode::OK, "ok").into_response()
+        }
         Answer::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()
         }
-    }
+    };
+    state.lock().unwrap().answered.push((index, Instant::now()));
+    response
 }
+
+// ----------------------------------------------------------------------------- SMTP
 
 /// A message the SMTP server received.
 #[derive(Clone, Debug, Default)]
@@ -422,47 +620,284 @@ pub fn silent_port() -> u16 {
     port
 }
 
+/// A raw TCP server on 127.0.0.1 that runs `script` on a thread for every connection:
+/// for faults no well-behaved server library will produce (a body that drips, a
+/// connection dropped half way, an SMTP session cut during DATA).
+pub fn raw_server(script: fn(std::net::TcpStream)) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || script(stream));
+        }
+    });
+    port
+}
+
+/// Reads an HTTP request's head (up to the blank line).
+pub fn read_request_head(stream: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------- config
+
+/// A `[[channel]]` table.
+#[derive(Clone, Debug)]
+pub struct Channel {
+    name: String,
+    keys: Vec<(String, String)>,
+}
+
+impl Channel {
+    fn new(name: &str, kind: &str) -> Channel {
+        Channel {
+            name: name.into(),
+            keys: vec![("type".into(), toml_str(kind))],
+        }
+    }
+
+    pub fn console() -> Channel {
+        Channel::new("console", "console")
+    }
+
+    pub fn slack(name: &str, url: &str) -> Channel {
+        Channel::new(name, "slack").key("webhook_url", &toml_str(url))
+    }
+
+    /// A webhook with the test's secret bearer header.
+    pub fn webhook(name: &str, url: &str) -> Channel {
+        Channel::new(name, "webhook")
+            .key("url", &toml_str(url))
+            .key(
+                "headers",
+                &format!("{{ Authorization = \"Bearer {HEADER_SECRET}\" }}"),
+            )
+    }
+
+    /// Email to a plain SMTP server on loopback.
+    pub fn email(name: &str, port: u16) -> Channel {
+        Channel::new(name, "email")
+            .key("smtp_host", "\"127.0.0.1\"")
+            .key("smtp_port", &port.to_string())
+            .key("tls", "\"none\"")
+            .key("from", "\"WhatsApp SLA <sla@example.com>\"")
+            .key("to", "[\"leads@example.com\", \"oncall@example.com\"]")
+    }
+
+    pub fn pagerduty(name: &str, base: &str) -> Channel {
+        Channel::new(name, "pagerduty")
+            .key("routing_key", &toml_str(ROUTING_KEY))
+            .key("url", &toml_str(&format!("{base}/v2/enqueue")))
+    }
+
+    pub fn teams(name: &str, url: &str) -> Channel {
+        Channel::new(name, "teams").key("webhook_url", &toml_str(url))
+    }
+
+    pub fn alertmanager(name: &str, urls: &[&str]) -> Channel {
+        let list: Vec<String> = urls.iter().map(|u| toml_str(u)).collect();
+        Channel::new(name, "alertmanager").key("urls", &format!("[{}]", list.join(", ")))
+    }
+
+    /// Any key, its value written as TOML.
+    pub fn key(mut self, key: &str, toml_value: &str) -> Channel {
+        self.keys.retain(|(k, _)| k != key);
+        self.keys.push((key.into(), toml_value.into()));
+        self
+    }
+}
+
+pub fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+/// A config, built by type, rendered to TOML.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    wawp: Vec<(String, String)>,
+    /// `(name, instance_id)`
+    instances: Vec<(String, String)>,
+    /// `(table, key, value)` for single tables: sla, store, delivery, log, http, ha.
+    keys: Vec<(String, String, String)>,
+    /// `(after, notify)`
+    tiers: Vec<(String, Option<Vec<String>>)>,
+    channels: Vec<Channel>,
+    /// Raw TOML appended (rules, business hours).
+    raw: Vec<String>,
+}
+
+impl Setup {
+    /// One instance "support" (id 12345) polled from `wawp`, request timeout 5s.
+    pub fn new(wawp: &FakeWawp) -> Setup {
+        Setup {
+            wawp: vec![
+                ("base_url".into(), toml_str(&wawp.url)),
+                ("request_timeout".into(), "\"5s\"".into()),
+            ],
+            instances: vec![("support".into(), "12345".into())],
+            keys: Vec::new(),
+            tiers: Vec::new(),
+            channels: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    pub fn wawp(mut self, key: &str, toml_value: &str) -> Setup {
+        self.wawp.retain(|(k, _)| k != key);
+        self.wawp.push((key.into(), toml_value.into()));
+        self
+    }
+
+    /// Replaces the instances: `(name, instance_id)`.
+    pub fn instances(mut self, list: &[(&str, &str)]) -> Setup {
+        self.instances = list
+            .iter()
+            .map(|(n, i)| (n.to_string(), i.to_string()))
+            .collect();
+        self
+    }
+
+    /// A key of a single table (`sla`, `store`, `delivery`, `log`, `http`, `ha`), its
+    /// value written as TOML.
+    pub fn set(mut self, table: &str, key: &str, toml_value: &str) -> Setup {
+        self.keys.retain(|(t, k, _)| !(t == table && k == key));
+        self.keys
+            .push((table.into(), key.into(), toml_value.into()));
+        self
+    }
+
+    pub fn unset(mut self, table: &str, key: &str) -> Setup {
+        self.keys.retain(|(t, k, _)| !(t == table && k == key));
+        self
+    }
+
+    /// `[sla] poll_interval`.
+    pub fn poll(self, every: &str) -> Setup {
+        self.set("sla", "poll_interval", &toml_str(every))
+    }
+
+    pub fn tier(mut self, after: &str, notify: &[&str]) -> Setup {
+        self.tiers.push((
+            after.into(),
+            Some(notify.iter().map(|s| s.to_string()).collect()),
+        ));
+        self
+    }
+
+    pub fn tiers_clear(mut self) -> Setup {
+        self.tiers.clear();
+        self
+    }
+
+    pub fn channel(mut self, c: Channel) -> Setup {
+        self.channels.retain(|x| x.name != c.name);
+        self.channels.push(c);
+        self
+    }
+
+    pub fn raw(mut self, toml: &str) -> Setup {
+        self.raw.push(toml.into());
+        self
+    }
+
+    /// `[http] listen` on a port the daemon picks and logs.
+    pub fn http(self) -> Setup {
+        self.set("http", "listen", "\"127.0.0.1:0\"")
+    }
+
+    pub fn render(&self, store: &Path) -> String {
+        use std::fmt::Write;
+        let mut t = String::from("[wawp]\n");
+        for (k, v) in &self.wawp {
+            let _ = writeln!(t, "{k} = {v}");
+        }
+        for (name, id) in &self.instances {
+            let _ = writeln!(
+                t,
+                "\n[[instance]]\nname = {}\ninstance_id = {}\naccess_token = {}",
+                toml_str(name),
+                toml_str(id),
+                toml_str(TOKEN)
+            );
+        }
+        let has_store_key = self
+            .keys
+            .iter()
+            .any(|(t, k, _)| t == "store" && (k == "url" || k == "path" || k == "url_file"));
+        let mut tables: Vec<&str> = Vec::new();
+        for (table, _, _) in &self.keys {
+            if !tables.contains(&table.as_str()) {
+                tables.push(table);
+            }
+        }
+        if !has_store_key && !tables.contains(&"store") {
+            tables.push("store");
+        }
+        for table in tables {
+            let _ = writeln!(t, "\n[{table}]");
+            if table == "store" && !has_store_key {
+                let _ = writeln!(t, "path = {}", toml_str(&store.display().to_string()));
+            }
+            for (tb, k, v) in &self.keys {
+                if tb == table {
+                    let _ = writeln!(t, "{k} = {v}");
+                }
+            }
+        }
+        for (after, notify) in &self.tiers {
+            let _ = writeln!(t, "\n[[escalation]]\nafter = {}", toml_str(after));
+            if let Some(n) = notify {
+                let list: Vec<String> = n.iter().map(|s| toml_str(s)).collect();
+                let _ = writeln!(t, "notify = [{}]", list.join(", "));
+            }
+        }
+        for c in &self.channels {
+            let _ = writeln!(t, "\n[[channel]]\nname = {}", toml_str(&c.name));
+            for (k, v) in &c.keys {
+                let _ = writeln!(t, "{k} = {v}");
+            }
+        }
+        for r in &self.raw {
+            let _ = writeln!(t, "\n{r}");
+        }
+        t
+    }
+}
+
+// ----------------------------------------------------------------------------- env
+
 /// A test's directory, config and binary.
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    pub setup: Setup,
 }
 
 impl Env {
-    /// A config polling `wawp` with `sections` appended (channels, sla, …).
-    pub fn new(wawp: &FakeWawp, sections: &str) -> Env {
-        Env::with_wawp(wawp, "", sections)
-    }
-
-    /// Like [`Env::new`], with extra keys for the `[wawp]` table.
-    pub fn with_wawp(wawp: &FakeWawp, wawp_keys: &str, sections: &str) -> Env {
+    pub fn new(setup: Setup) -> Env {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.toml");
-        let env = Env { dir, config };
-        env.write(wawp, wawp_keys, sections);
+        let env = Env { dir, config, setup };
+        env.write();
         env
     }
 
-    pub fn write(&self, wawp: &FakeWawp, wawp_keys: &str, sections: &str) {
-        let text = format!(
-            r#"[wawp]
-base_url = "{}"
-request_timeout = "5s"
-{wawp_keys}
+    /// Rewrites the config from `setup`.
+    pub fn update(&mut self, f: impl FnOnce(Setup) -> Setup) {
+        self.setup = f(self.setup.clone());
+        self.write();
+    }
 
-[[instance]]
-name = "support"
-instance_id = "12345"
-access_token = "{TOKEN}"
-
-[store]
-path = "{}"
-
-{sections}
-"#,
-            wawp.url,
-            self.store().display()
-        );
+    fn write(&self) {
+        let text = self.setup.render(&self.store());
         std::fs::write(&self.config, text).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&self.config, std::fs::Permissions::from_mode(0o600)).unwrap();
@@ -477,7 +912,10 @@ path = "{}"
         cmd.arg("--config").arg(&self.config).args(args);
         cmd.env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
-            .env_remove("INBOX_SLA_CONFIG");
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("INBOX_SLA_CONFIG")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("CREDENTIALS_DIRECTORY");
         cmd
     }
 
@@ -486,9 +924,29 @@ path = "{}"
         let output = self.command(args).output().expect("run inbox-sla");
         Run::from(output)
     }
+
+    /// `alerts --all --format json`, parsed.
+    pub fn alerts(&self) -> Value {
+        let run = self.run(&["alerts", "--all", "--format", "json"]);
+        assert_eq!(run.code, 0, "{run}");
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run}"))
+    }
+
+    pub fn start(&self) -> Daemon {
+        Daemon::start(self, &[])
+    }
 }
 
-pub const CONSOLE: &str = "[[channel]]\nname = \"console\"\ntype = \"console\"\n";
+/// How many notifications are pending (or claimed), dead, sent.
+pub fn outbox_count(alerts: &Value, state: &str) -> u64 {
+    let counts = &alerts["outbox"];
+    match state {
+        "pending" => {
+            counts["pending"].as_u64().unwrap_or(0) + counts["claimed"].as_u64().unwrap_or(0)
+        }
+        other => counts[other].as_u64().unwrap_or(0),
+    }
+}
 
 /// One finished run of the binary.
 pub struct Run {
@@ -521,7 +979,7 @@ impl std::fmt::Display for Run {
 }
 
 pub fn assert_no_secrets(text: &str) {
-    for secret in [TOKEN, HOOK_SECRET, SMTP_PASSWORD, HEADER_SECRET] {
+    for secret in SECRETS {
         assert!(
             !text.contains(secret),
             "secret {secret} leaked into output:\n{text}"
@@ -531,8 +989,8 @@ pub fn assert_no_secrets(text: &str) {
 
 /// Polls `cond` every 20ms until it holds or `timeout` passes.
 pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
         if cond() {
             return true;
         }
@@ -541,29 +999,184 @@ pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
-/// A raw TCP server on 127.0.0.1 that runs `script` on a thread for every connection:
-/// for faults no well-behaved server library will produce (a body that drips, a
-/// connection dropped half way, an SMTP session cut during DATA).
-pub fn raw_server(script: fn(std::net::TcpStream)) -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || script(stream));
-        }
-    });
-    port
+/// Generous deadlines: a loaded 2-core machine is slow, and a deadline is only reached
+/// when something is wrong.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+// ----------------------------------------------------------------------------- daemon
+
+/// A `NOTIFY_SOCKET` for a daemon, read by the test.
+pub struct NotifySocket {
+    pub path: PathBuf,
+    socket: std::os::unix::net::UnixDatagram,
+    seen: String,
 }
 
-/// Reads an HTTP request's head (up to the blank line).
-pub fn read_request_head(stream: &mut std::net::TcpStream) {
-    use std::io::Read;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return,
+impl NotifySocket {
+    pub fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join(format!("notify-{}.sock", fastrand::u32(..)));
+        let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        NotifySocket {
+            path,
+            socket,
+            seen: String::new(),
         }
     }
+
+    /// Reads until `want` was seen (since the socket opened) or `timeout` passes.
+    pub fn read_until(&mut self, want: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(want) && Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+                self.seen.push('\n');
+            }
+        }
+        self.seen.contains(want)
+    }
+
+    /// Forgets what was seen, after draining what is queued.
+    pub fn drain(&mut self) {
+        let mut buf = [0u8; 4096];
+        self.socket
+            .set_read_timeout(Some(Duration::from_millis(10)))
+            .unwrap();
+        while self.socket.recv(&mut buf).is_ok() {}
+        self.socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        self.seen.clear();
+    }
+
+    /// Everything received during `for_` (after draining).
+    pub fn listen(&mut self, for_: Duration) -> String {
+        self.drain();
+        let deadline = Instant::now() + for_;
+        let mut buf = [0u8; 4096];
+        let mut out = String::new();
+        while Instant::now() < deadline {
+            if let Ok(n) = self.socket.recv(&mut buf) {
+                out.push_str(&String::from_utf8_lossy(&buf[..n]));
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    pub fn seen(&self) -> &str {
+        &self.seen
+    }
+}
+
+/// A running `inbox-sla run`, its stderr captured to a file.
+pub struct Daemon {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(env: &Env, extra_env: &[(&str, String)]) -> Daemon {
+        let log = env
+            .dir
+            .path()
+            .join(format!("daemon-{}.log", fastrand::u32(..)));
+        let file = std::fs::File::create(&log).unwrap();
+        let mut cmd = env.command(&["run"]);
+        cmd.stdout(Stdio::null()).stderr(file);
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        Daemon {
+            child: cmd.spawn().unwrap(),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert_no_secrets(&text);
+        text
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_log(&self, text: &str) -> bool {
+        wait_for(PATIENCE, || self.log().contains(text))
+    }
+
+    /// The metrics base URL, once the daemon has said where it listens.
+    pub fn http_base(&self) -> String {
+        let mut found = None;
+        wait_for(PATIENCE, || {
+            found = self.log().lines().find_map(|l| {
+                l.split("on http://")
+                    .nth(1)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+            });
+            found.is_some()
+        });
+        format!(
+            "http://{}",
+            found.unwrap_or_else(|| panic!("no listen address logged:\n{}", self.log()))
+        )
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the exit; `None` if it is still running after `timeout`.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP GET on loopback: (status, body); status 0 when nothing answered.
+pub fn get(url: &str) -> (u16, String) {
+    rt().block_on(async {
+        match reqwest::get(url).await {
+            Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+            Err(_) => (0, String::new()),
+        }
+    })
+}
+
+/// The texts of Slack messages a receiver accepted.
+pub fn slack_texts(rx: &Receiver) -> Vec<String> {
+    rx.accepted()
+        .iter()
+        .map(|p| p["text"].as_str().unwrap_or("").to_string())
+        .collect()
 }

@@ -1,0 +1,448 @@
+//! The outbox: a notification's life as a state machine (PRODUCT.md section 6).
+//!
+//! ```text
+//! pending ──claim──▶ claimed(owner, lease) ──ack──▶ sent
+//!    ▲                    │ │
+//!    └──nack(retry at)────┘ └──kill──▶ dead
+//! ```
+//!
+//! Only the process holding a row's claim sends it; a claim whose lease expired (its owner
+//! died mid-send) is pending again, so the daemon and a manual `once`, or several daemons on
+//! one PostgreSQL database, never send a row twice except the one in flight when its owner
+//! died. Like Alertmanager's `nflog`, this module alone knows what was sent: [`Outbox`]
+//! decides every transition (backoff, `retry_for`, permanent failures) and keeps, in memory,
+//! any transition the store could not record: a receiver that accepted a message is never
+//! sent it again because the store was locked when we tried to say so. The store backends
+//! only execute the transitions; `deliver` is a thin loop over [`Outbox::claim`] and
+//! [`Outbox::settle`].
+
+use crate::alert::AlertDoc;
+use crate::clock::Clock;
+use crate::notify::SendError;
+use crate::store::{Store, StoreError};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// A `Retry-After` longer than this is capped: a receiver cannot silence us for a day.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Where a notification is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Waiting to be sent, not before `next_attempt_ms`.
+    Pending {
+        next_attempt_ms: i64,
+    },
+    /// Being sent by `owner`; pending again once `until_ms` passes.
+    Claimed {
+        owner: String,
+        until_ms: i64,
+    },
+    Sent {
+        at: i64,
+    },
+    Dead {
+        at: i64,
+    },
+}
+
+/// The names the store keeps states under.
+pub const PENDING: &str = "pending";
+pub const CLAIMED: &str = "claimed";
+pub const SENT: &str = "sent";
+pub const DEAD: &str = "dead";
+
+impl State {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            State::Pending { .. } => PENDING,
+            State::Claimed { .. } => CLAIMED,
+            State::Sent { .. } => SENT,
+            State::Dead { .. } => DEAD,
+        }
+    }
+
+    /// Rebuilds a state from the store's columns.
+    pub fn from_row(
+        state: &str,
+        next_attempt_ms: i64,
+        owner: Option<String>,
+        claim_until_ms: Option<i64>,
+        done_at: Option<i64>,
+    ) -> Result<State, StoreError> {
+        Ok(match state {
+            PENDING => State::Pending { next_attempt_ms },
+            CLAIMED => State::Claimed {
+                owner: owner.unwrap_or_default(),
+                until_ms: claim_until_ms.unwrap_or(0),
+            },
+            SENT => State::Sent {
+                at: done_at.unwrap_or(0),
+            },
+            DEAD => State::Dead {
+                at: done_at.unwrap_or(0),
+            },
+            other => {
+                return Err(StoreError::Corrupt(format!(
+                    "an outbox row is in an unknown state \"{other}\""
+                )));
+            }
+        })
+    }
+
+    /// Whether it is still to be delivered (pending, or claimed and in flight).
+    pub fn is_open(&self) -> bool {
+        matches!(self, State::Pending { .. } | State::Claimed { .. })
+    }
+}
+
+/// A notification in (or done with) the outbox.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: i64,
+    pub created_at: i64,
+    pub instance: String,
+    pub channel: String,
+    pub doc: AlertDoc,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    pub state: State,
+    pub last_error: Option<String>,
+}
+
+/// A transition the outbox decided after one send.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Delivered: the receiver said so.
+    Ack { id: i64, at: i64 },
+    /// Failed, worth another try at `next_attempt_ms`.
+    Nack {
+        id: i64,
+        next_attempt_ms: i64,
+        error: String,
+    },
+    /// Will never be delivered.
+    Kill { id: i64, at: i64, error: String },
+}
+
+impl Transition {
+    pub fn id(&self) -> i64 {
+        match self {
+            Transition::Ack { id, .. }
+            | Transition::Nack { id, .. }
+            | Transition::Kill { id, .. } => *id,
+        }
+    }
+}
+
+/// What one delivery pass did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Report {
+    pub sent: usize,
+    pub retrying: usize,
+    pub dead: usize,
+    /// `(channel, error)` of every failed attempt, for the command line.
+    pub failures: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn add(&mut self, other: Report) {
+        self.sent += other.sent;
+        self.retrying += other.retrying;
+        self.dead += other.dead;
+        self.failures.extend(other.failures);
+    }
+}
+
+/// The delay before the next attempt, given `failures` so far (at least 1): exponential
+/// from 1s, capped at 5m, with jitter, and never sooner than `Retry-After` asks.
+pub fn backoff(failures: u32, retry_after: Option<Duration>) -> Duration {
+    let exp = FIRST_BACKOFF.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(MAX_BACKOFF);
+    // Jitter in [capped/2, capped]: receivers recovering from an outage are not stampeded.
+    let jittered = capped
+        .mul_f64(0.5 + fastrand::f64() * 0.5)
+        .max(FIRST_BACKOFF);
+    match retry_after {
+        Some(ra) => jittered.max(ra.min(MAX_RETRY_AFTER)),
+        None => jittered,
+    }
+}
+
+/// This process's view of the outbox: its claims and the transitions it owes the store.
+pub struct Outbox {
+    store: Store,
+    /// Who claims: unique per process ("host/pid/random"), so a claim is never mistaken
+    /// for another process's.
+    owner: String,
+    clock: Clock,
+    retry_for: Duration,
+    /// How long a claim holds: one send with its timeout, and then some.
+    claim_for: Duration,
+    /// Transitions decided but not yet recorded (the store failed): retried before any
+    /// new claim, and their rows are never sent again by this process.
+    unrecorded: Mutex<Vec<Transition>>,
+}
+
+impl Outbox {
+    pub fn new(store: Store, clock: Clock, retry_for: Duration, send_timeout: Duration) -> Self {
+        let host = hostname();
+        Outbox {
+            store,
+            owner: format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..)),
+            clock,
+            retry_for,
+            // One attempt is bounded by the send timeout (plus a second of pacing); the
+            // rest is room to record the outcome. A crashed owner's row waits this long.
+            claim_for: send_timeout + Duration::from_secs(10),
+            unrecorded: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Claims the next due notification of `channel`, if any. Transitions still owed to
+    /// the store are recorded first; while that fails, nothing new is claimed.
+    pub async fn claim(&self, channel: &str) -> Result<Option<Queued>, StoreError> {
+        self.flush().await?;
+        let now_ms = self.clock.now_ms();
+        self.store
+            .claim(
+                &self.owner,
+                channel,
+                now_ms,
+                self.claim_for.as_millis() as i64,
+            )
+            .await
+    }
+
+    /// Records what became of a claimed notification, deciding the transition from the
+    /// send's result: delivered, retried later (backoff, `Retry-After`), or dead
+    /// (permanent failure, or older than `retry_for`). A transition the store cannot take
+    /// now is kept and retried: the send itself is never repeated for it.
+    pub async fn settle(
+        &self,
+        q: &Queued,
+        result: &Result<String, SendError>,
+        report: &mut Report,
+    ) -> Transition {
+        let now_ms = self.clock.now_ms();
+        let now = now_ms / 1000;
+        let status = q.doc.status.as_str();
+        let transition = match result {
+            Ok(said) => {
+                tracing::info!(channel = %q.channel, id = q.id, status, chats = q.doc.chats.len(), receiver = %said, "notification delivered");
+                metrics::counter!("inbox_sla_notifications_total", "channel" => q.channel.clone(), "result" => "sent").increment(1);
+                report.sent += 1;
+                Transition::Ack { id: q.id, at: now }
+            }
+            Err(e) => {
+                let reason = e.to_string();
+                report.failures.push((q.channel.clone(), reason.clone()));
+                let expired = now - q.created_at >= self.retry_for.as_secs() as i64;
+                match e {
+                    SendError::Retry { retry_after, .. } if !expired => {
+                        let delay = backoff(q.attempts + 1, *retry_after);
+                        tracing::warn!(channel = %q.channel, id = q.id, status, attempt = q.attempts + 1, retry_in = %crate::duration::format(delay), error = %reason, "delivery failed; will retry");
+                        metrics::counter!("inbox_sla_notifications_total", "channel" => q.channel.clone(), "result" => "retry").increment(1);
+                        report.retrying += 1;
+                        Transition::Nack {
+                            id: q.id,
+                            next_attempt_ms: now_ms + delay.as_millis() as i64,
+                            error: reason,
+                        }
+                    }
+                    other => {
+                        let why = match other {
+                            SendError::Retry { .. } => format!(
+                                "{reason} (giving up: undelivered for delivery.retry_for = {})",
+                                crate::duration::format(self.retry_for)
+                            ),
+                            SendError::Permanent(_) => reason,
+                        };
+                        tracing::error!(channel = %q.channel, id = q.id, status, chats = q.doc.chats.len(), error = %why, "notification is dead: it will not be delivered");
+                        metrics::counter!("inbox_sla_notifications_total", "channel" => q.channel.clone(), "result" => "dead").increment(1);
+                        report.dead += 1;
+                        Transition::Kill {
+                            id: q.id,
+                            at: now,
+                            error: why,
+                        }
+                    }
+                }
+            }
+        };
+        if let Err(e) = self.record(&transition).await {
+            tracing::error!(
+                id = q.id,
+                "the store could not record a delivery outcome ({e}); keeping it to record later, and not sending it again"
+            );
+            self.lock().push(transition.clone());
+        }
+        transition
+    }
+
+    /// Records every transition still owed; fails while the store does.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let owed: Vec<Transition> = std::mem::take(&mut *self.lock());
+        let mut left = Vec::new();
+        let mut first_error = None;
+        for t in owed {
+            if first_error.is_some() {
+                left.push(t);
+                continue;
+            }
+            match self.record(&t).await {
+                Ok(()) => tracing::info!(
+                    id = t.id(),
+                    "a delivery outcome kept in memory is recorded now"
+                ),
+                Err(e) => {
+                    first_error = Some(e);
+                    left.push(t);
+                }
+            }
+        }
+        self.lock().splice(0..0, left);
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Transitions not yet recorded (for tests and shutdown logs).
+    pub fn owed(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Transition>> {
+        self.unrecorded.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn record(&self, t: &Transition) -> Result<(), StoreError> {
+        let recorded = match t {
+            Transition::Ack { id, at } => self.store.ack(*id, &self.owner, *at).await?,
+            Transition::Nack {
+                id,
+                next_attempt_ms,
+                error,
+            } => {
+                self.store
+                    .nack(*id, &self.owner, *next_attempt_ms, error)
+                    .await?
+            }
+            Transition::Kill { id, at, error } => {
+                self.store.kill(*id, Some(&self.owner), *at, error).await?
+            }
+        };
+        if !recorded {
+            // Our claim expired and another process took the row: it decides now.
+            tracing::warn!(
+                id = t.id(),
+                "a claim expired before its outcome was recorded; another process owns the notification now"
+            );
+        }
+        Ok(())
+    }
+
+    /// Marks dead the pending notifications of channels this configuration does not have,
+    /// once they are older than `retry_for`. Only the daemon that owns the configuration
+    /// calls this: a `once` run with another config must leave them alone.
+    pub async fn kill_orphans(&self, known: &[String]) -> Result<Vec<(i64, String)>, StoreError> {
+        let now = self.clock.now();
+        let before = now - self.retry_for.as_secs() as i64;
+        self.store.kill_orphans(known, before, now).await
+    }
+}
+
+/// This machine's name, for claim owners and HA nodes.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_from_one_second_to_five_minutes() {
+        for _ in 0..50 {
+            let first = backoff(1, None);
+            assert_eq!(first, Duration::from_secs(1), "{first:?}");
+            let second = backoff(2, None);
+            assert!(
+                second >= Duration::from_secs(1) && second <= Duration::from_secs(2),
+                "{second:?}"
+            );
+            let fourth = backoff(4, None);
+            assert!(
+                fourth >= Duration::from_secs(4) && fourth <= Duration::from_secs(8),
+                "{fourth:?}"
+            );
+            let late = backoff(30, None);
+            assert!(
+                late >= Duration::from_secs(150) && late <= MAX_BACKOFF,
+                "{late:?}"
+            );
+        }
+        // The jitter spreads: not every delay is the cap.
+        let spread: std::collections::HashSet<u128> =
+            (0..50).map(|_| backoff(12, None).as_millis()).collect();
+        assert!(spread.len() > 10);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_an_hour() {
+        assert!(backoff(1, Some(Duration::from_secs(30))) >= Duration::from_secs(30));
+        assert_eq!(
+            backoff(1, Some(Duration::from_secs(86400))),
+            MAX_RETRY_AFTER
+        );
+    }
+
+    #[test]
+    fn states_round_trip_through_their_columns() {
+        let cases = [
+            State::Pending { next_attempt_ms: 5 },
+            State::Claimed {
+                owner: "a/1/x".into(),
+                until_ms: 9,
+            },
+            State::Sent { at: 3 },
+            State::Dead { at: 4 },
+        ];
+        for s in cases {
+            let (next, owner, until, done) = match &s {
+                State::Pending { next_attempt_ms } => (*next_attempt_ms, None, None, None),
+                State::Claimed { owner, until_ms } => {
+                    (0, Some(owner.clone()), Some(*until_ms), None)
+                }
+                State::Sent { at } | State::Dead { at } => (0, None, None, Some(*at)),
+            };
+            assert_eq!(
+                State::from_row(s.as_str(), next, owner, until, done).unwrap(),
+                s
+            );
+        }
+        assert!(State::from_row("lost", 0, None, None, None).is_err());
+        assert!(State::Pending { next_attempt_ms: 0 }.is_open());
+        assert!(!State::Sent { at: 0 }.is_open());
+    }
+}

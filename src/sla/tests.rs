@@ -1,0 +1,1104 @@
+//! The engine against PRODUCT.md section 2, one rule per test, table-driven where the rule
+//! is a table. `Sim` carries episodes from cycle to cycle as the store would.
+
+use super::*;
+use crate::calendar::{BusinessHours, parse_day};
+use crate::overview::LastMessage;
+use crate::policy::{Matcher, Pattern, Rule, Tier};
+use std::time::Duration;
+
+const H: i64 = 3600;
+const T0: i64 = 1_780_000_000;
+
+fn tier(after: i64, notify: &[&str]) -> Tier {
+    Tier {
+        after: Duration::from_secs(after as u64),
+        notify: notify.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn policy() -> Policy {
+    Policy {
+        tiers: vec![tier(2 * H, &["oncall"])],
+        ..Policy::default()
+    }
+}
+
+fn msg(id: &str, ts: Option<i64>, from_me: Option<bool>, body: &str) -> LastMessage {
+    LastMessage {
+        id: Some(id.into()),
+        body: Some(body.into()),
+        timestamp: ts,
+        from_me,
+        has_media: false,
+    }
+}
+
+fn chat(id: &str, unread: Option<i64>, ts: Option<i64>, from_me: Option<bool>) -> Chat {
+    Chat {
+        id: id.into(),
+        name: Some(format!("name of {id}")),
+        unread,
+        last_message: Some(msg("M1", ts, from_me, "hello")),
+    }
+}
+
+fn customer(id: &str, unread: i64, ts: i64) -> Chat {
+    chat(id, Some(unread), Some(ts), Some(false))
+}
+
+/// Runs cycles, carrying episodes, the last whole overview's size and the high-water mark
+/// forward as the store and the cycle do.
+struct Sim {
+    episodes: HashMap<String, Episode>,
+    mutes: HashMap<String, i64>,
+    policy: Policy,
+    previous_chats: Option<usize>,
+    last_poll: Option<i64>,
+    /// Every episode that ended, in order.
+    history: Vec<Closed>,
+}
+
+impl Sim {
+    fn new(policy: Policy) -> Sim {
+        Sim {
+            episodes: HashMap::new(),
+            mutes: HashMap::new(),
+            policy,
+            previous_chats: None,
+            last_poll: None,
+            history: Vec::new(),
+        }
+    }
+
+    fn cycle(&mut self, chats: &[Chat], now: i64) -> Evaluation {
+        self.cycle_with(chats, true, now)
+    }
+
+    fn cycle_with(&mut self, chats: &[Chat], read_whole: bool, now: i64) -> Evaluation {
+        let eval = evaluate(&Cycle {
+            episodes: &self.episodes,
+            chats,
+            read_whole,
+            previous_chats: self.previous_chats,
+            last_poll: self.last_poll,
+            mutes: &self.mutes,
+            policy: &self.policy,
+            now,
+        });
+        for closed in &eval.closed {
+            self.episodes.remove(&closed.episode.jid);
+            self.history.push(closed.clone());
+        }
+        for ep in &eval.upserts {
+            self.episodes.insert(ep.jid.clone(), ep.clone());
+        }
+        if read_whole && !chats.is_empty() {
+            self.previous_chats = Some(chats.len());
+        }
+        self.last_poll = Some(now);
+        eval
+    }
+}
+
+fn kinds(eval: &Evaluation) -> Vec<(String, EventKind)> {
+    eval.events
+        .iter()
+        .map(|e| (e.episode.jid.clone(), e.kind))
+        .collect()
+}
+
+fn fired(tier: usize, after: i64) -> EventKind {
+    EventKind::Firing {
+        tier,
+        after_secs: after as u64,
+        repeat: false,
+    }
+}
+
+fn resolved(tier: usize) -> EventKind {
+    EventKind::Resolved { tier }
+}
+
+#[test]
+fn waiting_follows_section_two() {
+    struct Case {
+        unread: Option<i64>,
+        from_me: Option<bool>,
+        auto: bool,
+        stop_on: StopOn,
+        open: bool,
+        ts: i64,
+        last_poll: Option<i64>,
+        want: bool,
+    }
+    let c = |unread, from_me, auto, stop_on, open, want| Case {
+        unread,
+        from_me,
+        auto,
+        stop_on,
+        open,
+        ts: T0,
+        last_poll: Some(T0 - 60),
+        want,
+    };
+    use StopOn::{Read, Reply};
+    let cases = [
+        // Read mode: the unread count, whoever sent the last message.
+        c(Some(3), Some(false), false, Read, false, true),
+        c(Some(3), None, false, Read, false, true),
+        c(Some(3), Some(true), false, Read, false, true),
+        c(Some(3), Some(true), true, Read, false, true),
+        c(Some(-1), Some(false), false, Read, false, true),
+        c(Some(-1), Some(true), false, Read, true, true),
+        c(Some(0), Some(false), false, Read, false, false),
+        c(Some(0), Some(false), false, Read, true, false),
+        c(Some(-2), Some(false), false, Read, false, false),
+        // No count: the customer or an automatic reply spoke last.
+        c(None, Some(false), false, Read, false, true),
+        c(None, Some(true), true, Read, false, true),
+        c(None, Some(true), false, Read, false, false),
+        c(None, None, false, Read, false, false),
+        // Reply mode: only a real reply ends it; reading does not.
+        c(Some(0), Some(false), false, Reply, true, true),
+        c(Some(0), Some(true), false, Reply, true, false),
+        c(Some(0), Some(true), true, Reply, true, true),
+        c(Some(2), Some(true), false, Reply, false, false),
+        c(Some(2), Some(false), false, Reply, false, true),
+        c(Some(-1), None, false, Reply, false, true),
+        c(None, Some(false), false, Reply, false, true),
+        c(None, Some(true), true, Reply, false, true),
+        c(None, None, false, Reply, false, false),
+        // Already read, not open: only a message newer than the last poll starts one.
+        c(Some(0), Some(false), false, Reply, false, true),
+        c(Some(0), Some(true), true, Reply, false, true),
+        c(Some(0), None, false, Reply, false, false),
+        Case {
+            ts: T0 - 120,
+            ..c(Some(0), Some(false), false, Reply, false, false)
+        },
+        Case {
+            ts: T0 - 60,
+            ..c(Some(0), Some(false), false, Reply, false, false)
+        },
+        Case {
+            last_poll: None,
+            ..c(Some(0), Some(false), false, Reply, false, false)
+        },
+    ];
+    for (i, case) in cases.iter().enumerate() {
+        let ch = chat("1@c.us", case.unread, Some(case.ts), case.from_me);
+        assert_eq!(
+            is_waiting(&ch, case.stop_on, case.open, case.auto, case.last_poll),
+            case.want,
+            "case {i}: {:?} {:?} auto={} {:?} open={}",
+            case.unread,
+            case.from_me,
+            case.auto,
+            case.stop_on,
+            case.open
+        );
+    }
+    let no_messages = Chat {
+        id: "1@c.us".into(),
+        unread: Some(1),
+        ..Chat::default()
+    };
+    assert!(is_waiting(&no_messages, Read, false, false, None));
+    assert!(is_waiting(&no_messages, Reply, false, false, None));
+    let empty_open = Chat {
+        unread: Some(0),
+        ..no_messages
+    };
+    assert!(!is_waiting(&empty_open, Reply, true, false, None));
+}
+
+#[test]
+fn completeness_needs_a_whole_non_empty_overview_of_at_least_half_the_last_size() {
+    let cases = [
+        // (read_whole, chats, open, previous, complete)
+        (true, 10, 3, Some(10), true),
+        (false, 10, 3, Some(10), false),
+        (true, 0, 3, None, false),
+        (true, 0, 0, None, true),
+        (true, 5, 3, Some(10), true),
+        (true, 4, 3, Some(10), false),
+        (true, 4, 0, Some(9), false),
+        (true, 5, 0, Some(9), true),
+        (true, 1, 1, None, true),
+    ];
+    for (read_whole, chats, open, previous, want) in cases {
+        assert_eq!(
+            is_complete(read_whole, chats, open, previous),
+            want,
+            "{read_whole} {chats} {open} {previous:?}"
+        );
+    }
+}
+
+#[test]
+fn escalates_once_when_the_sla_is_crossed_and_then_stays_quiet() {
+    let mut sim = Sim::new(policy());
+    let c = [customer("1@c.us", 1, T0)];
+    let e = sim.cycle(&c, T0 + 60);
+    assert!(e.events.is_empty());
+    assert_eq!((e.waiting, e.breached, e.upserts.len()), (1, 0, 1));
+    let e = sim.cycle(&c, T0 + 2 * H - 1);
+    assert!(e.events.is_empty(), "not yet due");
+    assert!(e.upserts.is_empty(), "nothing changed, nothing to write");
+    let e = sim.cycle(&c, T0 + 2 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+    assert_eq!(e.events[0].channels, vec!["oncall"]);
+    assert_eq!((e.events[0].waited, e.events[0].age), (2 * H, 2 * H));
+    assert_eq!(e.events[0].episode.fired, vec![2 * H as u64]);
+    assert_eq!(e.events[0].episode.notified, vec!["oncall"]);
+    assert_eq!(e.events[0].episode.last_fired_at, Some(T0 + 2 * H));
+    let e = sim.cycle(&c, T0 + 3 * H);
+    assert!(e.events.is_empty(), "deduplicated");
+    assert!(e.upserts.is_empty());
+    assert_eq!((e.waiting, e.breached), (1, 1));
+}
+
+#[test]
+fn nudge_does_not_restart_the_clock() {
+    let mut sim = Sim::new(policy());
+    sim.cycle(&[customer("1@c.us", 1, T0)], T0);
+    for k in 1..4 {
+        let e = sim.cycle(&[customer("1@c.us", 1 + k, T0 + k * 1800)], T0 + k * 1800);
+        assert!(e.events.is_empty());
+        assert_eq!(e.upserts.len(), 1, "the new message is recorded");
+        assert_eq!(
+            sim.episodes["1@c.us"].started_at, T0,
+            "the clock started at the first message"
+        );
+    }
+    let e = sim.cycle(&[customer("1@c.us", 5, T0 + 2 * H)], T0 + 2 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+    assert_eq!(e.events[0].episode.unread, Some(5));
+    assert_eq!(
+        e.events[0].episode.last_message.as_ref().unwrap().timestamp,
+        Some(T0 + 2 * H)
+    );
+}
+
+#[test]
+fn reading_resolves_with_stop_on_read_and_tells_who_was_told() {
+    let mut p = policy();
+    p.tiers = vec![tier(2 * H, &["oncall"]), tier(6 * H, &["leads", "oncall"])];
+    let mut sim = Sim::new(p);
+    sim.cycle(&[customer("1@c.us", 1, T0)], T0 + 7 * H);
+    let e = sim.cycle(&[customer("1@c.us", 0, T0)], T0 + 8 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(1))]);
+    assert_eq!(e.events[0].channels, vec!["oncall", "leads"]);
+    assert_eq!(e.events[0].waited, 8 * H);
+    assert_eq!(e.closed.len(), 1);
+    assert_eq!(e.closed[0].reason, EndReason::Read);
+    assert_eq!((e.closed[0].ended_at, e.closed[0].age), (T0 + 8 * H, 8 * H));
+    assert!(sim.episodes.is_empty());
+}
+
+#[test]
+fn a_reply_ends_an_episode_as_answered() {
+    let mut sim = Sim::new(policy());
+    sim.cycle(&[customer("1@c.us", 1, T0)], T0);
+    let e = sim.cycle(
+        &[chat("1@c.us", Some(0), Some(T0 + 60), Some(true))],
+        T0 + 120,
+    );
+    assert_eq!(e.closed[0].reason, EndReason::Reply);
+    assert!(e.events.is_empty(), "no tier fired: nobody to tell");
+}
+
+#[test]
+fn reading_is_not_answering_with_stop_on_reply() {
+    let mut p = policy();
+    p.sla.stop_on = StopOn::Reply;
+    let mut sim = Sim::new(p);
+    sim.cycle(&[customer("1@c.us", 1, T0)], T0);
+    let e = sim.cycle(&[customer("1@c.us", 0, T0)], T0 + 3 * H);
+    assert_eq!(
+        kinds(&e),
+        vec![("1@c.us".into(), fired(0, 2 * H))],
+        "read, unanswered, escalated"
+    );
+    let e = sim.cycle(
+        &[chat("1@c.us", Some(0), Some(T0 + 3 * H), Some(true))],
+        T0 + 3 * H + 60,
+    );
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
+    assert_eq!(e.closed[0].reason, EndReason::Reply);
+}
+
+#[test]
+fn reply_mode_pages_a_chat_opened_within_one_poll_and_never_answered() {
+    let mut p = policy();
+    p.sla.stop_on = StopOn::Reply;
+    let mut sim = Sim::new(p);
+    // First start: old read chats do not page (every old "thanks!" would).
+    let e = sim.cycle(&[customer("old@c.us", 0, T0 - 30 * 86400)], T0);
+    assert!(e.upserts.is_empty());
+    // The customer writes at T0+30 and an agent opens the chat before the next poll.
+    let chats = [
+        customer("old@c.us", 0, T0 - 30 * 86400),
+        customer("new@c.us", 0, T0 + 30),
+    ];
+    let e = sim.cycle(&chats, T0 + 60);
+    assert_eq!(e.upserts.len(), 1);
+    assert_eq!(e.upserts[0].jid, "new@c.us");
+    assert_eq!(e.upserts[0].started_at, T0 + 30);
+    let e = sim.cycle(&chats, T0 + 30 + 2 * H);
+    assert_eq!(kinds(&e), vec![("new@c.us".into(), fired(0, 2 * H))]);
+    // A read chat whose last message is older than the last poll never pages.
+    let mut late = chats.to_vec();
+    late.push(customer("late@c.us", 0, T0 + 59));
+    let e = sim.cycle(&late, T0 + 3 * H);
+    assert!(e.upserts.is_empty() && e.events.is_empty());
+}
+
+#[test]
+fn reply_mode_from_a_rule_uses_the_high_water_mark_too() {
+    let mut p = policy();
+    p.rules = vec![Rule {
+        matchers: vec![Matcher::parse("vip*").unwrap()],
+        ignore: false,
+        business_hours: None,
+        escalation: None,
+        stop_on: Some(StopOn::Reply),
+    }];
+    let mut sim = Sim::new(p);
+    sim.cycle(&[], T0);
+    let e = sim.cycle(
+        &[
+            customer("vip1@c.us", 0, T0 + 10),
+            customer("x@c.us", 0, T0 + 10),
+        ],
+        T0 + 60,
+    );
+    assert_eq!(
+        e.upserts.iter().map(|u| u.jid.as_str()).collect::<Vec<_>>(),
+        vec!["vip1@c.us"]
+    );
+}
+
+#[test]
+fn an_automatic_reply_answers_nobody_in_either_mode() {
+    for stop_on in [StopOn::Read, StopOn::Reply] {
+        let mut p = policy();
+        p.sla.stop_on = stop_on;
+        p.sla.auto_replies = vec![
+            Pattern::parse("Thanks for contacting*").unwrap(),
+            Pattern::parse("/^Our hours are/").unwrap(),
+        ];
+        let mut sim = Sim::new(p);
+        let away = |unread, ts| Chat {
+            last_message: Some(msg(
+                "AWAY",
+                Some(ts),
+                Some(true),
+                "Thanks for contacting Acme!",
+            )),
+            ..customer("1@c.us", unread, ts)
+        };
+        // Two unread customer messages behind a greeting: waiting.
+        sim.cycle(&[away(2, T0)], T0);
+        assert_eq!(sim.episodes.len(), 1, "{stop_on:?}");
+        let e = sim.cycle(&[away(2, T0)], T0 + 2 * H);
+        assert_eq!(
+            kinds(&e),
+            vec![("1@c.us".into(), fired(0, 2 * H))],
+            "{stop_on:?}"
+        );
+        // Another automatic message later is still nobody's answer.
+        let hours = Chat {
+            last_message: Some(msg(
+                "HRS",
+                Some(T0 + 3 * H),
+                Some(true),
+                "Our hours are 9-6",
+            )),
+            ..customer("1@c.us", 0, T0)
+        };
+        let e = sim.cycle(std::slice::from_ref(&hours), T0 + 3 * H);
+        match stop_on {
+            StopOn::Reply => assert!(e.closed.is_empty(), "an auto reply does not end it"),
+            StopOn::Read => assert_eq!(e.closed[0].reason, EndReason::Read, "read, not answered"),
+        }
+        // A real answer ends it as answered.
+        let real = Chat {
+            last_message: Some(msg("R", Some(T0 + 4 * H), Some(true), "Sorry! On it.")),
+            ..customer("1@c.us", 0, T0)
+        };
+        sim.cycle(&[real], T0 + 4 * H);
+        assert!(sim.episodes.is_empty());
+        assert_eq!(
+            sim.history.last().unwrap().reason,
+            if stop_on == StopOn::Reply {
+                EndReason::Reply
+            } else {
+                EndReason::Read
+            }
+        );
+    }
+    // Without a count, an automatic reply as the last message still waits.
+    let mut p = policy();
+    p.sla.auto_replies = vec![Pattern::parse("Away*").unwrap()];
+    let mut sim = Sim::new(p);
+    let c = Chat {
+        id: "2@c.us".into(),
+        name: None,
+        unread: None,
+        last_message: Some(msg("A", Some(T0), Some(true), "Away until Monday")),
+    };
+    sim.cycle(&[c], T0);
+    assert_eq!(sim.episodes.len(), 1);
+}
+
+#[test]
+fn a_chat_read_between_two_polls_ends_one_wait_and_starts_another_at_the_new_message() {
+    let mut sim = Sim::new(policy());
+    let first = Chat {
+        last_message: Some(msg("M3", Some(T0), Some(false), "third")),
+        ..customer("1@c.us", 3, T0)
+    };
+    sim.cycle(std::slice::from_ref(&first), T0 + 2 * H + 10);
+    assert_eq!(sim.episodes["1@c.us"].fired, vec![2 * H as u64]);
+    // Someone read all three; the customer wrote again: unread 1, a new last message.
+    let again = Chat {
+        last_message: Some(msg("M4", Some(T0 + 3 * H), Some(false), "one more thing")),
+        ..customer("1@c.us", 1, T0 + 3 * H)
+    };
+    let e = sim.cycle(std::slice::from_ref(&again), T0 + 3 * H + 30);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
+    assert_eq!(
+        e.events[0].waited,
+        3 * H,
+        "the old wait ended by the new message"
+    );
+    assert_eq!(e.closed[0].reason, EndReason::Read);
+    assert_eq!(e.closed[0].ended_at, T0 + 3 * H);
+    let ep = &sim.episodes["1@c.us"];
+    assert_eq!(
+        (ep.started_at, ep.fired.len()),
+        (T0 + 3 * H, 0),
+        "a fresh clock"
+    );
+    // The new wait is escalated on its own clock.
+    let e = sim.cycle(std::slice::from_ref(&again), T0 + 5 * H - 1);
+    assert!(e.events.is_empty());
+    let e = sim.cycle(&[again], T0 + 5 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+}
+
+#[test]
+fn only_a_lower_count_with_a_new_message_is_a_read_between_polls() {
+    // (unread before, unread after, message changed, splits)
+    let cases = [
+        (3, 1, true, true),
+        (3, 2, true, true),
+        (3, 3, true, false),
+        (1, 2, true, false),
+        (3, 1, false, false),
+        (3, 0, true, false),
+        (-1, 1, true, false),
+        (3, -1, true, false),
+    ];
+    for (before, after, changed, splits) in cases {
+        let mut sim = Sim::new(policy());
+        sim.cycle(&[customer("1@c.us", before, T0)], T0);
+        let ts = if changed { T0 + 60 } else { T0 };
+        let id = if changed { "M2" } else { "M1" };
+        let next = Chat {
+            last_message: Some(msg(id, Some(ts), Some(false), "hello")),
+            ..customer("1@c.us", after, ts)
+        };
+        sim.cycle(&[next], T0 + 120);
+        let split = sim.history.iter().any(|c| c.reason == EndReason::Read)
+            && sim
+                .episodes
+                .get("1@c.us")
+                .is_some_and(|e| e.started_at == T0 + 60);
+        assert_eq!(split, splits, "{before} -> {after}, changed={changed}");
+    }
+    // Reply mode: reading never ends an episode, so there is nothing to split.
+    let mut p = policy();
+    p.sla.stop_on = StopOn::Reply;
+    let mut sim = Sim::new(p);
+    sim.cycle(&[customer("1@c.us", 3, T0)], T0);
+    let next = Chat {
+        last_message: Some(msg("M2", Some(T0 + 60), Some(false), "more")),
+        ..customer("1@c.us", 1, T0 + 60)
+    };
+    sim.cycle(&[next], T0 + 120);
+    assert_eq!(sim.episodes["1@c.us"].started_at, T0);
+    assert!(sim.history.is_empty());
+}
+
+#[test]
+fn one_empty_answer_resolves_nothing_and_pages_nobody_twice() {
+    let mut sim = Sim::new(policy());
+    let chats = [customer("1@c.us", 1, T0), customer("2@c.us", 0, T0)];
+    let e = sim.cycle(&chats, T0 + 3 * H);
+    assert_eq!(e.events.len(), 1);
+    let e = sim.cycle(&[], T0 + 3 * H + 60);
+    assert!(
+        !e.complete,
+        "an empty overview while episodes are open proves nothing"
+    );
+    assert!(e.events.is_empty() && e.closed.is_empty() && e.upserts.is_empty());
+    assert_eq!((e.waiting, e.breached), (1, 1));
+    let e = sim.cycle(&chats, T0 + 3 * H + 120);
+    assert!(e.events.is_empty(), "no second page: the same episode");
+    assert_eq!(sim.episodes["1@c.us"].started_at, T0);
+}
+
+#[test]
+fn a_chat_missing_from_one_page_keeps_its_clock_and_absence_is_confirmed_over_polls() {
+    let mut p = policy();
+    p.sla.absent_polls = 3;
+    let mut sim = Sim::new(p);
+    let others: Vec<Chat> = (0..6)
+        .map(|i| customer(&format!("o{i}@c.us"), 0, T0))
+        .collect();
+    let with = |extra: Option<Chat>| {
+        let mut all = others.clone();
+        all.extend(extra);
+        all
+    };
+    sim.cycle(&with(Some(customer("1@c.us", 1, T0))), T0 + 3 * H);
+    // Paging drift: missing from one complete overview, back in the next.
+    let e = sim.cycle(&with(None), T0 + 3 * H + 60);
+    assert!(e.complete);
+    assert!(e.events.is_empty() && e.closed.is_empty());
+    assert_eq!(e.upserts[0].missing, 1);
+    assert_eq!((e.waiting, e.breached), (1, 1));
+    let e = sim.cycle(
+        &with(Some(customer("1@c.us", 2, T0 + 3 * H))),
+        T0 + 3 * H + 120,
+    );
+    assert!(e.events.is_empty(), "no false resolved, no second page");
+    assert_eq!(sim.episodes["1@c.us"].missing, 0);
+    assert_eq!(sim.episodes["1@c.us"].started_at, T0);
+    // Gone for good: resolved on the third complete overview without it.
+    assert!(sim.cycle(&with(None), T0 + 4 * H).events.is_empty());
+    assert!(sim.cycle(&with(None), T0 + 4 * H + 60).events.is_empty());
+    let e = sim.cycle(&with(None), T0 + 4 * H + 120);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
+    assert_eq!(e.closed[0].reason, EndReason::Absent);
+    // An incomplete overview neither counts nor resets absence.
+    let mut sim = Sim::new(policy());
+    sim.cycle(&with(Some(customer("1@c.us", 1, T0))), T0);
+    sim.cycle(&with(None), T0 + 60);
+    let e = sim.cycle_with(&with(None), false, T0 + 120);
+    assert!(e.upserts.is_empty());
+    assert_eq!(sim.episodes["1@c.us"].missing, 1);
+}
+
+#[test]
+fn an_overview_of_under_half_the_last_one_ends_nothing() {
+    let mut p = policy();
+    p.sla.absent_polls = 1;
+    let mut sim = Sim::new(p);
+    let all: Vec<Chat> = (0..10)
+        .map(|i| customer(&format!("c{i}@c.us"), 1, T0))
+        .collect();
+    sim.cycle(&all, T0 + 3 * H);
+    let e = sim.cycle(&all[..4], T0 + 3 * H + 60);
+    assert!(!e.complete);
+    assert!(e.closed.is_empty() && e.events.is_empty());
+    assert_eq!(e.waiting, 10);
+    let e = sim.cycle(&all[..5], T0 + 3 * H + 120);
+    assert!(e.complete, "half is enough");
+    assert_eq!(e.closed.len(), 5);
+}
+
+#[test]
+fn tiers_are_known_by_after_across_reloads() {
+    let two = || tier(2 * H, &["oncall"]);
+    let six = || tier(6 * H, &["leads"]);
+    let one = || tier(H, &["early"]);
+    let c = [customer("1@c.us", 1, T0)];
+
+    // Removing the first tier does not make the 6h tier count as fired.
+    let mut sim = Sim::new(Policy {
+        tiers: vec![two(), six()],
+        ..policy()
+    });
+    sim.cycle(&c, T0 + 2 * H);
+    sim.policy.tiers = vec![six()];
+    assert!(sim.cycle(&c, T0 + 6 * H - 1).events.is_empty());
+    let e = sim.cycle(&c, T0 + 6 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 6 * H))]);
+    assert_eq!(e.events[0].channels, vec!["leads"]);
+
+    // Inserting an earlier tier fires it (it never fired), but never re-sends 2h.
+    let mut sim = Sim::new(Policy {
+        tiers: vec![two(), six()],
+        ..policy()
+    });
+    sim.cycle(&c, T0 + 2 * H);
+    sim.policy.tiers = vec![one(), two(), six()];
+    let e = sim.cycle(&c, T0 + 2 * H + 60);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, H))]);
+    let e = sim.cycle(&c, T0 + 6 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(2, 6 * H))]);
+    let e = sim.cycle(&[customer("1@c.us", 0, T0)], T0 + 7 * H);
+    assert_eq!(
+        e.events[0].channels,
+        vec!["oncall", "early", "leads"],
+        "everyone told hears"
+    );
+    assert_eq!(e.events[0].kind, resolved(2));
+
+    // Changing a tier's channels does not re-fire it.
+    let mut sim = Sim::new(policy());
+    sim.cycle(&c, T0 + 2 * H);
+    sim.policy.tiers = vec![tier(2 * H, &["leads"])];
+    assert!(sim.cycle(&c, T0 + 3 * H).events.is_empty());
+}
+
+#[test]
+fn a_rules_tiers_are_known_by_after_too() {
+    let rule = |tiers: Vec<Tier>| Rule {
+        matchers: vec![Matcher::parse("vip*").unwrap()],
+        ignore: false,
+        business_hours: None,
+        escalation: Some(tiers),
+        stop_on: None,
+    };
+    let mut p = policy();
+    p.rules = vec![rule(vec![tier(900, &["pager"]), tier(H, &["oncall"])])];
+    let mut sim = Sim::new(p);
+    let c = [customer("vip1@c.us", 1, T0)];
+    sim.cycle(&c, T0 + 900);
+    sim.policy.rules = vec![rule(vec![tier(H, &["oncall"])])];
+    assert!(sim.cycle(&c, T0 + H - 1).events.is_empty());
+    assert_eq!(
+        kinds(&sim.cycle(&c, T0 + H)),
+        vec![("vip1@c.us".into(), fired(0, H))]
+    );
+}
+
+#[test]
+fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
+    let mut p = policy();
+    p.tiers = vec![tier(2 * H, &["oncall"]), tier(6 * H, &["leads"])];
+    let mut sim = Sim::new(p);
+    let old = Episode {
+        jid: "1@c.us".into(),
+        name: Some("name of 1@c.us".into()),
+        started_at: T0,
+        unread: Some(1),
+        last_message: Some(Preview {
+            id: Some("M1".into()),
+            body: Some("hello".into()),
+            timestamp: Some(T0),
+            has_media: false,
+        }),
+        fired: vec![],
+        notified: vec![],
+        last_fired_at: Some(T0 + 2 * H),
+        nudged: false,
+        missing: 0,
+        legacy_fired: Some(1),
+    };
+    sim.episodes.insert(old.jid.clone(), old.clone());
+    let c = [customer("1@c.us", 1, T0)];
+    let e = sim.cycle(&c, T0 + 3 * H);
+    assert!(e.events.is_empty(), "the 2h tier fired under the old store");
+    assert_eq!(e.upserts.len(), 1, "the conversion is written");
+    assert_eq!(e.upserts[0].fired, vec![2 * H as u64]);
+    assert_eq!(e.upserts[0].notified, vec!["oncall"]);
+    assert_eq!(e.upserts[0].legacy_fired, None);
+    assert_eq!(e.breached, 1);
+    assert_eq!(
+        kinds(&sim.cycle(&c, T0 + 6 * H)),
+        vec![("1@c.us".into(), fired(1, 6 * H))]
+    );
+    // Absent from a complete overview, a legacy episode converts before it closes.
+    let mut sim = Sim::new(Policy {
+        sla: absent_polls_one(),
+        ..policy()
+    });
+    sim.episodes.insert(old.jid.clone(), old.clone());
+    let e = sim.cycle(&[customer("2@c.us", 0, T0)], T0 + 3 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
+    assert_eq!(e.events[0].channels, vec!["oncall"]);
+    // While incomplete, it counts as breached.
+    let mut sim = Sim::new(policy());
+    sim.episodes.insert(old.jid.clone(), old);
+    assert_eq!(sim.cycle_with(&[], false, T0 + 3 * H).breached, 1);
+}
+
+fn absent_polls_one() -> crate::policy::Sla {
+    crate::policy::Sla {
+        absent_polls: 1,
+        ..crate::policy::Sla::default()
+    }
+}
+
+#[test]
+fn marked_unread_and_unknown_counts_wait() {
+    let mut sim = Sim::new(policy());
+    let e = sim.cycle(
+        &[
+            customer("1@c.us", -1, T0),
+            chat("2@c.us", None, Some(T0), Some(false)),
+        ],
+        T0 + 2 * H,
+    );
+    assert_eq!(e.events.len(), 2);
+}
+
+#[test]
+fn several_tiers_crossed_in_one_cycle_all_fire() {
+    let mut p = policy();
+    p.tiers = vec![
+        tier(2 * H, &["oncall"]),
+        tier(6 * H, &["leads"]),
+        tier(24 * H, &["boss"]),
+    ];
+    let mut sim = Sim::new(p);
+    let e = sim.cycle(&[customer("1@c.us", 1, T0)], T0 + 7 * H);
+    assert_eq!(
+        kinds(&e),
+        vec![
+            ("1@c.us".into(), fired(0, 2 * H)),
+            ("1@c.us".into(), fired(1, 6 * H))
+        ]
+    );
+    assert_eq!(e.events[1].channels, vec!["leads"]);
+    assert!(
+        e.events
+            .iter()
+            .all(|ev| ev.episode.fired == vec![2 * H as u64, 6 * H as u64])
+    );
+    let e = sim.cycle(&[customer("1@c.us", 1, T0)], T0 + 24 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(2, 24 * H))]);
+}
+
+#[test]
+fn ignored_globs_and_excluded_groups_are_never_escalated() {
+    let mut p = policy();
+    p.sla.include_groups = false;
+    let mut sim = Sim::new(p);
+    let chats = [
+        customer("status@broadcast", 5, T0),
+        customer("1@newsletter", 5, T0),
+        customer("0@c.us", 5, T0),
+        customer("12036300@g.us", 5, T0),
+        customer("1@c.us", 5, T0),
+    ];
+    let e = sim.cycle(&chats, T0 + 3 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+    assert_eq!(e.waiting, 1);
+}
+
+#[test]
+fn a_chat_that_becomes_ignored_is_dropped_without_a_notice() {
+    let mut sim = Sim::new(policy());
+    sim.cycle(
+        &[customer("1@c.us", 1, T0), customer("2@c.us", 1, T0)],
+        T0 + 3 * H,
+    );
+    sim.policy
+        .sla
+        .ignore
+        .push(crate::policy::Glob::new("1@c.us"));
+    sim.policy
+        .sla
+        .ignore
+        .push(crate::policy::Glob::new("2@c.us"));
+    let e = sim.cycle(&[customer("1@c.us", 1, T0)], T0 + 3 * H + 60);
+    assert!(e.events.is_empty());
+    let mut reasons: Vec<_> = e
+        .closed
+        .iter()
+        .map(|c| (c.episode.jid.clone(), c.reason))
+        .collect();
+    reasons.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        reasons,
+        vec![
+            ("1@c.us".into(), EndReason::Ignored),
+            ("2@c.us".into(), EndReason::Ignored)
+        ]
+    );
+}
+
+#[test]
+fn timestamps_in_the_future_count_as_now_and_missing_ones_as_observation_time() {
+    let mut sim = Sim::new(policy());
+    sim.cycle(
+        &[
+            customer("future@c.us", 1, T0 + 10 * H),
+            chat("nots@c.us", Some(1), None, Some(false)),
+        ],
+        T0,
+    );
+    assert_eq!(sim.episodes["future@c.us"].started_at, T0);
+    assert_eq!(sim.episodes["nots@c.us"].started_at, T0);
+    assert_eq!(
+        sim.episodes["future@c.us"]
+            .last_message
+            .as_ref()
+            .unwrap()
+            .timestamp,
+        Some(T0)
+    );
+}
+
+#[test]
+fn a_chat_twice_in_one_overview_counts_once() {
+    let mut sim = Sim::new(policy());
+    let e = sim.cycle(
+        &[customer("1@c.us", 1, T0), customer("1@c.us", 1, T0)],
+        T0 + 3 * H,
+    );
+    assert_eq!((e.events.len(), e.upserts.len(), e.waiting), (1, 1, 1));
+}
+
+#[test]
+fn repeat_after_renotifies_the_highest_tier() {
+    let mut p = policy();
+    p.sla.repeat_after = Duration::from_secs(H as u64);
+    p.tiers = vec![tier(H, &["a"]), tier(2 * H, &["b"])];
+    let mut sim = Sim::new(p);
+    let c = [customer("1@c.us", 1, T0)];
+    sim.cycle(&c, T0 + 2 * H);
+    assert!(sim.cycle(&c, T0 + 3 * H - 1).events.is_empty());
+    let e = sim.cycle(&c, T0 + 3 * H);
+    let repeat = EventKind::Firing {
+        tier: 1,
+        after_secs: 2 * H as u64,
+        repeat: true,
+    };
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), repeat)]);
+    assert_eq!(e.events[0].channels, vec!["b"]);
+    assert_eq!(e.events[0].age, 3 * H);
+    assert!(
+        sim.cycle(&c, T0 + 3 * H + 60).events.is_empty(),
+        "one repeat per interval"
+    );
+    assert_eq!(
+        kinds(&sim.cycle(&c, T0 + 4 * H)),
+        vec![("1@c.us".into(), repeat)]
+    );
+    // A repeat of a tier removed since picks the highest tier below it.
+    sim.policy.tiers = vec![tier(H, &["a"])];
+    let e = sim.cycle(&c, T0 + 5 * H);
+    assert_eq!(
+        kinds(&e),
+        vec![(
+            "1@c.us".into(),
+            EventKind::Firing {
+                tier: 0,
+                after_secs: H as u64,
+                repeat: true
+            }
+        )]
+    );
+    // Without repeat_after nothing repeats.
+    sim.policy.sla.repeat_after = Duration::ZERO;
+    assert!(sim.cycle(&c, T0 + 9 * H).events.is_empty());
+}
+
+#[test]
+fn a_muted_chat_is_tracked_and_escalates_when_the_mute_ends() {
+    let mut sim = Sim::new(policy());
+    sim.mutes.insert("1@c.us".into(), T0 + 4 * H);
+    let c = [customer("1@c.us", 1, T0)];
+    let e = sim.cycle(&c, T0 + 3 * H);
+    assert!(e.events.is_empty());
+    assert_eq!((e.waiting, e.breached), (1, 0));
+    assert_eq!(sim.episodes["1@c.us"].started_at, T0, "still tracked");
+    let e = sim.cycle(&c, T0 + 4 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+}
+
+#[test]
+fn nudge_unread_moves_an_episode_to_its_next_tier_at_once_and_only_once() {
+    let mut p = policy();
+    p.sla.nudge_unread = 5;
+    p.tiers = vec![tier(2 * H, &["oncall"]), tier(6 * H, &["leads"])];
+    let mut sim = Sim::new(p);
+    assert!(
+        sim.cycle(&[customer("1@c.us", 4, T0)], T0 + 60)
+            .events
+            .is_empty()
+    );
+    let e = sim.cycle(&[customer("1@c.us", 5, T0)], T0 + 120);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+    assert!(sim.episodes["1@c.us"].nudged);
+    assert!(
+        sim.cycle(&[customer("1@c.us", 9, T0)], T0 + 180)
+            .events
+            .is_empty()
+    );
+    let e = sim.cycle(&[customer("1@c.us", 9, T0)], T0 + 6 * H);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(1, 6 * H))]);
+    // Crossing a tier and reaching the count in one cycle moves one tier beyond.
+    let mut sim = Sim::new(sim.policy.clone());
+    let e = sim.cycle(&[customer("2@c.us", 5, T0)], T0 + 2 * H);
+    assert_eq!(
+        kinds(&e),
+        vec![
+            ("2@c.us".into(), fired(0, 2 * H)),
+            ("2@c.us".into(), fired(1, 6 * H))
+        ]
+    );
+    // With every tier fired a nudge has nowhere to go, and is not spent.
+    let mut p = policy();
+    p.sla.nudge_unread = 2;
+    let mut sim = Sim::new(p);
+    sim.cycle(&[customer("3@c.us", 1, T0)], T0 + 2 * H);
+    assert!(
+        sim.cycle(&[customer("3@c.us", 3, T0)], T0 + 2 * H + 1)
+            .events
+            .is_empty()
+    );
+    assert!(!sim.episodes["3@c.us"].nudged);
+}
+
+#[test]
+fn no_resolved_notice_without_a_firing_or_with_send_resolved_off() {
+    let mut sim = Sim::new(policy());
+    sim.cycle(&[customer("1@c.us", 1, T0)], T0);
+    let e = sim.cycle(&[customer("1@c.us", 0, T0)], T0 + H);
+    assert!(e.events.is_empty());
+    assert_eq!(e.closed.len(), 1);
+
+    let mut p = policy();
+    p.sla.send_resolved = false;
+    let mut sim = Sim::new(p);
+    sim.cycle(&[customer("1@c.us", 1, T0)], T0 + 3 * H);
+    let e = sim.cycle(&[customer("1@c.us", 0, T0)], T0 + 4 * H);
+    assert!(e.events.is_empty());
+    assert_eq!(e.closed.len(), 1, "still recorded for reports");
+}
+
+#[test]
+fn rules_replace_tiers_or_ignore_chats_first_match_wins() {
+    let mut p = policy();
+    p.rules = vec![
+        Rule {
+            matchers: vec![
+                Matcher::parse("name:/^VIP /").unwrap(),
+                Matcher::parse("2010*@c.us").unwrap(),
+            ],
+            ignore: false,
+            business_hours: None,
+            escalation: Some(vec![tier(15 * 60, &["pager"])]),
+            stop_on: None,
+        },
+        Rule {
+            matchers: vec![Matcher::parse("*@g.us").unwrap()],
+            ignore: true,
+            business_hours: None,
+            escalation: None,
+            stop_on: None,
+        },
+    ];
+    let mut sim = Sim::new(p);
+    let mut vip = customer("1@c.us", 1, T0);
+    vip.name = Some("VIP Nadia".into());
+    let chats = [
+        vip,
+        customer("201055@c.us", 1, T0),
+        customer("9@g.us", 1, T0),
+        customer("2@c.us", 1, T0),
+    ];
+    let e = sim.cycle(&chats, T0 + 20 * 60);
+    assert_eq!(
+        kinds(&e),
+        vec![
+            ("1@c.us".into(), fired(0, 15 * 60)),
+            ("201055@c.us".into(), fired(0, 15 * 60))
+        ]
+    );
+    assert!(e.events.iter().all(|ev| ev.channels == vec!["pager"]));
+    assert_eq!(e.waiting, 3, "the group is ignored");
+}
+
+#[test]
+fn previews_are_truncated_or_omitted_and_names_and_previews_are_cleaned() {
+    let mut c = customer("1@c.us", 1, T0);
+    c.last_message.as_mut().unwrap().body = Some("x".repeat(500));
+    let mut sim = Sim::new(policy());
+    sim.cycle(std::slice::from_ref(&c), T0);
+    let body = sim.episodes["1@c.us"]
+        .last_message
+        .as_ref()
+        .unwrap()
+        .body
+        .clone()
+        .unwrap();
+    assert_eq!(body.chars().count(), PREVIEW_CHARS + 1);
+    let mut p = policy();
+    p.sla.include_preview = false;
+    let mut sim = Sim::new(p);
+    sim.cycle(std::slice::from_ref(&c), T0);
+    assert_eq!(
+        sim.episodes["1@c.us"].last_message.as_ref().unwrap().body,
+        None
+    );
+
+    let mut sim = Sim::new(policy());
+    let mut spoof = customer("2@c.us", 1, T0);
+    spoof.name = Some("Amina\u{202E}su.c@1\n(VIP)".into());
+    spoof.last_message.as_mut().unwrap().body = Some("hi\u{200B} there".into());
+    sim.cycle(std::slice::from_ref(&spoof), T0);
+    let ep = &sim.episodes["2@c.us"];
+    assert_eq!(ep.name.as_deref(), Some("Aminasu.c@1 (VIP)"));
+    assert_eq!(
+        ep.last_message.as_ref().unwrap().body.as_deref(),
+        Some("hi there")
+    );
+    let e = sim.cycle(&[spoof], T0 + 60);
+    assert!(e.upserts.is_empty(), "cleaning is not a change");
+}
+
+fn office(tz: &str) -> BusinessHours {
+    let mut days: [Vec<_>; 7] = Default::default();
+    for d in days.iter_mut().take(5) {
+        *d = parse_day("09:00-18:00").unwrap();
+    }
+    BusinessHours::new(tz.parse().unwrap(), days, Default::default())
+}
+
+#[test]
+fn business_hours_delay_escalation_to_the_next_open_day() {
+    let mut p = policy();
+    p.sla.business_hours = Some(office("UTC"));
+    // 2025-12-01 is a Monday; 17:30 UTC, due Tuesday 10:30.
+    let mon_1730 = 1_764_610_200;
+    let mut sim = Sim::new(p);
+    let c = [customer("1@c.us", 1, mon_1730)];
+    assert!(
+        sim.cycle(&c, mon_1730 + 3 * H).events.is_empty(),
+        "20:30: only 30m of open time"
+    );
+    let tue_1029 = mon_1730 + 17 * H - 60;
+    assert!(sim.cycle(&c, tue_1029).events.is_empty());
+    let e = sim.cycle(&c, tue_1029 + 60);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+    assert_eq!((e.events[0].age, e.events[0].waited), (2 * H, 17 * H));
+    let e = sim.cycle(&[customer("1@c.us", 0, mon_1730)], tue_1029 + 2 * H);
+    assert_eq!(e.closed[0].age, 4 * H - 60, "business age at the end");
+}
+
+#[test]
+fn two_thousand_episodes_since_1970_cost_no_walk_over_days() {
+    // Every tier fired and no repeat: the age is not needed, so not computed. The cycle
+    // must also be correct when it is computed (first cycle fires everything).
+    let mut p = policy();
+    p.sla.business_hours = Some(office("Africa/Cairo"));
+    let mut sim = Sim::new(p);
+    let chats: Vec<Chat> = (0..2000)
+        .map(|i| customer(&format!("c{i}@c.us"), 1, 86_400 + i))
+        .collect();
+    let e = sim.cycle(&chats, T0);
+    assert_eq!(e.events.len(), 2000);
+    let e = sim.cycle(&chats, T0 + 60);
+    assert!(e.events.is_empty() && e.upserts.is_empty());
+    assert_eq!(e.breached, 2000);
+}

@@ -1,0 +1,387 @@
+//! The store: open episodes, closed episodes kept for reports, the outbox, mutes, polling
+//! health and instance leases, behind one interface.
+//!
+//! Two backends keep the same schema semantics and migrations: [`sqlite`] (one file, WAL,
+//! the embedded default) and [`postgres`] (12 or newer, for two or more daemons in a
+//! high-availability group, PRODUCT.md section 10). A store written by a newer release, or
+//! one that is not an inbox-sla store, is a clear error and never a silent fresh start. A
+//! cycle's episode changes and the notifications they cause go in one transaction (the
+//! outbox pattern), which is what makes "enqueued exactly once per episode and tier" hold
+//! across crashes; that commit also checks the instance's generation (no other writer
+//! committed since the cycle read) and, under HA, the lease's fencing number. This module
+//! decides nothing: the engine decides what changes, `outbox` what a send did.
+
+pub mod postgres;
+pub mod sqlite;
+
+use crate::alert::Outgoing;
+use crate::outbox::Queued;
+use crate::sla::{Closed, Episode};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The schema this build writes. Migrations run from the store's version up to this.
+pub const SCHEMA_VERSION: i64 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {place}: {message}")]
+    Open { place: String, message: String },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store: {0}")]
+    Postgres(String),
+    #[error("store: {0}")]
+    Corrupt(String),
+    #[error("store: a stored notification is unreadable: {0}")]
+    Document(#[from] serde_json::Error),
+    #[error(
+        "instance \"{0}\": another process changed its episodes while this cycle ran (is a second inbox-sla using the same store?); the cycle was dropped and the next one starts afresh"
+    )]
+    Conflict(String),
+    #[error(
+        "instance \"{0}\": this node's lease was taken over while the cycle ran (paused or cut off for longer than ha.lease); the cycle was dropped"
+    )]
+    Fenced(String),
+}
+
+impl StoreError {
+    /// A lost race with another writer: nothing is wrong, the next cycle starts afresh.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict(_) | StoreError::Fenced(_))
+    }
+}
+
+/// Polling health and memory of one instance.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SourceState {
+    /// When polling started failing, while it fails.
+    pub failing_since: Option<i64>,
+    pub last_error: Option<String>,
+    /// A `blind` alert was enqueued and no `recovered` since.
+    pub blind: bool,
+    /// The last successful poll: reply mode's high-water mark (kept when reply mode is
+    /// used) and the status page's "last poll".
+    pub last_ok_at: Option<i64>,
+    /// How many chats the last whole overview held (for judging the next one complete).
+    pub complete_chats: Option<usize>,
+}
+
+/// What a cycle reads, from one consistent snapshot.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub episodes: HashMap<String, Episode>,
+    /// JIDs and when their mutes end.
+    pub mutes: HashMap<String, i64>,
+    /// The instance's generation: the commit fails if another writer bumped it since.
+    pub generation: i64,
+    pub source: SourceState,
+}
+
+/// Proof of holding an instance's lease: a commit carries it, and fails if another node
+/// has taken the lease since (its fencing number moved on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: String,
+    pub value: i64,
+}
+
+/// One cycle's writes.
+pub struct CycleCommit<'a> {
+    pub instance: &'a str,
+    pub generation: i64,
+    pub fence: Option<&'a Fence>,
+    /// Applied after `closed` (a chat read between polls ends one episode and opens one).
+    pub upserts: &'a [Episode],
+    pub closed: &'a [Closed],
+    pub outgoing: &'a [Outgoing],
+    /// The instance's new source state, when it changed.
+    pub source: Option<&'a SourceState>,
+    pub now: i64,
+}
+
+impl CycleCommit<'_> {
+    fn is_empty(&self) -> bool {
+        self.upserts.is_empty()
+            && self.closed.is_empty()
+            && self.outgoing.is_empty()
+            && self.source.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mute {
+    pub jid: String,
+    pub until: i64,
+    pub reason: Option<String>,
+}
+
+/// Who polls an instance in an HA group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub instance: String,
+    pub holder: String,
+    pub expires_ms: i64,
+    pub fence: i64,
+}
+
+/// A closed episode as kept for reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Past {
+    pub instance: String,
+    pub jid: String,
+    pub name: Option<String>,
+    pub started_at: i64,
+    pub ended_at: i64,
+    pub wall_seconds: i64,
+    /// The SLA's clock: business time where business hours apply.
+    pub business_seconds: i64,
+    /// The `after` of every tier that fired.
+    pub fired: Vec<u64>,
+    pub notified: Vec<String>,
+    pub reason: String,
+}
+
+/// What housekeeping removed.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Pruned {
+    pub sent: usize,
+    pub dead: usize,
+    pub mutes: usize,
+    pub history: usize,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(crate::secret::Secret),
+}
+
+/// An open store; cheap to clone, safe to share between tasks.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(sqlite::Sqlite),
+    Postgres(postgres::Postgres),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! both {
+    ($self:ident . $method:ident ( $($arg:expr),* )) => {
+        match $self {
+            Store::Sqlite(s) => s.$method($($arg),*).await,
+            Store::Postgres(p) => p.$method($($arg),*).await,
+        }
+    };
+}
+
+impl Store {
+    /// Opens (creating and migrating if needed) the store.
+    pub async fn open(location: &Location) -> Result<Store, StoreError> {
+        Ok(match location {
+            Location::Sqlite(path) => Store::Sqlite(sqlite::Sqlite::open(path).await?),
+            Location::Postgres(url) => Store::Postgres(postgres::Postgres::open(url).await?),
+        })
+    }
+
+    /// Opens an existing store without creating or migrating it: `None` when a SQLite
+    /// file does not exist yet (nothing has been polled).
+    pub async fn open_existing(location: &Location) -> Result<Option<Store>, StoreError> {
+        Ok(match location {
+            Location::Sqlite(path) => sqlite::Sqlite::open_read_only(path)
+                .await?
+                .map(Store::Sqlite),
+            Location::Postgres(url) => Some(Store::Postgres(postgres::Postgres::open(url).await?)),
+        })
+    }
+
+    /// "state.db at /var/lib/…" or "PostgreSQL at host/db", never the password.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Sqlite(s) => s.describe(),
+            Store::Postgres(p) => p.describe(),
+        }
+    }
+
+    /// Whether several daemons may share it (then instance leases are used).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    pub async fn snapshot(&self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
+        both!(self.snapshot(instance, now))
+    }
+
+    /// Commits one cycle, all or nothing; returns the rows written (0 when there was
+    /// nothing to write).
+    pub async fn commit_cycle(&self, c: CycleCommit<'_>) -> Result<u64, StoreError> {
+        if c.is_empty() {
+            return Ok(0);
+        }
+        both!(self.commit_cycle(c))
+    }
+
+    /// Writes an instance's source state with the notifications it causes (blind).
+    pub async fn set_source(
+        &self,
+        instance: &str,
+        state: &SourceState,
+        outgoing: &[Outgoing],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        both!(self.set_source(instance, state, outgoing, now))
+    }
+
+    pub async fn source(&self, instance: &str) -> Result<SourceState, StoreError> {
+        both!(self.source(instance))
+    }
+
+    pub async fn sources(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
+        both!(self.sources())
+    }
+
+    /// Enqueues notifications outside a cycle (test, recovered).
+    pub async fn enqueue(&self, outgoing: &[Outgoing], now: i64) -> Result<Vec<i64>, StoreError> {
+        both!(self.enqueue(outgoing, now))
+    }
+
+    /// Claims `channel`'s oldest due notification for `owner` until `now_ms + claim_ms`:
+    /// a pending one whose time has come, or one whose claim expired. A resolved notice
+    /// is not due while a firing of its instance on that channel is still undelivered.
+    pub async fn claim(
+        &self,
+        owner: &str,
+        channel: &str,
+        now_ms: i64,
+        claim_ms: i64,
+    ) -> Result<Option<Queued>, StoreError> {
+        both!(self.claim(owner, channel, now_ms, claim_ms))
+    }
+
+    /// Claimed → sent. `false` when `owner` no longer holds the claim.
+    pub async fn ack(&self, id: i64, owner: &str, at: i64) -> Result<bool, StoreError> {
+        both!(self.ack(id, owner, at))
+    }
+
+    /// Claimed → pending, due at `next_attempt_ms`.
+    pub async fn nack(
+        &self,
+        id: i64,
+        owner: &str,
+        next_attempt_ms: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        both!(self.nack(id, owner, next_attempt_ms, error))
+    }
+
+    /// Claimed by `owner` (or, with `None`, pending) → dead.
+    pub async fn kill(
+        &self,
+        id: i64,
+        owner: Option<&str>,
+        at: i64,
+        error: &str,
+    ) -> Result<bool, StoreError> {
+        both!(self.kill(id, owner, at, error))
+    }
+
+    /// Pending notifications of channels not in `known`, created at or before `before`: dead.
+    pub async fn kill_orphans(
+        &self,
+        known: &[String],
+        before: i64,
+        now: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        both!(self.kill_orphans(known, before, now))
+    }
+
+    /// When `channel`'s next notification falls due (Unix ms): a pending one's retry time
+    /// or a claim's expiry.
+    pub async fn next_due_ms(&self, channel: &str) -> Result<Option<i64>, StoreError> {
+        both!(self.next_due_ms(channel))
+    }
+
+    /// Notifications in a state, newest first.
+    pub async fn outbox(&self, state: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        both!(self.outbox(state, limit))
+    }
+
+    /// How many notifications are in each state.
+    pub async fn outbox_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+        both!(self.outbox_counts())
+    }
+
+    pub async fn mute(
+        &self,
+        jid: &str,
+        until: i64,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        both!(self.mute(jid, until, reason, now))
+    }
+
+    /// `true` when a mute was removed.
+    pub async fn unmute(&self, jid: &str) -> Result<bool, StoreError> {
+        both!(self.unmute(jid))
+    }
+
+    /// Mutes still in force at `now`, soonest to end first.
+    pub async fn mutes(&self, now: i64) -> Result<Vec<Mute>, StoreError> {
+        both!(self.mutes(now))
+    }
+
+    /// Every open episode of every instance, longest waiting first.
+    pub async fn all_episodes(&self) -> Result<Vec<(String, Episode)>, StoreError> {
+        both!(self.all_episodes())
+    }
+
+    /// Closed episodes that ended at or after `since`, oldest first.
+    pub async fn history(
+        &self,
+        since: i64,
+        instance: Option<&str>,
+    ) -> Result<Vec<Past>, StoreError> {
+        both!(self.history(since, instance))
+    }
+
+    /// Removes what is older than its keep: sent notifications after `keep_sent`, dead
+    /// ones, expired mutes and closed episodes after `keep`.
+    pub async fn prune(&self, now: i64, keep_sent: i64, keep: i64) -> Result<Pruned, StoreError> {
+        both!(self.prune(now, keep_sent, keep))
+    }
+
+    /// Takes or renews `instance`'s lease for `node` until `now_ms + lease_ms`, if it is
+    /// free, expired, or already ours. Returns the fence to commit with, or `None` when
+    /// another node holds it.
+    pub async fn acquire_lease(
+        &self,
+        instance: &str,
+        node: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Option<Fence>, StoreError> {
+        both!(self.acquire_lease(instance, node, now_ms, lease_ms))
+    }
+
+    /// Lets go of every lease `node` holds (a clean shutdown: another node takes over at
+    /// once instead of after `ha.lease`).
+    pub async fn release_leases(&self, node: &str) -> Result<(), StoreError> {
+        both!(self.release_leases(node))
+    }
+
+    pub async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        both!(self.leases())
+    }
+}
+
+/// Encodes a list column (tiers fired, channels notified) as JSON.
+pub(crate) fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// Decodes a list column; a damaged value is an error, never silently empty.
+pub(crate) fn parse_list<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, StoreError> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("a list column is unreadable ({e}): {text}")))
+}
