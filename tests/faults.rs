@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::Write;
 use std::time::Duration;
 
@@ -225,48 +225,6 @@ fn a_full_disk_is_a_clear_error_and_loses_no_notification() {
         "{:?}",
         posts[0]["text"]
     );
-}
-
-/// Every (chat, episode start, tier) of the firings the receiver accepted, counted once
-/// per distinct document; every resolved (chat, episode start); and how many documents
-/// arrived more than once (resends after a crash).
-struct Seen {
-    firings: HashMap<(String, i64, u64), usize>,
-    resolved: HashMap<(String, i64), usize>,
-    repeats: usize,
-}
-
-fn seen(accepted: &[Value]) -> Seen {
-    let mut docs: Vec<&Value> = Vec::new();
-    let mut repeats = 0;
-    for doc in accepted {
-        if docs.contains(&doc) {
-            repeats += 1;
-        } else {
-            docs.push(doc);
-        }
-    }
-    let mut firings = HashMap::new();
-    let mut resolved = HashMap::new();
-    for doc in docs {
-        for c in doc["chats"].as_array().unwrap() {
-            let id = c["id"].as_str().unwrap().to_string();
-            let since = c["waiting_since"].as_i64().unwrap();
-            match doc["status"].as_str().unwrap() {
-                "firing" => {
-                    let after = doc["tier"]["after_seconds"].as_u64().unwrap();
-                    *firings.entry((id, since, after)).or_insert(0) += 1;
-                }
-                "resolved" => *resolved.entry((id, since)).or_insert(0) += 1,
-                other => panic!("unexpected {other} document: {doc}"),
-            }
-        }
-    }
-    Seen {
-        firings,
-        resolved,
-        repeats,
-    }
 }
 
 #[test]

@@ -84,7 +84,12 @@ pub fn skip(what: &str, expected: bool) {
     if ci && expected {
         panic!("{what}: required under CI=true, but not available");
     }
-    eprintln!("\n*** SKIPPED: {what} ***\n");
+    // Straight to the process's stderr: libtest captures eprintln! of passing tests, and
+    // a skip must be seen.
+    {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {what} ***");
+    }
     let log = std::env::temp_dir().join("inbox-sla-skipped-tests.log");
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
@@ -1179,4 +1184,220 @@ pub fn slack_texts(rx: &Receiver) -> Vec<String> {
         .iter()
         .map(|p| p["text"].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+// ----------------------------------------------------------------------------- PostgreSQL
+
+/// The throwaway PostgreSQL server `.ci/run` starts, as an admin URL (trust auth).
+pub const POSTGRES_ENV: &str = "INBOX_SLA_TEST_POSTGRES";
+
+/// A fresh, empty database on the test server, as a URL carrying [`DB_PASSWORD`] (trust
+/// auth ignores it; the tests check it never shows). `None`, after a loud skip, when no
+/// server was handed over; under `CI=true` that is a failure.
+pub fn postgres_db(test: &str) -> Option<String> {
+    let Ok(admin) = std::env::var(POSTGRES_ENV) else {
+        skip(
+            &format!(
+                "{test}: no PostgreSQL ({POSTGRES_ENV} is not set; `bash .ci/run` starts one)"
+            ),
+            true,
+        );
+        return None;
+    };
+    Some(create_database(&admin))
+}
+
+/// Creates a database on the server of `admin_url`; returns its URL with a password.
+pub fn create_database(admin_url: &str) -> String {
+    let name = format!("t_{:016x}", fastrand::u64(..));
+    rt().block_on(async {
+        let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("cannot reach the test PostgreSQL at {admin_url}: {e}"));
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+    });
+    let mut url = url::Url::parse(admin_url).unwrap();
+    url.set_path(&format!("/{name}"));
+    let _ = url.set_password(Some(DB_PASSWORD));
+    url.to_string()
+}
+
+/// A private PostgreSQL cluster a test can stop and start (Debian's binaries, as the
+/// `postgres` user when run as root). `None`, after a loud skip, without the binaries.
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PgCluster {
+    pub fn start(test: &str) -> Option<PgCluster> {
+        let bin = std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| {
+            d.flatten()
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .max()
+        });
+        let Some(bin) = bin else {
+            skip(
+                &format!("{test}: PostgreSQL's binaries are not installed"),
+                std::env::var(POSTGRES_ENV).is_ok(),
+            );
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let root = is_root();
+        if root {
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
+        }
+        let status = as_postgres(root, &bin.join("initdb"))
+            .args(["-D"])
+            .arg(dir.path().join("data"))
+            .args(["--auth=trust", "-U", "postgres"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "initdb failed");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut cluster = PgCluster {
+            dir,
+            bin,
+            port,
+            child: None,
+        };
+        cluster.resume();
+        Some(cluster)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again), waiting until it accepts connections.
+    pub fn resume(&mut self) {
+        let child = as_postgres(is_root(), &self.bin.join("postgres"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=100",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let url = self.admin_url();
+        assert!(
+            wait_for(PATIENCE, || rt().block_on(async {
+                tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                    .await
+                    .is_ok()
+            })),
+            "the private PostgreSQL did not start"
+        );
+    }
+
+    /// Stops the server ("fast" shutdown: every connection is cut at once).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &c.id().to_string()])
+                .status();
+            let deadline = Instant::now() + PATIENCE;
+            while Instant::now() < deadline && c.try_wait().ok().flatten().is_none() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `program` as the `postgres` user when root (PostgreSQL refuses to run as root).
+/// setpriv execs in place, so the child is the server itself and signals reach it.
+fn as_postgres(root: bool, program: &Path) -> Command {
+    if root {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--init-groups",
+            "--",
+        ])
+        .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+// ----------------------------------------------------------------------------- what arrived
+
+/// Every (chat, episode start, tier) of the firings the receiver accepted, counted once
+/// per distinct document; every resolved (chat, episode start); and how many documents
+/// arrived more than once (resends after a crash).
+pub struct Seen {
+    pub firings: HashMap<(String, i64, u64), usize>,
+    pub resolved: HashMap<(String, i64), usize>,
+    pub repeats: usize,
+}
+
+pub fn seen(accepted: &[Value]) -> Seen {
+    let mut docs: Vec<&Value> = Vec::new();
+    let mut repeats = 0;
+    for doc in accepted {
+        if docs.contains(&doc) {
+            repeats += 1;
+        } else {
+            docs.push(doc);
+        }
+    }
+    let mut firings = HashMap::new();
+    let mut resolved = HashMap::new();
+    for doc in docs {
+        for c in doc["chats"].as_array().unwrap() {
+            let id = c["id"].as_str().unwrap().to_string();
+            let since = c["waiting_since"].as_i64().unwrap();
+            match doc["status"].as_str().unwrap() {
+                "firing" => {
+                    let after = doc["tier"]["after_seconds"].as_u64().unwrap();
+                    *firings.entry((id, since, after)).or_insert(0) += 1;
+                }
+                "resolved" => *resolved.entry((id, since)).or_insert(0) += 1,
+                other => panic!("unexpected {other} document: {doc}"),
+            }
+        }
+    }
+    Seen {
+        firings,
+        resolved,
+        repeats,
+    }
 }

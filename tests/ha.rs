@@ -1,0 +1,345 @@
+//! More than one process on one store (PRODUCT.md sections 6 and 10): daemons in an HA
+//! group on PostgreSQL (takeover, chaos with kill -9, a database that goes away), and
+//! the daemon with a manual `once` on one SQLite store. Each prints its figures.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// Three instances, each with its own inbox, on the PostgreSQL database `url`, node `node`.
+fn ha_setup(wawp: &FakeWawp, url: &str, node: &str, rx: &Receiver) -> Setup {
+    Setup::new(wawp)
+        .instances(&[
+            ("north", "id-north"),
+            ("south", "id-south"),
+            ("east", "id-east"),
+        ])
+        .poll("1s")
+        .set("store", "url", &toml_str(url))
+        .set("ha", "node", &toml_str(node))
+        .set("ha", "lease", "\"3s\"")
+        .set("delivery", "timeout", "\"2s\"")
+        .tier("2h", &["pager"])
+        .tier("5h", &["pager"])
+        .channel(Channel::webhook("pager", &rx.url))
+        .http()
+}
+
+fn holder(env: &Env, instance: &str) -> Option<String> {
+    env.alerts()["leases"]
+        .as_array()?
+        .iter()
+        .find(|l| l["instance"] == instance && l["live"] == true)
+        .and_then(|l| l["holder"].as_str().map(str::to_string))
+}
+
+#[test]
+fn a_standby_node_takes_over_a_dead_nodes_instances_within_the_lease_and_a_poll() {
+    let Some(url) = postgres_db("ha: takeover") else {
+        return;
+    };
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let a = Env::new(ha_setup(&wawp, &url, "node-a", &rx));
+    let b = Env::new(ha_setup(&wawp, &url, "node-b", &rx));
+    let mut da = a.start();
+    assert!(
+        wait_for(PATIENCE, || ["north", "south", "east"]
+            .iter()
+            .all(|i| holder(&a, i).as_deref() == Some("node-a"))),
+        "{}",
+        da.log()
+    );
+    let db = b.start();
+    let base_b = db.http_base();
+    // node-b holds nothing but is healthy: ready to take over.
+    assert!(
+        wait_for(PATIENCE, || get(&format!("{base_b}/healthz")).0 == 200),
+        "{}",
+        db.log()
+    );
+    assert!(wait_for(PATIENCE, || get(&format!("{base_b}/metrics"))
+        .1
+        .contains(
+            "inbox_sla_instance_held{wawp_instance=\"north\",node=\"node-b\"} 0"
+        )));
+    let polls = wawp.polls_of("id-north");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        wawp.polls_of("id-north") - polls <= 3,
+        "only node-a polls north"
+    );
+
+    let killed = Instant::now();
+    da.kill();
+    let before = wawp.polls_of("id-north");
+    assert!(
+        wait_for(PATIENCE, || wawp.polls_of("id-north") > before),
+        "{}",
+        db.log()
+    );
+    let takeover = killed.elapsed();
+    assert!(
+        takeover <= Duration::from_secs(3 + 1 + 2),
+        "took over in {takeover:?} (lease 3s + poll 1s)"
+    );
+    assert!(wait_for(PATIENCE, || ["north", "south", "east"]
+        .iter()
+        .all(|i| holder(&b, i).as_deref() == Some("node-b"))));
+    assert!(
+        db.log().contains("this node now polls the instance"),
+        "{}",
+        db.log()
+    );
+    let alerts = Env::run(&b, &["alerts"]);
+    assert!(alerts.stdout.contains("north  held by node-b"), "{alerts}");
+    eprintln!(
+        "takeover: kill -9 of node-a to node-b's first poll of its instance: {} ms (ha.lease 3s, poll_interval 1s)",
+        takeover.as_millis()
+    );
+}
+
+#[test]
+fn two_daemons_through_twenty_kill_9s_send_each_tier_once() {
+    let Some(url) = postgres_db("ha: chaos") else {
+        return;
+    };
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let envs = [
+        Env::new(ha_setup(&wawp, &url, "node-a", &rx)),
+        Env::new(ha_setup(&wawp, &url, "node-b", &rx)),
+    ];
+    let mut daemons = [Some(envs[0].start()), Some(envs[1].start())];
+    let instances = ["id-north", "id-south", "id-east"];
+    let mut inboxes: Vec<Vec<Value>> = vec![Vec::new(); 3];
+    let mut read: HashSet<String> = HashSet::new();
+    let mut rng = fastrand::Rng::with_seed(0xC4A05);
+    let t = now();
+    let kills = 21;
+    for round in 0..kills {
+        // Every round a chat breaches somewhere (some past both tiers), and now and then
+        // an older one is read.
+        let inst = round % 3;
+        let jid = format!("20{inst}00{round:05}@c.us");
+        let since = t - if round % 4 == 0 { 6 * H } else { 3 * H };
+        inboxes[inst].push(chat(&jid, &format!("Customer {round}"), 1, "hello?", since));
+        if round % 5 == 4 && inboxes[inst].len() > 1 {
+            inboxes[inst][0]["unreadCount"] = 0.into();
+            read.insert(inboxes[inst][0]["id"].as_str().unwrap().to_string());
+        }
+        wawp.set_for(instances[inst], Reply::Chats(inboxes[inst].clone()));
+        if round % 6 == 0 {
+            rx.script(&[Answer::Status(503)]);
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(200..1200)));
+        let victim = rng.usize(..2);
+        if let Some(mut d) = daemons[victim].take() {
+            d.kill();
+        }
+        std::thread::sleep(Duration::from_millis(rng.u64(0..500)));
+        daemons[victim] = Some(envs[victim].start());
+    }
+    // Both run cleanly until everything is delivered and every read chat resolved.
+    let done = wait_for(Duration::from_secs(90), || {
+        let a = envs[0].alerts();
+        outbox_count(&a, "pending") == 0
+            && a["episodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|e| !read.contains(e["id"].as_str().unwrap()))
+            && a["episodes"].as_array().unwrap().len() + read.len()
+                == inboxes.iter().map(Vec::len).sum::<usize>()
+    });
+    for d in daemons.iter_mut().flatten() {
+        d.signal("TERM");
+        assert_eq!(d.wait(PATIENCE), Some(0), "{}", d.log());
+    }
+    assert!(done, "{}", envs[0].alerts());
+
+    let seen = seen(&rx.accepted());
+    let mut notifications = 0;
+    for (id, since) in inboxes.iter().flatten().map(|c| {
+        (
+            c["id"].as_str().unwrap().to_string(),
+            c["lastMessage"]["timestamp"].as_i64().unwrap(),
+        )
+    }) {
+        let fired = seen.firings.contains_key(&(id.clone(), since, 7200));
+        let must = !read.contains(&id) || fired;
+        for after in if t - since >= 5 * H {
+            vec![7200, 18000]
+        } else {
+            vec![7200]
+        } {
+            let n = seen
+                .firings
+                .get(&(id.clone(), since, after))
+                .copied()
+                .unwrap_or(0);
+            assert_eq!(
+                n,
+                usize::from(must),
+                "{id} tier {after}s in {n} distinct notifications"
+            );
+            notifications += n;
+        }
+        let resolved = seen
+            .resolved
+            .get(&(id.clone(), since))
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(
+            resolved,
+            usize::from(read.contains(&id) && fired),
+            "{id}: {resolved} resolved notices"
+        );
+        notifications += resolved;
+    }
+    assert!(
+        seen.repeats <= kills,
+        "{} resends for {kills} kills",
+        seen.repeats
+    );
+    assert_eq!(outbox_count(&envs[0].alerts(), "dead"), 0);
+    eprintln!(
+        "HA chaos: {kills} kill -9s over 2 daemons and 3 instances; {notifications} (chat, episode, tier) notifications each delivered once; {} duplicate deliveries (at most one per kill allowed); {} documents received",
+        seen.repeats,
+        rx.accepted().len()
+    );
+}
+
+#[test]
+fn the_database_going_away_pauses_polling_fails_healthz_and_loses_nothing() {
+    let Some(mut pg) = PgCluster::start("ha: database restart") else {
+        return;
+    };
+    if std::env::var(POSTGRES_ENV).is_err() {
+        skip(
+            "ha: database restart: runs with the CI services only",
+            false,
+        );
+        return;
+    }
+    let url = create_database(&pg.admin_url());
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let t = now();
+    wawp.chats(vec![chat("201001234567@c.us", "Amina", 1, "hi", t - 3 * H)]);
+    let env = Env::new(ha_setup(&wawp, &url, "node-a", &rx).instances(&[("north", "id-north")]));
+    let d = env.start();
+    let base = d.http_base();
+    assert!(
+        wait_for(PATIENCE, || rx.accepted().len() == 1),
+        "{}",
+        d.log()
+    );
+    assert!(wait_for(PATIENCE, || get(&format!("{base}/healthz")).0 == 200));
+
+    pg.stop();
+    let stopped = Instant::now();
+    assert!(
+        wait_for(PATIENCE, || get(&format!("{base}/healthz")).0 == 503),
+        "{}",
+        d.log()
+    );
+    let (_, why) = get(&format!("{base}/healthz"));
+    assert!(why.contains("store"), "{why}");
+    assert!(!why.contains(DB_PASSWORD), "{why}");
+    // Polling pauses: no lease, no poll (one in flight may finish).
+    std::thread::sleep(Duration::from_millis(500));
+    let polls = wawp.polls();
+    // Meanwhile a new customer breaches and Amina is read.
+    wawp.chats(vec![
+        chat("201001234567@c.us", "Amina", 0, "hi", t - 3 * H),
+        chat("201009999999@c.us", "Omar", 1, "?", t - 4 * H),
+    ]);
+    while stopped.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        wawp.polls() <= polls + 1,
+        "polled {} times without a store",
+        wawp.polls() - polls
+    );
+    pg.resume();
+    assert!(
+        wait_for(PATIENCE, || get(&format!("{base}/healthz")).0 == 200),
+        "{}",
+        d.log()
+    );
+    assert!(
+        wait_for(PATIENCE, || rx.accepted().len() == 3),
+        "{}",
+        d.log()
+    );
+    let polls_after = wawp.polls();
+    assert!(
+        wait_for(PATIENCE, || wawp.polls() >= polls_after + 3),
+        "polling resumed"
+    );
+    let seen = seen(&rx.accepted());
+    assert_eq!(seen.repeats, 0, "nothing doubled");
+    assert_eq!(seen.firings.len(), 2, "{:?}", seen.firings);
+    assert_eq!(seen.resolved.len(), 1, "{:?}", seen.resolved);
+    assert!(!d.log().contains(DB_PASSWORD));
+}
+
+#[test]
+fn the_daemon_and_a_manual_once_on_one_store_send_a_notification_once() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    // The daemon's send takes 3s: `once` runs while it is in flight.
+    rx.script(&[Answer::Delay(Duration::from_secs(3))]);
+    wawp.chats(vec![breached_chat()]);
+    let env = Env::new(
+        Setup::new(&wawp)
+            .poll("1s")
+            .set("delivery", "timeout", "\"10s\"")
+            .channel(Channel::webhook("pager", &rx.url)),
+    );
+    let d = env.start();
+    assert!(wait_for(PATIENCE, || !rx.posts().is_empty()), "{}", d.log());
+    let once = env.run(&["once"]);
+    assert_eq!(once.code, 0, "{once}");
+    assert!(wait_for(PATIENCE, || outbox_count(&env.alerts(), "sent") == 1));
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        rx.posts().len(),
+        1,
+        "one send: the daemon's claim kept `once` off it"
+    );
+}
+
+#[test]
+fn once_with_another_config_leaves_the_daemons_notifications_alone() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    rx.script(&vec![Answer::Status(503); 3]);
+    wawp.chats(vec![breached_chat()]);
+    let env = Env::new(
+        Setup::new(&wawp)
+            .poll("1s")
+            .channel(Channel::webhook("pager", &rx.url)),
+    );
+    let d = env.start();
+    assert!(wait_for(PATIENCE, || rx.posts().len() == 2), "{}", d.log());
+    drop(d);
+    // An operator tries a config of their own on the same store: only a console channel.
+    let other = Env::new(
+        Setup::new(&wawp)
+            .set(
+                "store",
+                "path",
+                &toml_str(&env.store().display().to_string()),
+            )
+            .channel(Channel::console()),
+    );
+    let run = other.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    let alerts = env.alerts();
+    assert_eq!(outbox_count(&alerts, "dead"), 0, "not killed: {alerts}");
+    assert_eq!(outbox_count(&alerts, "pending"), 1, "{alerts}");
+    // The daemon that owns the config delivers it.
+    let _d = env.start();
+    assert!(wait_for(PATIENCE, || rx.accepted().len() == 1));
+}

@@ -1,0 +1,612 @@
+//! The store's contract, run against both backends: a SQLite file, and a fresh database
+//! on the PostgreSQL server `.ci/run` starts (skipped loudly without one). Same schema
+//! semantics, same answers: migrations, cycle commits with generation and fence, closed
+//! episodes kept, the outbox state machine and its claims under concurrency, leases,
+//! mutes and pruning.
+
+mod common;
+
+use common::*;
+use inbox_sla::alert::{AlertDoc, Outgoing, Status};
+use inbox_sla::outbox::State;
+use inbox_sla::sla::{Closed, EndReason, Episode, Preview};
+use inbox_sla::store::{CycleCommit, Fence, Location, SourceState, Store, StoreError};
+use std::collections::HashSet;
+
+const T0: i64 = 1_790_000_000;
+
+/// Every backend this machine can run, with a name for messages.
+fn backends(test: &str) -> Vec<(&'static str, Store, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = rt()
+        .block_on(Store::open(&Location::Sqlite(dir.path().join("state.db"))))
+        .unwrap();
+    let mut out = vec![("sqlite", sqlite, dir)];
+    if let Some(url) = postgres_db(test) {
+        let pg = rt()
+            .block_on(Store::open(&Location::Postgres(
+                inbox_sla::secret::Secret::new(url),
+            )))
+            .unwrap();
+        out.push(("postgres", pg, tempfile::tempdir().unwrap()));
+    }
+    out
+}
+
+fn episode(jid: &str, started_at: i64) -> Episode {
+    Episode {
+        jid: jid.into(),
+        name: Some("Amina ناديه 🇪🇬".into()),
+        started_at,
+        unread: Some(2),
+        last_message: Some(Preview {
+            id: Some("M1".into()),
+            body: Some("hi\nthere".into()),
+            timestamp: Some(started_at),
+            has_media: true,
+        }),
+        fired: vec![7200, 21600],
+        notified: vec!["oncall".into(), "leads".into()],
+        last_fired_at: Some(started_at + 7200),
+        nudged: true,
+        missing: 2,
+        legacy_fired: None,
+    }
+}
+
+fn doc(status: Status, instance: &str) -> AlertDoc {
+    AlertDoc {
+        version: 1,
+        status,
+        instance: instance.into(),
+        tier: None,
+        sent_at: T0,
+        chats: vec![],
+        message: Some("x".into()),
+    }
+}
+
+fn out(channel: &str, status: Status) -> Outgoing {
+    Outgoing {
+        channel: channel.into(),
+        doc: doc(status, "support"),
+    }
+}
+
+fn commit<'a>(
+    instance: &'a str,
+    generation: i64,
+    upserts: &'a [Episode],
+    closed: &'a [Closed],
+    outgoing: &'a [Outgoing],
+) -> CycleCommit<'a> {
+    CycleCommit {
+        instance,
+        generation,
+        fence: None,
+        upserts,
+        closed,
+        outgoing,
+        source: None,
+        now: T0,
+    }
+}
+
+#[test]
+fn a_cycle_commits_all_or_nothing_and_a_second_writer_loses() {
+    for (name, store, _dir) in backends("store: cycle commits") {
+        rt().block_on(async {
+            let snap = store.snapshot("support", T0).await.unwrap();
+            assert_eq!((snap.generation, snap.episodes.len()), (0, 0), "{name}");
+            let eps = [episode("1@c.us", T0), episode("2@c.us", T0 - 60)];
+            let written = store
+                .commit_cycle(commit(
+                    "support",
+                    0,
+                    &eps,
+                    &[],
+                    &[out("oncall", Status::Firing)],
+                ))
+                .await
+                .unwrap();
+            assert!(written >= 3, "{name}: {written}");
+            let snap = store.snapshot("support", T0).await.unwrap();
+            assert_eq!(snap.generation, 1, "{name}");
+            assert_eq!(
+                snap.episodes["1@c.us"], eps[0],
+                "{name}: an episode round-trips whole"
+            );
+            // A writer that read generation 0 lost the race: nothing of it is written.
+            let err = store
+                .commit_cycle(commit(
+                    "support",
+                    0,
+                    &eps,
+                    &[],
+                    &[out("oncall", Status::Firing)],
+                ))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Conflict(_)), "{name}: {err}");
+            assert_eq!(
+                store.outbox_counts().await.unwrap()["pending"],
+                1,
+                "{name}: enqueued once"
+            );
+            // Another instance's generation is its own; an empty commit writes nothing.
+            assert!(
+                store
+                    .commit_cycle(commit("sales", 0, &eps, &[], &[]))
+                    .await
+                    .unwrap()
+                    > 0,
+                "{name}"
+            );
+            assert_eq!(
+                store
+                    .commit_cycle(commit("sales", 1, &[], &[], &[]))
+                    .await
+                    .unwrap(),
+                0,
+                "{name}"
+            );
+            assert_eq!(
+                store.snapshot("sales", T0).await.unwrap().generation,
+                1,
+                "{name}"
+            );
+        });
+    }
+}
+
+#[test]
+fn closed_episodes_leave_the_open_set_and_are_kept_for_reports() {
+    for (name, store, _dir) in backends("store: history") {
+        rt().block_on(async {
+            let eps = [episode("1@c.us", T0 - 9000), episode("2@c.us", T0 - 100)];
+            store
+                .commit_cycle(commit("support", 0, &eps, &[], &[]))
+                .await
+                .unwrap();
+            // One read, one ignored (dropped without history), and one read between polls
+            // (closed and reopened in the same cycle).
+            let closed = [
+                Closed {
+                    episode: eps[0].clone(),
+                    ended_at: T0,
+                    age: 5000,
+                    reason: EndReason::Read,
+                },
+                Closed {
+                    episode: eps[1].clone(),
+                    ended_at: T0,
+                    age: 100,
+                    reason: EndReason::Ignored,
+                },
+            ];
+            let reopened = [Episode {
+                started_at: T0,
+                fired: vec![],
+                ..eps[0].clone()
+            }];
+            store
+                .commit_cycle(commit("support", 1, &reopened, &closed, &[]))
+                .await
+                .unwrap();
+            let snap = store.snapshot("support", T0).await.unwrap();
+            assert_eq!(snap.episodes.len(), 1, "{name}");
+            assert_eq!(
+                snap.episodes["1@c.us"].started_at, T0,
+                "{name}: the new episode"
+            );
+            let past = store.history(0, None).await.unwrap();
+            assert_eq!(past.len(), 1, "{name}: ignored chats are not history");
+            let p = &past[0];
+            assert_eq!(
+                (p.jid.as_str(), p.started_at, p.ended_at),
+                ("1@c.us", T0 - 9000, T0),
+                "{name}"
+            );
+            assert_eq!((p.wall_seconds, p.business_seconds), (9000, 5000), "{name}");
+            assert_eq!(p.fired, vec![7200, 21600], "{name}");
+            assert_eq!(p.notified, vec!["oncall", "leads"], "{name}");
+            assert_eq!(p.reason, "read", "{name}");
+            assert!(
+                store.history(T0 + 1, None).await.unwrap().is_empty(),
+                "{name}"
+            );
+            assert!(
+                store.history(0, Some("sales")).await.unwrap().is_empty(),
+                "{name}"
+            );
+        });
+    }
+}
+
+#[test]
+fn a_commit_with_a_stale_fence_is_refused() {
+    for (name, store, _dir) in backends("store: fencing") {
+        rt().block_on(async {
+            let a = store
+                .acquire_lease("support", "node-a", T0 * 1000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                a,
+                Fence {
+                    node: "node-a".into(),
+                    value: 1
+                },
+                "{name}"
+            );
+            assert_eq!(
+                store
+                    .acquire_lease("support", "node-b", T0 * 1000 + 1000, 30_000)
+                    .await
+                    .unwrap(),
+                None,
+                "{name}: held"
+            );
+            // node-a renews: same fence.
+            let renewed = store
+                .acquire_lease("support", "node-a", T0 * 1000 + 10_000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(renewed.value, 1, "{name}");
+            // node-a pauses past its lease; node-b takes over with the next fence.
+            let b = store
+                .acquire_lease("support", "node-b", T0 * 1000 + 41_000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(b.value, 2, "{name}");
+            let eps = [episode("1@c.us", T0)];
+            let mut stale = commit("support", 0, &eps, &[], &[]);
+            stale.fence = Some(&a);
+            let err = store.commit_cycle(stale).await.unwrap_err();
+            assert!(matches!(err, StoreError::Fenced(_)), "{name}: {err}");
+            assert!(
+                store
+                    .snapshot("support", T0)
+                    .await
+                    .unwrap()
+                    .episodes
+                    .is_empty(),
+                "{name}: nothing written"
+            );
+            let mut fresh = commit("support", 0, &eps, &[], &[]);
+            fresh.fence = Some(&b);
+            store.commit_cycle(fresh).await.unwrap();
+            let leases = store.leases().await.unwrap();
+            assert_eq!(
+                (leases[0].holder.as_str(), leases[0].fence),
+                ("node-b", 2),
+                "{name}"
+            );
+            // A clean stop lets go at once.
+            store.release_leases("node-b").await.unwrap();
+            let a2 = store
+                .acquire_lease("support", "node-a", T0 * 1000 + 42_000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(a2.value, 3, "{name}");
+        });
+    }
+}
+
+#[test]
+fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
+    for (name, store, _dir) in backends("store: outbox states") {
+        rt().block_on(async {
+            let ids = store
+                .enqueue(
+                    &[out("oncall", Status::Firing), out("oncall", Status::Firing)],
+                    T0,
+                )
+                .await
+                .unwrap();
+            let now = T0 * 1000;
+            let q = store
+                .claim("a", "oncall", now, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(q.id, ids[0], "{name}: oldest first");
+            assert_eq!(
+                q.state,
+                State::Claimed {
+                    owner: "a".into(),
+                    until_ms: now + 30_000
+                },
+                "{name}"
+            );
+            assert!(
+                !store.ack(q.id, "b", T0).await.unwrap(),
+                "{name}: not b's claim"
+            );
+            assert!(
+                store.nack(q.id, "a", now + 5_000, "503").await.unwrap(),
+                "{name}"
+            );
+            // Pending again but not due: the next row is claimed instead.
+            let q2 = store
+                .claim("b", "oncall", now, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(q2.id, ids[1], "{name}");
+            assert!(
+                store
+                    .claim("c", "oncall", now, 30_000)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name}"
+            );
+            assert_eq!(
+                store.next_due_ms("oncall").await.unwrap(),
+                Some(now + 5_000),
+                "{name}"
+            );
+            // Due now; claimed, then acked.
+            let q = store
+                .claim("a", "oncall", now + 5_000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                (q.id, q.attempts, q.last_error.as_deref()),
+                (ids[0], 1, Some("503")),
+                "{name}"
+            );
+            assert!(store.ack(q.id, "a", T0 + 5).await.unwrap(), "{name}");
+            assert!(
+                !store.ack(q.id, "a", T0 + 5).await.unwrap(),
+                "{name}: acked once"
+            );
+            // b's claim expires (b died mid-send): c takes the row over.
+            let q = store
+                .claim("c", "oncall", now + 31_000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(q.id, ids[1], "{name}");
+            assert!(
+                !store.ack(q.id, "b", T0).await.unwrap(),
+                "{name}: the dead owner's late ack is refused"
+            );
+            assert!(
+                store.kill(q.id, Some("c"), T0 + 40, "404").await.unwrap(),
+                "{name}"
+            );
+            let counts = store.outbox_counts().await.unwrap();
+            assert_eq!(
+                (counts.get("sent"), counts.get("dead")),
+                (Some(&1), Some(&1)),
+                "{name}"
+            );
+            let dead = store.outbox("dead", 10).await.unwrap();
+            assert_eq!(dead[0].state, State::Dead { at: T0 + 40 }, "{name}");
+            assert_eq!(dead[0].last_error.as_deref(), Some("404"), "{name}");
+        });
+    }
+}
+
+#[test]
+fn a_resolved_notice_is_not_due_while_its_firing_is_undelivered() {
+    for (name, store, _dir) in backends("store: resolved after firing") {
+        rt().block_on(async {
+            let other = Outgoing {
+                channel: "oncall".into(),
+                doc: doc(Status::Firing, "sales"),
+            };
+            let ids = store
+                .enqueue(
+                    &[
+                        out("oncall", Status::Firing),
+                        out("oncall", Status::Resolved),
+                        other,
+                    ],
+                    T0,
+                )
+                .await
+                .unwrap();
+            let now = T0 * 1000;
+            let firing = store
+                .claim("a", "oncall", now, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(firing.id, ids[0], "{name}");
+            store
+                .nack(firing.id, "a", now + 60_000, "503")
+                .await
+                .unwrap();
+            // The resolved notice waits; another instance's firing does not.
+            let next = store
+                .claim("a", "oncall", now, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                next.id, ids[2],
+                "{name}: the resolved notice overtook its firing"
+            );
+            assert!(
+                store
+                    .claim("a", "oncall", now, 30_000)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name}"
+            );
+            let firing = store
+                .claim("a", "oncall", now + 60_000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(firing.id, ids[0], "{name}");
+            store.ack(firing.id, "a", T0 + 60).await.unwrap();
+            let resolved = store
+                .claim("a", "oncall", now + 60_000, 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(resolved.id, ids[1], "{name}");
+        });
+    }
+}
+
+#[test]
+fn concurrent_claimers_never_get_the_same_row() {
+    for (name, store, _dir) in backends("store: concurrent claims") {
+        let outgoing: Vec<Outgoing> = (0..60).map(|_| out("oncall", Status::Firing)).collect();
+        rt().block_on(store.enqueue(&outgoing, T0)).unwrap();
+        let claimed: Vec<i64> = rt().block_on(async {
+            let mut tasks = tokio::task::JoinSet::new();
+            for worker in 0..6 {
+                let store = store.clone();
+                tasks.spawn(async move {
+                    let mut mine = Vec::new();
+                    let owner = format!("w{worker}");
+                    while let Some(q) = store
+                        .claim(&owner, "oncall", T0 * 1000, 60_000)
+                        .await
+                        .unwrap()
+                    {
+                        assert!(store.ack(q.id, &owner, T0).await.unwrap());
+                        mine.push(q.id);
+                    }
+                    mine
+                });
+            }
+            let mut all = Vec::new();
+            while let Some(r) = tasks.join_next().await {
+                all.extend(r.unwrap());
+            }
+            all
+        });
+        let unique: HashSet<i64> = claimed.iter().copied().collect();
+        assert_eq!(claimed.len(), 60, "{name}: every row sent");
+        assert_eq!(unique.len(), 60, "{name}: no row sent twice");
+    }
+}
+
+#[test]
+fn orphans_sources_mutes_and_pruning_behave_alike() {
+    for (name, store, _dir) in backends("store: housekeeping") {
+        rt().block_on(async {
+            store
+                .enqueue(&[out("gone", Status::Firing)], T0)
+                .await
+                .unwrap();
+            let known = vec!["oncall".to_string()];
+            assert!(
+                store
+                    .kill_orphans(&known, T0 - 1, T0)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "{name}: too young"
+            );
+            let killed = store.kill_orphans(&known, T0, T0 + 10).await.unwrap();
+            assert_eq!(killed.len(), 1, "{name}");
+            let state = SourceState {
+                failing_since: Some(T0),
+                last_error: Some("http_401".into()),
+                blind: true,
+                last_ok_at: Some(T0 - 60),
+                complete_chats: Some(1234),
+            };
+            store
+                .set_source("support", &state, &[out("oncall", Status::Blind)], T0)
+                .await
+                .unwrap();
+            assert_eq!(store.source("support").await.unwrap(), state, "{name}");
+            assert_eq!(
+                store.snapshot("support", T0).await.unwrap().source,
+                state,
+                "{name}"
+            );
+            assert_eq!(
+                store.sources().await.unwrap(),
+                vec![("support".to_string(), state)],
+                "{name}"
+            );
+            store
+                .mute("1@c.us", T0 + 100, Some("called her"), T0)
+                .await
+                .unwrap();
+            store.mute("2@c.us", T0 + 50, None, T0).await.unwrap();
+            let mutes = store.mutes(T0).await.unwrap();
+            assert_eq!(
+                mutes.iter().map(|m| m.jid.as_str()).collect::<Vec<_>>(),
+                vec!["2@c.us", "1@c.us"],
+                "{name}"
+            );
+            assert_eq!(
+                store.mutes(T0 + 60).await.unwrap().len(),
+                1,
+                "{name}: expired mutes are not in force"
+            );
+            assert!(store.unmute("1@c.us").await.unwrap(), "{name}");
+            assert!(!store.unmute("1@c.us").await.unwrap(), "{name}");
+            // Past its keep, everything goes: the dead row, the expired mute.
+            let day = 86_400;
+            let pruned = store
+                .prune(T0 + 100 * day, 7 * day, 90 * day)
+                .await
+                .unwrap();
+            assert_eq!((pruned.dead, pruned.mutes), (1, 1), "{name}: {pruned:?}");
+            assert_eq!(
+                store.outbox_counts().await.unwrap().get("dead"),
+                None,
+                "{name}"
+            );
+        });
+    }
+}
+
+#[test]
+fn migrations_run_once_and_a_newer_schema_is_refused() {
+    let Some(url) = postgres_db("store: postgres migrations") else {
+        return;
+    };
+    let location = Location::Postgres(inbox_sla::secret::Secret::new(url.clone()));
+    rt().block_on(async {
+        // Two daemons starting at once: both open, one migrates.
+        let (a, b) = tokio::join!(Store::open(&location), Store::open(&location));
+        a.unwrap();
+        b.unwrap();
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let v: i64 = client
+            .query_one("SELECT version FROM inbox_sla_schema", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(v, inbox_sla::store::SCHEMA_VERSION);
+        client
+            .execute("UPDATE inbox_sla_schema SET version = 99", &[])
+            .await
+            .unwrap();
+        let err = Store::open(&location).await.unwrap_err().to_string();
+        assert!(err.contains("schema version 99 is newer"), "{err}");
+        assert!(!err.contains(DB_PASSWORD), "{err}");
+    });
+    // A database that is unreachable is a clear error without the password.
+    let dead = Location::Postgres(inbox_sla::secret::Secret::new(format!(
+        "postgres://postgres:{DB_PASSWORD}@127.0.0.1:1/x"
+    )));
+    let err = rt().block_on(Store::open(&dead)).unwrap_err().to_string();
+    assert!(
+        err.contains("127.0.0.1:1/x") && err.contains("cannot reach"),
+        "{err}"
+    );
+    assert!(!err.contains(DB_PASSWORD), "{err}");
+}
