@@ -69,6 +69,10 @@ pub struct AlertChat {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub repeat: bool,
     pub last_message: Option<AlertMessage>,
+    /// The `after` (seconds) of every tier that has fired for this episode: on-call tools
+    /// label an alert with the highest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tiers_fired: Vec<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,59 +112,101 @@ pub struct Outgoing {
     pub doc: AlertDoc,
 }
 
-/// Groups one cycle's events: one document per (channel, status, tier).
-pub fn digest(instance: &str, events: &[Event], now: i64) -> Vec<Outgoing> {
-    let mut groups: BTreeMap<(String, Status, usize), (u64, Vec<AlertChat>)> = BTreeMap::new();
+/// How a channel takes a cycle's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One document per status and tier listing every chat (Slack, email, webhook, Teams):
+    /// 300 chats breaching at once are one message.
+    Digest,
+    /// One document per chat (PagerDuty, Alertmanager: they group alerts themselves),
+    /// carrying the highest tier that fired for it this cycle.
+    PerChat,
+}
+
+/// The document's view of one event's chat.
+fn alert_chat(event: &Event) -> AlertChat {
+    let ep = &event.episode;
+    let (tier, repeat) = match event.kind {
+        EventKind::Firing { tier, repeat, .. } => (tier, repeat),
+        EventKind::Resolved { tier } => (tier, false),
+    };
+    AlertChat {
+        id: ep.jid.clone(),
+        name: ep.name.clone(),
+        kind: chat_kind(&ep.jid).to_string(),
+        unread_count: ep.unread,
+        waiting_since: ep.started_at,
+        waiting_seconds: event.waited,
+        sla_seconds: event.age,
+        tier,
+        repeat,
+        last_message: ep.last_message.as_ref().map(|m| AlertMessage {
+            id: m.id.clone(),
+            body: m.body.clone(),
+            timestamp: m.timestamp,
+            has_media: m.has_media,
+        }),
+        tiers_fired: ep.fired.clone(),
+    }
+}
+
+/// Groups one cycle's events into documents: per (channel, status, tier) for digest
+/// channels, per (channel, status, chat) for per-chat ones.
+pub fn digest(
+    instance: &str,
+    events: &[Event],
+    now: i64,
+    shape: impl Fn(&str) -> Shape,
+) -> Vec<Outgoing> {
+    /// (channel, status, tier position or MAX, chat id for per-chat channels)
+    type Key = (String, Status, usize, String);
+    let mut groups: BTreeMap<Key, (Option<TierRef>, Vec<AlertChat>)> = BTreeMap::new();
     for event in events {
-        let (status, tier, after, repeat) = match event.kind {
+        let (status, tier) = match event.kind {
             EventKind::Firing {
-                tier,
-                after_secs,
-                repeat,
-            } => (Status::Firing, tier, after_secs, repeat),
-            // Resolved notices of all tiers go out together: one per channel.
-            EventKind::Resolved { .. } => (Status::Resolved, usize::MAX, 0, false),
+                tier, after_secs, ..
+            } => (
+                Status::Firing,
+                Some(TierRef {
+                    index: tier,
+                    after_seconds: after_secs,
+                }),
+            ),
+            // Resolved notices of all tiers go out together.
+            EventKind::Resolved { .. } => (Status::Resolved, None),
         };
-        let tier_of_chat = match event.kind {
-            EventKind::Firing { tier, .. } | EventKind::Resolved { tier } => tier,
-        };
-        let ep = &event.episode;
-        let chat = AlertChat {
-            id: ep.jid.clone(),
-            name: ep.name.clone(),
-            kind: chat_kind(&ep.jid).to_string(),
-            unread_count: ep.unread,
-            waiting_since: ep.started_at,
-            waiting_seconds: event.waited,
-            sla_seconds: event.age,
-            tier: tier_of_chat,
-            repeat,
-            last_message: ep.last_message.as_ref().map(|m| AlertMessage {
-                id: m.id.clone(),
-                body: m.body.clone(),
-                timestamp: m.timestamp,
-                has_media: m.has_media,
-            }),
-        };
+        let chat = alert_chat(event);
         for channel in &event.channels {
-            let entry = groups
-                .entry((channel.clone(), status, tier))
-                .or_insert((after, Vec::new()));
-            entry.1.push(chat.clone());
+            match shape(channel) {
+                Shape::Digest => {
+                    let key = (
+                        channel.clone(),
+                        status,
+                        tier.map_or(usize::MAX, |t| t.index),
+                        String::new(),
+                    );
+                    groups
+                        .entry(key)
+                        .or_insert((tier, Vec::new()))
+                        .1
+                        .push(chat.clone());
+                }
+                Shape::PerChat => {
+                    let key = (channel.clone(), status, 0, chat.id.clone());
+                    let entry = groups.entry(key).or_insert((tier, vec![chat.clone()]));
+                    // Several tiers crossed in one cycle: the incident shows the highest.
+                    if tier.map(|t| t.after_seconds) > entry.0.map(|t| t.after_seconds) {
+                        *entry = (tier, vec![chat.clone()]);
+                    }
+                }
+            }
         }
     }
     groups
         .into_iter()
-        .map(|((channel, status, tier), (after, mut chats))| {
+        .map(|((channel, status, _, _), (tier, mut chats))| {
             // Longest wait first: the chat most at risk leads the message.
             chats.sort_by(|a, b| a.waiting_since.cmp(&b.waiting_since).then(a.id.cmp(&b.id)));
-            let tier = match status {
-                Status::Firing => Some(TierRef {
-                    index: tier,
-                    after_seconds: after,
-                }),
-                _ => None,
-            };
             Outgoing {
                 channel,
                 doc: AlertDoc {
@@ -189,6 +235,13 @@ pub fn short_duration(secs: i64) -> String {
         (d, 0, _) => format!("{d}d"),
         (d, h, _) => format!("{d}d {h}h"),
     }
+}
+
+/// "2026-11-26T09:14:00Z": what APIs want (RFC 3339).
+pub fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
 /// "2026-11-26 09:14 UTC"
@@ -224,6 +277,7 @@ mod tests {
             tier: 0,
             repeat: false,
             last_message: None,
+            tiers_fired: vec![],
         };
         assert_eq!(c.link().as_deref(), Some("https://wa.me/201234567890"));
         c.id = "1203630@g.us".into();

@@ -564,6 +564,7 @@ pub fn test_document(channel: &str, now: i64) -> AlertDoc {
             tier: 0,
             repeat: false,
             last_message: None,
+            tiers_fired: Vec::new(),
         }],
         message: Some(format!(
             "TEST: this is a test message from inbox-sla on {host} through channel \"{channel}\". No customer is waiting."

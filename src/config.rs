@@ -180,6 +180,24 @@ pub enum ChannelKind {
         headers: BTreeMap<String, Secret>,
     },
     Console,
+    #[serde(rename = "pagerduty")]
+    PagerDuty {
+        routing_key: Secret,
+        severity: Severity,
+        #[serde(serialize_with = "ser_display")]
+        url: Url,
+    },
+    Alertmanager {
+        #[serde(serialize_with = "ser_urls")]
+        urls: Vec<Url>,
+        /// Firing alerts are re-sent this often (Alertmanager forgets what is not).
+        #[serde(with = "crate::duration")]
+        resend: Duration,
+        labels: BTreeMap<String, String>,
+    },
+    Teams {
+        webhook_url: Secret,
+    },
 }
 
 impl ChannelKind {
@@ -189,9 +207,47 @@ impl ChannelKind {
             ChannelKind::Email(_) => "email",
             ChannelKind::Webhook { .. } => "webhook",
             ChannelKind::Console => "console",
+            ChannelKind::PagerDuty { .. } => "pagerduty",
+            ChannelKind::Alertmanager { .. } => "alertmanager",
+            ChannelKind::Teams { .. } => "teams",
+        }
+    }
+
+    /// On-call tools group alerts themselves: they get one document per chat.
+    pub fn shape(&self) -> crate::alert::Shape {
+        match self {
+            ChannelKind::PagerDuty { .. } | ChannelKind::Alertmanager { .. } => {
+                crate::alert::Shape::PerChat
+            }
+            _ => crate::alert::Shape::Digest,
         }
     }
 }
+
+/// PagerDuty's event severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+/// Labels inbox-sla sets on every Alertmanager alert; a channel's `labels` cannot replace
+/// them.
+pub const ALERTMANAGER_LABELS: [&str; 5] = ["alertname", "wawp_instance", "chat", "kind", "tier"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EmailConfig {
@@ -349,6 +405,13 @@ struct RawChannel {
     from: Option<String>,
     to: Option<Vec<String>>,
     ca_file: Option<PathBuf>,
+    routing_key: Option<String>,
+    routing_key_file: Option<PathBuf>,
+    severity: Option<Severity>,
+    urls: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    resend: Option<Duration>,
+    labels: Option<BTreeMap<String, String>>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -424,7 +487,9 @@ impl Config {
                     out.extend(headers.values().cloned());
                 }
                 ChannelKind::Email(e) => out.extend(e.password.clone()),
-                ChannelKind::Console => {}
+                ChannelKind::PagerDuty { routing_key, .. } => out.push(routing_key.clone()),
+                ChannelKind::Teams { webhook_url } => out.push(webhook_url.clone()),
+                ChannelKind::Console | ChannelKind::Alertmanager { .. } => {}
             }
         }
         out
@@ -907,6 +972,12 @@ fn build_channel(
         ("from", ch.from.is_some()),
         ("to", ch.to.is_some()),
         ("ca_file", ch.ca_file.is_some()),
+        ("routing_key", ch.routing_key.is_some()),
+        ("routing_key_file", ch.routing_key_file.is_some()),
+        ("severity", ch.severity.is_some()),
+        ("urls", ch.urls.is_some()),
+        ("resend", ch.resend.is_some()),
+        ("labels", ch.labels.is_some()),
     ];
     let allowed: &[&str] = match kind.as_str() {
         "slack" => &["webhook_url", "webhook_url_file"],
@@ -923,9 +994,13 @@ fn build_channel(
             "ca_file",
         ],
         "console" => &[],
+        "pagerduty" => &["routing_key", "routing_key_file", "severity", "url"],
+        "alertmanager" => &["urls", "resend", "labels"],
+        "teams" => &["webhook_url", "webhook_url_file"],
         other => {
             return Err(format!(
-                "{key}: type \"{other}\" is not one of slack, email, webhook, console"
+                "{key}: type \"{other}\" is not one of slack, email, webhook, console, \
+                 pagerduty, alertmanager, teams"
             ));
         }
     };
@@ -1008,6 +1083,81 @@ fn build_channel(
                 to,
                 ca_file,
             })
+        }
+        "pagerduty" => {
+            inline |= ch.routing_key.is_some();
+            let routing_key = secrets
+                .pair(key, "routing_key", ch.routing_key, ch.routing_key_file)?
+                .ok_or_else(|| format!("{key}: set routing_key or routing_key_file (from the PagerDuty service's Events API v2 integration)"))?;
+            let url = checked_url(
+                &format!("{key}.url"),
+                ch.url
+                    .as_deref()
+                    .unwrap_or("https://events.pagerduty.com/v2/enqueue"),
+            )?;
+            ChannelKind::PagerDuty {
+                routing_key,
+                severity: ch.severity.unwrap_or(Severity::Error),
+                url,
+            }
+        }
+        "alertmanager" => {
+            let urls = ch.urls.unwrap_or_default();
+            if urls.is_empty() {
+                return Err(format!(
+                    "{key}: urls needs at least one Alertmanager, like [\"http://alertmanager:9093\"]"
+                ));
+            }
+            let urls = urls
+                .iter()
+                .map(|u| {
+                    // Alertmanager listens on plain http inside a cluster, and its URL is
+                    // no secret: http is allowed here.
+                    let url = Url::parse(u)
+                        .map_err(|e| format!("{key}.urls: \"{u}\" is not a URL ({e})"))?;
+                    match url.scheme() {
+                        "http" | "https" => Ok(url),
+                        other => Err(format!(
+                            "{key}.urls: scheme \"{other}\" is not http or https"
+                        )),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let resend = ch.resend.unwrap_or(Duration::from_secs(60));
+            if resend < Duration::from_secs(5) {
+                return Err(format!("{key}.resend must be at least 5s"));
+            }
+            let labels = ch.labels.unwrap_or_default();
+            for name in labels.keys() {
+                let valid = name
+                    .chars()
+                    .next()
+                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !valid || name.starts_with("__") {
+                    return Err(format!(
+                        "{key}.labels: \"{name}\" is not a Prometheus label name"
+                    ));
+                }
+                if ALERTMANAGER_LABELS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "{key}.labels: \"{name}\" is set by inbox-sla itself"
+                    ));
+                }
+            }
+            ChannelKind::Alertmanager {
+                urls,
+                resend,
+                labels,
+            }
+        }
+        "teams" => {
+            inline |= ch.webhook_url.is_some();
+            let url = secrets
+                .pair(key, "webhook_url", ch.webhook_url, ch.webhook_url_file)?
+                .ok_or_else(|| format!("{key}: set webhook_url or webhook_url_file (from the Teams channel's Workflows webhook)"))?;
+            check_secret_url(&format!("{key}.webhook_url"), &url)?;
+            ChannelKind::Teams { webhook_url: url }
         }
         _ => ChannelKind::Console,
     };
@@ -1109,6 +1259,10 @@ fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dura
 
 fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
+}
+
+fn ser_urls<S: serde::Serializer>(v: &[Url], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(Url::as_str))
 }
 
 #[cfg(test)]

@@ -152,9 +152,12 @@ pub async fn plan(
         tracing::warn!(instance = %instance.name, chats = chat_count, previous = ?previous_chats,
             "overview incomplete: empty or under half the size of the last one; absence proves nothing this cycle");
     }
-    let channels = config.channel_names();
-    let mut outgoing = alert::digest(&instance.name, &eval.events, now);
-    outgoing.retain(|o| channels.contains(&o.channel));
+    // Channels removed from the config since an episode was told hear nothing more.
+    let shape = |name: &str| config.channel(name).map(|c| c.kind.shape());
+    let mut outgoing = alert::digest(&instance.name, &eval.events, now, |c| {
+        shape(c).unwrap_or(alert::Shape::Digest)
+    });
+    outgoing.retain(|o| shape(&o.channel).is_some());
     let mut next_source = SourceState {
         failing_since: None,
         last_error: None,

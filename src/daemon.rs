@@ -348,6 +348,16 @@ impl Loops {
                 self.wake.subscribe(),
                 stop_rx.clone(),
             ));
+            if channel.alertmanager().is_some() {
+                tasks.spawn(alertmanager_loop(
+                    self.store.clone(),
+                    name.clone(),
+                    channel.clone(),
+                    self.clock.clone(),
+                    self.health.clone(),
+                    stop_rx.clone(),
+                ));
+            }
         }
         tasks.spawn(housekeeping_loop(
             self.outbox.clone(),
@@ -589,6 +599,41 @@ async fn channel_loop(
             _ = tokio::time::sleep(wait) => {}
             _ = wake.changed() => {}
             _ = stop.changed() => {} // one last pass for what the final cycles enqueued
+        }
+    }
+}
+
+/// Re-sends an Alertmanager channel's firing (and lately resolved) alerts every
+/// `resend`, starting at once: Alertmanager forgets what is not re-sent.
+async fn alertmanager_loop(
+    store: Store,
+    name: String,
+    channel: Arc<notify::Channel>,
+    clock: Clock,
+    health: Health,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(am) = channel.alertmanager() else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(am.resend_every());
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let refreshed = deliver::refresh_alertmanager(&store, &name, am, clock.now(), |i| {
+            !health.is_standby(i)
+        })
+        .await;
+        match refreshed {
+            Ok((n, said)) => {
+                tracing::debug!(channel = %name, alerts = n, receiver = %said, "alerts re-sent to Alertmanager")
+            }
+            Err(e) => {
+                tracing::warn!(channel = %name, "re-sending alerts to Alertmanager failed (next try in {}): {e}", crate::duration::format(am.resend_every()))
+            }
         }
     }
 }

@@ -52,3 +52,87 @@ pub async fn deliver_due(outbox: &Arc<Outbox>, channels: &Channels) -> Result<Re
         None => Ok(total),
     }
 }
+
+/// Re-sends to an Alertmanager channel what it must not forget: an alert for every open
+/// episode this channel was told about, and, resolved, those that ended in the last five
+/// minutes. Read from the store, so a restart loses nothing. `polled_here` keeps an HA
+/// node to the instances it holds (the peers deduplicate anyway; this halves the load).
+pub async fn refresh_alertmanager(
+    store: &crate::store::Store,
+    channel: &str,
+    am: &crate::notify::alertmanager::Alertmanager,
+    now: i64,
+    polled_here: impl Fn(&str) -> bool,
+) -> Result<(usize, String), String> {
+    use crate::alert::{AlertChat, AlertMessage, chat_kind};
+    use crate::notify::alertmanager::{RESOLVED_FOR, Waiting};
+    let open = store.all_episodes().await.map_err(|e| e.to_string())?;
+    let ended = store
+        .history(now - RESOLVED_FOR, None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut alerts = Vec::new();
+    for (instance, ep) in open
+        .iter()
+        .filter(|(i, e)| polled_here(i) && e.notified.iter().any(|n| n == channel))
+    {
+        let chat = AlertChat {
+            id: ep.jid.clone(),
+            name: ep.name.clone(),
+            kind: chat_kind(&ep.jid).to_string(),
+            unread_count: ep.unread,
+            waiting_since: ep.started_at,
+            waiting_seconds: (now - ep.started_at).max(0),
+            sla_seconds: (now - ep.started_at).max(0),
+            tier: ep.fired.len().saturating_sub(1),
+            repeat: false,
+            last_message: ep.last_message.as_ref().map(|m| AlertMessage {
+                id: m.id.clone(),
+                body: m.body.clone(),
+                timestamp: m.timestamp,
+                has_media: m.has_media,
+            }),
+            tiers_fired: ep.fired.clone(),
+        };
+        alerts.push(am.alert(
+            &Waiting {
+                instance,
+                chat: &chat,
+                ended_at: None,
+            },
+            now,
+        ));
+    }
+    for p in ended
+        .iter()
+        .filter(|p| polled_here(&p.instance) && p.notified.iter().any(|n| n == channel))
+    {
+        let chat = AlertChat {
+            id: p.jid.clone(),
+            name: p.name.clone(),
+            kind: chat_kind(&p.jid).to_string(),
+            unread_count: None,
+            waiting_since: p.started_at,
+            waiting_seconds: p.wall_seconds,
+            sla_seconds: p.business_seconds,
+            tier: p.fired.len().saturating_sub(1),
+            repeat: false,
+            last_message: None,
+            tiers_fired: p.fired.clone(),
+        };
+        alerts.push(am.alert(
+            &Waiting {
+                instance: &p.instance,
+                chat: &chat,
+                ended_at: Some(p.ended_at),
+            },
+            now,
+        ));
+    }
+    let n = alerts.len();
+    let said = am
+        .post(&serde_json::Value::Array(alerts))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((n, said))
+}

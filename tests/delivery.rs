@@ -35,6 +35,7 @@ fn sample_chat(i: usize, name: &str, body: &str) -> AlertChat {
             timestamp: Some(T0 - 7600),
             has_media: false,
         }),
+        tiers_fired: vec![7200],
     }
 }
 

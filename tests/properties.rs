@@ -534,7 +534,7 @@ proptest! {
             policy: &policy,
             now,
         });
-        let docs = alert::digest("support", &eval.events, now);
+        let docs = alert::digest("support", &eval.events, now, |_| alert::Shape::Digest);
         prop_assert_eq!(docs.len(), 1);
         let doc = &docs[0].doc;
         // Graphemes people may see: those of the cleaned input, and the templates' own.

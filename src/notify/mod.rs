@@ -1,13 +1,18 @@
 //! Channels: how a finished alert document reaches people.
 //!
-//! Each integration has one file: `console`, `slack`, `email`, `webhook`; `text` renders the
-//! plain-text form that console and email share. A channel sends what it is given and says
-//! how it went ([`SendError::Retry`] or [`SendError::Permanent`]); it must not decide who
-//! gets told (that is `sla` and `alert`) nor when to retry (that is `deliver`).
+//! Each integration has one file: `console`, `slack`, `email`, `webhook`, `pagerduty`,
+//! `alertmanager`, `teams`; `text` renders the plain-text form the others build on. A
+//! channel sends what it is given and says how it went ([`SendError::Retry`] or
+//! [`SendError::Permanent`]); it must not decide who gets told (that is `sla` and `alert`)
+//! nor when to retry (that is `outbox`). This file holds what they share: the HTTP POST
+//! with its bounded answer and classification, and the pacing some receivers ask for.
 
+pub mod alertmanager;
 pub mod console;
 pub mod email;
+pub mod pagerduty;
 pub mod slack;
+pub mod teams;
 pub mod text;
 pub mod webhook;
 
@@ -43,6 +48,9 @@ enum Kind {
     Slack(slack::Slack),
     Email(email::Email),
     Webhook(webhook::Webhook),
+    PagerDuty(pagerduty::PagerDuty),
+    Alertmanager(alertmanager::Alertmanager),
+    Teams(teams::Teams),
 }
 
 impl Channel {
@@ -54,24 +62,31 @@ impl Channel {
                 Kind::Slack(c) => c.send(doc).await,
                 Kind::Email(c) => c.send(doc).await,
                 Kind::Webhook(c) => c.send(doc).await,
+                Kind::PagerDuty(c) => c.send(doc).await,
+                Kind::Alertmanager(c) => c.send(doc).await,
+                Kind::Teams(c) => c.send(doc).await,
             }
         };
-        // Slack's one-per-second pacing happens inside the attempt; allow for it.
+        // Pacing (Slack, PagerDuty) happens inside the attempt; allow a second for it.
         match tokio::time::timeout(self.timeout + Duration::from_secs(1), attempt).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Retry {
                 reason: format!(
                     "the receiver did not answer within {} (delivery.timeout)",
-                    humantime::format_duration(self.timeout)
+                    crate::duration::format(self.timeout)
                 ),
                 retry_after: None,
             }),
         }
     }
 
-    /// Sends a `test` document: what `test-notify` does.
+    /// Sends a `test` document: what `test-notify` does. PagerDuty's test is a trigger
+    /// immediately followed by its resolve, so nobody stays paged.
     pub async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
-        self.send(doc).await
+        match &self.kind {
+            Kind::PagerDuty(p) => p.test(doc).await,
+            _ => self.send(doc).await,
+        }
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -80,6 +95,17 @@ impl Channel {
             Kind::Slack(_) => "slack",
             Kind::Email(_) => "email",
             Kind::Webhook(_) => "webhook",
+            Kind::PagerDuty(_) => "pagerduty",
+            Kind::Alertmanager(_) => "alertmanager",
+            Kind::Teams(_) => "teams",
+        }
+    }
+
+    /// The Alertmanager integration, for re-sending what is still firing.
+    pub fn alertmanager(&self) -> Option<&alertmanager::Alertmanager> {
+        match &self.kind {
+            Kind::Alertmanager(a) => Some(a),
+            _ => None,
         }
     }
 }
@@ -134,6 +160,34 @@ pub fn build(config: &Config) -> Result<Channels, BuildError> {
                     message,
                 })?,
             ),
+            ChannelKind::PagerDuty {
+                routing_key,
+                severity,
+                url,
+            } => Kind::PagerDuty(pagerduty::PagerDuty::new(
+                http.clone(),
+                url.clone(),
+                routing_key.clone(),
+                *severity,
+                redactor.clone(),
+            )),
+            ChannelKind::Alertmanager {
+                urls,
+                resend,
+                labels,
+            } => Kind::Alertmanager(alertmanager::Alertmanager::new(
+                http.clone(),
+                urls.clone(),
+                *resend,
+                labels.clone(),
+                config.http.as_ref().map(|h| h.listen),
+                redactor.clone(),
+            )),
+            ChannelKind::Teams { webhook_url } => Kind::Teams(teams::Teams::new(
+                http.clone(),
+                webhook_url.clone(),
+                redactor.clone(),
+            )),
         };
         out.insert(c.name.clone(), Arc::new(Channel { kind, timeout }));
     }
@@ -168,6 +222,52 @@ pub(crate) async fn read_answer(mut response: reqwest::Response, redactor: &Reda
         status,
         headers,
         body: redactor.redact(&String::from_utf8_lossy(&body)),
+    }
+}
+
+/// POSTs `body` as JSON and classifies the answer: `Ok` with the answer on 2xx, a
+/// [`SendError`] otherwise (transport failures, 5xx and 429 worth a retry, other 4xx
+/// permanent). The answer is read only up to [`MAX_ANSWER_BYTES`] and redacted.
+pub(crate) async fn post_json(
+    request: reqwest::RequestBuilder,
+    body: &serde_json::Value,
+    redactor: &Redactor,
+) -> Result<Answer, SendError> {
+    let response = request
+        .json(body)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, redactor))?;
+    let answer = read_answer(response, redactor).await;
+    classify_http(answer.status, &answer.headers, &answer.body)?;
+    Ok(answer)
+}
+
+/// At most one send per `every`, in order: receivers that ask for it (Slack one a
+/// second per webhook, PagerDuty two a second per routing key) get it.
+pub(crate) struct Pacer {
+    every: Duration,
+    /// When the last send went out; holding the lock across a send keeps order too.
+    last: tokio::sync::Mutex<Option<tokio::time::Instant>>,
+}
+
+impl Pacer {
+    pub fn new(every: Duration) -> Pacer {
+        Pacer {
+            every,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Runs `send` no sooner than `every` after the previous one.
+    pub async fn paced<T>(&self, send: impl std::future::Future<Output = T>) -> T {
+        let mut last = self.last.lock().await;
+        if let Some(at) = *last {
+            tokio::time::sleep_until(at + self.every).await;
+        }
+        let result = send.await;
+        *last = Some(tokio::time::Instant::now());
+        result
     }
 }
 

@@ -7,14 +7,12 @@
 //! still be cut is cut outside any `&amp;` entity or `<link|label>`. At most one message a
 //! second per webhook.
 
-use super::{SendError, classify_http, read_answer, text, transport_error};
+use super::{Pacer, SendError, post_json, text};
 use crate::alert::{AlertChat, AlertDoc, Status, short_duration, utc_time};
 use crate::secret::{Redactor, Secret};
 use crate::untrusted;
 use serde_json::{Value, json};
 use std::time::Duration;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
 
 /// Chats shown in full; the rest are counted.
 pub const FULL_CHATS: usize = 20;
@@ -26,9 +24,8 @@ pub struct Slack {
     http: reqwest::Client,
     webhook_url: Secret,
     redactor: Redactor,
-    /// When the last message went out; holding the lock across a send also keeps one
-    /// webhook's messages in order.
-    last_sent: Mutex<Option<Instant>>,
+    /// One message a second per webhook, in order.
+    pacer: Pacer,
 }
 
 impl Slack {
@@ -37,26 +34,17 @@ impl Slack {
             http,
             webhook_url,
             redactor,
-            last_sent: Mutex::new(None),
+            pacer: Pacer::new(MIN_INTERVAL),
         }
     }
 
     pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let payload = render(doc);
-        let mut last = self.last_sent.lock().await;
-        if let Some(at) = *last {
-            tokio::time::sleep_until(at + MIN_INTERVAL).await;
-        }
-        let result = self
-            .http
-            .post(self.webhook_url.expose())
-            .json(&payload)
-            .send()
-            .await;
-        *last = Some(Instant::now());
-        let response = result.map_err(|e| transport_error(e, &self.redactor))?;
-        let answer = read_answer(response, &self.redactor).await;
-        classify_http(answer.status, &answer.headers, &answer.body)?;
+        let request = self.http.post(self.webhook_url.expose());
+        let answer = self
+            .pacer
+            .paced(post_json(request, &payload, &self.redactor))
+            .await?;
         Ok(if answer.body.trim().is_empty() {
             answer.status.to_string()
         } else {

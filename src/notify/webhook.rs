@@ -1,6 +1,6 @@
 //! The webhook channel: POSTs the alert document of PRODUCT.md section 5 as JSON.
 
-use super::{SendError, classify_http, read_answer, transport_error};
+use super::{SendError, post_json};
 use crate::alert::AlertDoc;
 use crate::secret::{Redactor, Secret};
 use std::collections::BTreeMap;
@@ -29,16 +29,13 @@ impl Webhook {
     }
 
     pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
-        let mut request = self.http.post(self.url.expose()).json(doc);
+        let mut request = self.http.post(self.url.expose());
         for (k, v) in &self.headers {
             request = request.header(k, v.expose());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(e, &self.redactor))?;
-        let answer = read_answer(response, &self.redactor).await;
-        classify_http(answer.status, &answer.headers, &answer.body)?;
+        let body = serde_json::to_value(doc)
+            .map_err(|e| SendError::Permanent(format!("cannot encode the document: {e}")))?;
+        let answer = post_json(request, &body, &self.redactor).await?;
         Ok(format!("{}", answer.status))
     }
 }

@@ -1,0 +1,190 @@
+//! The PagerDuty channel: Events API v2, one incident per waiting chat.
+//!
+//! A chat's first tier for this channel sends `trigger` with the dedup key
+//! `inbox-sla/<instance>/<chat id>/<episode start>` (stable for the episode, new for the
+//! next), a later tier triggers the same key again (the incident is updated, not doubled),
+//! and the episode's end sends `resolve`. A blind monitor is an incident of its own,
+//! resolved when polling recovers. 202 is success, 400 is permanent (the event or the key
+//! is wrong), 429 and 5xx are retried; at most two events a second per routing key, as
+//! PagerDuty asks.
+
+use super::{Pacer, SendError, post_json, text};
+use crate::alert::{AlertChat, AlertDoc, Status, rfc3339, short_duration};
+use crate::config::Severity;
+use crate::secret::{Redactor, Secret};
+use crate::untrusted;
+use reqwest::Url;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// PagerDuty's limit on `payload.summary`.
+pub const SUMMARY_CHARS: usize = 1024;
+
+pub struct PagerDuty {
+    http: reqwest::Client,
+    url: Url,
+    routing_key: Secret,
+    severity: Severity,
+    redactor: Redactor,
+    /// Two events a second per routing key.
+    pacer: Pacer,
+}
+
+impl PagerDuty {
+    pub fn new(
+        http: reqwest::Client,
+        url: Url,
+        routing_key: Secret,
+        severity: Severity,
+        redactor: Redactor,
+    ) -> Self {
+        PagerDuty {
+            http,
+            url,
+            routing_key,
+            severity,
+            redactor,
+            pacer: Pacer::new(Duration::from_millis(500)),
+        }
+    }
+
+    /// Sends the document's events (one per chat; a per-chat document has one).
+    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+        let mut said = Vec::new();
+        for event in events(doc, self.routing_key.expose(), self.severity) {
+            said.push(self.post(&event).await?);
+        }
+        Ok(said.join("; "))
+    }
+
+    /// A test: a `trigger` of a clearly marked test incident, then its `resolve`.
+    pub async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
+        let key = format!("inbox-sla/test/{}/{}", doc.instance, doc.sent_at);
+        let trigger = json!({
+            "routing_key": self.routing_key.expose(),
+            "event_action": "trigger",
+            "dedup_key": key,
+            "payload": {
+                "summary": untrusted::clip_chars(&format!("TEST from inbox-sla through channel \"{}\": no customer is waiting", doc.instance), SUMMARY_CHARS),
+                "source": "inbox-sla",
+                "severity": "info",
+                "timestamp": rfc3339(doc.sent_at),
+                "class": "test",
+                "custom_details": {"message": doc.message},
+            },
+            "client": "inbox-sla",
+        });
+        let triggered = self.post(&trigger).await?;
+        let resolved = self.post(&resolve(self.routing_key.expose(), &key)).await?;
+        Ok(format!("trigger: {triggered}; resolve: {resolved}"))
+    }
+
+    async fn post(&self, event: &Value) -> Result<String, SendError> {
+        let request = self.http.post(self.url.clone());
+        let answer = self
+            .pacer
+            .paced(post_json(request, event, &self.redactor))
+            .await?;
+        let message = serde_json::from_str::<Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Ok(format!("{} {message}", answer.status).trim().to_string())
+    }
+}
+
+/// The incident key of one episode.
+pub fn dedup_key(instance: &str, chat: &AlertChat) -> String {
+    format!("inbox-sla/{instance}/{}/{}", chat.id, chat.waiting_since)
+}
+
+fn resolve(routing_key: &str, key: &str) -> Value {
+    json!({"routing_key": routing_key, "event_action": "resolve", "dedup_key": key})
+}
+
+/// The Events API v2 events for a document.
+pub fn events(doc: &AlertDoc, routing_key: &str, severity: Severity) -> Vec<Value> {
+    let blind_key = format!("inbox-sla/{}/blind", doc.instance);
+    match doc.status {
+        Status::Firing => doc
+            .chats
+            .iter()
+            .map(|c| trigger(doc, c, routing_key, severity))
+            .collect(),
+        Status::Resolved => doc
+            .chats
+            .iter()
+            .map(|c| resolve(routing_key, &dedup_key(&doc.instance, c)))
+            .collect(),
+        Status::Blind => vec![json!({
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "dedup_key": blind_key,
+            "payload": {
+                "summary": untrusted::clip_chars(&text::summary(doc), SUMMARY_CHARS),
+                "source": doc.instance,
+                "severity": "critical",
+                "timestamp": rfc3339(doc.sent_at),
+                "class": "monitor blind",
+                "custom_details": {"message": doc.message},
+            },
+            "client": "inbox-sla",
+        })],
+        Status::Recovered => vec![resolve(routing_key, &blind_key)],
+        Status::Test => vec![json!({
+            "routing_key": routing_key,
+            "event_action": "trigger",
+            "dedup_key": format!("inbox-sla/test/{}/{}", doc.instance, doc.sent_at),
+            "payload": {
+                "summary": "TEST from inbox-sla: no customer is waiting",
+                "source": "inbox-sla",
+                "severity": "info",
+                "timestamp": rfc3339(doc.sent_at),
+                "class": "test",
+            },
+        })],
+    }
+}
+
+/// "Amina Hassan waiting 2h 5m on support", within PagerDuty's 1024 characters.
+pub fn summary(instance: &str, c: &AlertChat) -> String {
+    let tail = format!(
+        " waiting {} on {}",
+        short_duration(c.waiting_seconds),
+        untrusted::display(instance, 100)
+    );
+    let room = SUMMARY_CHARS - tail.chars().count().min(SUMMARY_CHARS);
+    let name = untrusted::clip_chars(&text::name(c), room).into_owned();
+    untrusted::clip_chars(&format!("{name}{tail}"), SUMMARY_CHARS).into_owned()
+}
+
+fn trigger(doc: &AlertDoc, c: &AlertChat, routing_key: &str, severity: Severity) -> Value {
+    let mut details = serde_json::to_value(c).unwrap_or(Value::Null);
+    if let (Value::Object(d), Some(t)) = (&mut details, doc.tier) {
+        d.insert(
+            "tier_after".into(),
+            json!(short_duration(t.after_seconds as i64)),
+        );
+        d.insert("instance".into(), json!(doc.instance));
+    }
+    let mut event = json!({
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key(&doc.instance, c),
+        "payload": {
+            "summary": summary(&doc.instance, c),
+            "source": doc.instance,
+            "severity": severity.as_str(),
+            "timestamp": rfc3339(c.waiting_since),
+            "component": c.kind,
+            "group": doc.instance,
+            "class": "whatsapp sla breach",
+            "custom_details": details,
+        },
+        "client": "inbox-sla",
+    });
+    if let Some(link) = c.link() {
+        event["links"] = json!([{"href": link, "text": "Open in WhatsApp"}]);
+    }
+    event
+}
