@@ -20,65 +20,9 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const NAMES: [&str; 8] = [
-    "Amina Hassan",
-    "محمد عبد الرحمن",
-    "王小明",
-    "Σοφία Παπαδοπούλου",
-    "VIP Nadia — Premium account, Alexandria branch, do not keep waiting",
-    "Олег Иванов",
-    "José María Fernández de la Cruz",
-    "🌟 Fatma 🌟",
-];
-const BODIES: [&str; 6] = [
-    "Hi, my order #1042 hasn't arrived yet, can you check?",
-    "📷 Photo",
-    "مرحبا، أريد الاستفسار عن الفاتورة الأخيرة من فضلك",
-    "📄 Document",
-    "hello??",
-    "Is the store open on Friday? I would like to pick up the parcel before noon if possible.",
-];
-
-/// A realistic overview: a JSON array of `n` chats.
-fn overview_body(n: usize, now: i64) -> Vec<u8> {
-    let mut out = String::with_capacity(n * 330);
-    out.push('[');
-    for i in 0..n {
-        if i > 0 {
-            out.push(',');
-        }
-        let id = match i % 10 {
-            0 => format!("1203630{i:011}@g.us"),
-            1 => format!("{:015}@lid", 100_000_000_000_000u64 + i as u64),
-            _ => format!("20{:010}@c.us", 1_000_000_000u64 + i as u64),
-        };
-        // 1% breached (waiting 3h), 29% waiting under the SLA, the rest read or answered.
-        let (unread, age, from_me) = match i % 100 {
-            0 => (3, 3 * 3600, false),
-            1..=29 => (1 + (i % 4) as i64, 60 + (i % 5000) as i64, false),
-            30..=64 => (0, 86_400 + i as i64, true),
-            _ => (0, 7200 + i as i64, false),
-        };
-        let body = BODIES[i % BODIES.len()];
-        let media = body.starts_with('📷') || body.starts_with('📄');
-        let name = serde_json::to_string(NAMES[i % NAMES.len()]).unwrap();
-        let text = serde_json::to_string(body).unwrap();
-        let extra = if i % 3 == 0 {
-            format!(
-                r#","_chat":{{"unreadCount":{unread},"archived":false,"isGroup":{},"pinned":false}}"#,
-                i % 10 == 0
-            )
-        } else {
-            String::new()
-        };
-        out.push_str(&format!(
-            r#"{{"id":"{id}","name":{name},"unreadCount":{unread},"timestamp":{ts},"lastMessage":{{"id":"true_{id}_3EB0{i:012X}","body":{text},"timestamp":{ts},"fromMe":{from_me},"hasMedia":{media},"ack":2}}{extra}}}"#,
-            ts = now - age,
-        ));
-    }
-    out.push(']');
-    out.into_bytes()
-}
+#[path = "common/overview.rs"]
+mod synthetic;
+use synthetic::overview_body;
 
 fn serve(rt: &tokio::runtime::Runtime, body: Arc<Vec<u8>>) -> String {
     rt.block_on(async move {
@@ -102,29 +46,10 @@ fn serve(rt: &tokio::runtime::Runtime, body: Arc<Vec<u8>>) -> String {
 }
 
 fn config_text(base_url: &str, store: &Path, poll: &str) -> String {
-    format!(
-        r#"[wawp]
-base_url = "{base_url}"
-page_size = 0
-max_chats = 1000000
-max_response_bytes = 1073741824
-
-[[instance]]
-name = "bench"
-instance_id = "1"
-access_token = "bench-token"
-
-[sla]
-poll_interval = "{poll}"
-
-[store]
-path = "{}"
-
-[[channel]]
-name = "console"
-type = "console"
-"#,
-        store.display()
+    synthetic::config(
+        base_url,
+        store,
+        &format!("\n[sla]\npoll_interval = \"{poll}\"\n"),
     )
 }
 

@@ -8,8 +8,9 @@
 
 use crate::alert::{self, AlertDoc, Outgoing, Status};
 use crate::config::{Config, Instance};
+use crate::overview::Interest;
 use crate::sla::{self, Evaluation, EventKind};
-use crate::store::{CycleCommit, Fence, Snapshot, SourceState, Store, StoreError};
+use crate::store::{CycleCommit, Fence, Opening, Snapshot, SourceState, Store, StoreError};
 use crate::wawp::{PollError, WawpClient};
 use std::sync::Arc;
 use std::time::Instant;
@@ -97,32 +98,52 @@ pub async fn plan(
     now: i64,
     progress: Progress<'_>,
 ) -> Result<Plan, CycleError> {
-    // The store read does not depend on the overview: it runs while the fetch waits on the
-    // network, so a warm cycle costs little more than the fetch itself.
-    let load = async {
-        match store {
-            Some(store) => store.snapshot(&instance.name, now).await,
-            None => Ok(Snapshot::default()),
-        }
+    // The store is read while the first request is on its way. What opens a cycle (which
+    // chats have an episode, the high-water mark) tells the parser which chats to build;
+    // the episodes themselves are read while the overview streams in.
+    let reply_mode = config.policy.uses_reply_mode();
+    let engine_policy = &config.policy;
+    let mut opened = None;
+    let interest = async {
+        let opening = match store {
+            Some(store) => store.opening(&instance.name).await?,
+            None => Opening::default(),
+        };
+        let episodes = store.map(|store| {
+            let (store, name) = (store.clone(), instance.name.clone());
+            tokio::spawn(async move { store.snapshot(&name, now).await })
+        });
+        let read_since = opening.source.last_ok_at.filter(|_| reply_mode);
+        let open = opening.jids;
+        opened = Some((opening.generation, opening.source, episodes));
+        let seed = xxhash_rust::xxh3::xxh3_64(format!("{:?}", engine_policy).as_bytes());
+        Ok::<_, StoreError>(Interest::new(
+            move |id| open.get(id).copied(),
+            seed,
+            read_since,
+        ))
     };
-    let fetch = async {
-        let started = Instant::now();
-        let fetched = client.overview(instance, progress).await;
-        (fetched, started.elapsed().as_secs_f64())
+    let started = Instant::now();
+    let fetched = client.overview(instance, interest, progress).await?;
+    let poll_seconds = started.elapsed().as_secs_f64();
+    let Some((generation, source, episodes)) = opened else {
+        return Err(StoreError::Corrupt("the store was not read".into()).into());
     };
-    let (loaded, (fetched, poll_seconds)) = tokio::join!(load, fetch);
     let fetched = fetched?;
     let Snapshot {
-        episodes,
-        mutes,
-        generation,
-        source,
-    } = loaded?;
+        episodes, mutes, ..
+    } = match episodes {
+        Some(task) => task
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("the store read failed: {e}")))??,
+        None => Snapshot::default(),
+    };
     for note in &fetched.notes {
         tracing::warn!(instance = %instance.name, "overview incomplete: {note}");
     }
     let engine_config = config.clone();
     let chats = fetched.chats;
+    let total = fetched.total;
     let read_whole = fetched.complete;
     let (previous_chats, last_poll) = (source.complete_chats, source.last_ok_at);
     // The engine is CPU work over possibly 100k chats: keep it off the async workers.
@@ -130,6 +151,7 @@ pub async fn plan(
         let eval = sla::evaluate(&sla::Cycle {
             episodes: &episodes,
             chats: &chats,
+            total,
             read_whole,
             previous_chats,
             last_poll,
@@ -137,7 +159,7 @@ pub async fn plan(
             policy: &engine_config.policy,
             now,
         });
-        let count = chats.len();
+        let count = total;
         // Freeing 100k parsed chats takes longer than evaluating them; nothing waits on it.
         // (If no thread can be had, the closure and its data are simply freed here.)
         let _ = std::thread::Builder::new()

@@ -12,7 +12,7 @@
 //! between two polls ends one wait and starts another; tiers are known by their `after`,
 //! so a reload that inserts, removes or reorders tiers neither re-fires nor skips one.
 
-use crate::overview::Chat;
+use crate::overview::{self, Chat};
 use crate::policy::{ChatPolicy, Policy, StopOn};
 use crate::untrusted;
 use std::borrow::Cow;
@@ -44,6 +44,9 @@ pub struct Episode {
     pub nudged: bool,
     /// Consecutive complete overviews the chat was missing from.
     pub missing: u32,
+    /// The fingerprint of the chat this episode was last built from (`overview::Chat`):
+    /// while the overview shows the same bytes, the chat need not even be read.
+    pub fingerprint: u64,
     /// Tiers fired as a count, from a store written before tiers were known by `after`:
     /// read as the chat's first tiers at its next evaluation, then gone.
     pub legacy_fired: Option<u32>,
@@ -135,7 +138,11 @@ pub struct Closed {
 #[derive(Debug, Clone, Copy)]
 pub struct Cycle<'a> {
     pub episodes: &'a HashMap<String, Episode>,
+    /// The chats that matter: those with an episode and those that may be waiting (the
+    /// parser drops the rest, see `overview::Interest`; more do no harm).
     pub chats: &'a [Chat],
+    /// How many chats the overview held in all.
+    pub total: usize,
     /// The client read every page and element (no `max_chats` cut, nothing unreadable).
     pub read_whole: bool,
     /// How many chats the last whole overview held, if one was seen.
@@ -212,20 +219,32 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
     let policy = c.policy;
     let now = c.now;
     let mut out = Evaluation {
-        complete: is_complete(
-            c.read_whole,
-            c.chats.len(),
-            c.episodes.len(),
-            c.previous_chats,
-        ),
+        complete: is_complete(c.read_whole, c.total, c.episodes.len(), c.previous_chats),
         ..Evaluation::default()
     };
-    let reply_mode = policy.uses_reply_mode();
+    let read_since = c.last_poll.filter(|_| policy.uses_reply_mode());
     // Chats with an episode, or that started one: the rest need no bookkeeping.
     let mut seen: HashSet<&str> = HashSet::with_capacity(c.episodes.len() + 16);
     for chat in c.chats {
         let prev = c.episodes.get(&chat.id);
-        if prev.is_none() && !may_wait(chat, reply_mode, c.last_poll) {
+        if chat.same {
+            // Byte for byte the chat its episode was built from, judged by the same policy:
+            // still waiting, and only time can have made something due.
+            if let Some(ep) = prev
+                && seen.insert(chat.id.as_str())
+            {
+                unchanged_chat(&mut out, ep, c, now);
+            }
+            continue;
+        }
+        let last = chat.last_message.as_ref();
+        let may_wait = overview::may_wait(
+            chat.unread,
+            last.is_some(),
+            last.and_then(|m| m.timestamp),
+            read_since,
+        );
+        if prev.is_none() && !may_wait {
             continue; // most chats: not waiting, no episode, whatever the policy says
         }
         if !seen.insert(chat.id.as_str()) {
@@ -270,7 +289,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
         if let Some(prev @ Cow::Borrowed(_)) = &prev {
             // The common case on a quiet inbox: nothing new, nothing due. No copy.
             let quiet = muted || due(prev, &cp, policy, now).is_nothing();
-            if quiet && unchanged(prev, chat, policy, now) {
+            if quiet && prev.fingerprint == chat.fingerprint && unchanged(prev, chat, policy, now) {
                 out.waiting += 1;
                 out.breached += usize::from(!prev.fired.is_empty());
                 continue;
@@ -289,9 +308,11 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
                 last_fired_at: None,
                 nudged: false,
                 missing: 0,
+                fingerprint: chat.fingerprint,
                 legacy_fired: None,
             },
         };
+        ep.fingerprint = chat.fingerprint;
         ep.name = chat
             .name
             .as_deref()
@@ -343,21 +364,31 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
     out
 }
 
-/// A cheap first look for chats without an episode: can this chat be waiting at all?
-fn may_wait(chat: &Chat, reply_mode: bool, last_poll: Option<i64>) -> bool {
-    match chat.unread {
-        Some(n) if n > 0 || n == -1 => true,
-        None => chat.last_message.is_some(),
-        Some(_) => {
-            reply_mode
-                && chat
-                    .last_message
-                    .as_ref()
-                    .and_then(|m| m.timestamp)
-                    .zip(last_poll)
-                    .is_some_and(|(t, poll)| t > poll)
-        }
+/// The quiet path for a chat the overview shows exactly as its episode last saw it.
+fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
+    let policy = c.policy;
+    let Some(cp) = policy.for_chat(&ep.jid, ep.name.as_deref()) else {
+        close(out, ep, None, policy, EndReason::Ignored, now);
+        return;
+    };
+    let ep = adopt_legacy(ep, &cp);
+    let muted = c.mutes.get(&ep.jid).is_some_and(|until| *until > now);
+    let due = if muted {
+        Due::default()
+    } else {
+        due(&ep, &cp, policy, now)
+    };
+    if due.is_nothing() && ep.missing == 0 && matches!(ep, Cow::Borrowed(_)) {
+        out.waiting += 1;
+        out.breached += usize::from(!ep.fired.is_empty());
+        return;
     }
+    let mut ep = ep.into_owned();
+    ep.missing = 0;
+    escalate(out, &mut ep, &cp, due, now);
+    out.waiting += 1;
+    out.breached += usize::from(!ep.fired.is_empty());
+    out.upserts.push(ep);
 }
 
 /// An episode from an old store counted its fired tiers; read the count as the chat's
@@ -533,22 +564,27 @@ fn escalate(out: &mut Evaluation, ep: &mut Episode, cp: &ChatPolicy, due: Due, n
 
 /// Whether refreshing `ep` from `chat` would change nothing (so it need not be copied).
 fn unchanged(ep: &Episode, chat: &Chat, policy: &Policy, now: i64) -> bool {
-    ep.missing == 0
-        && ep.legacy_fired.is_none()
-        && ep.unread == chat.unread
-        && ep.name.as_deref()
+    // Stored text is the cleaned text; most text needs no cleaning, so equal raw text is
+    // the cheap common answer, and the cleaning runs only where they differ.
+    let same_name = ep.name == chat.name
+        || ep.name.as_deref()
             == chat
                 .name
                 .as_deref()
                 .map(|n| untrusted::display(n, NAME_CHARS))
-                .as_deref()
+                .as_deref();
+    ep.missing == 0
+        && ep.legacy_fired.is_none()
+        && ep.unread == chat.unread
+        && same_name
         && match (&ep.last_message, &chat.last_message) {
             (None, None) => true,
             (Some(p), Some(m)) => {
                 p.id == m.id
                     && p.timestamp == m.timestamp.map(|t| t.min(now))
                     && p.has_media == m.has_media
-                    && p.body.as_deref() == preview_body(m.body.as_deref(), policy).as_deref()
+                    && (p.body == m.body && policy.sla.include_preview
+                        || p.body.as_deref() == preview_body(m.body.as_deref(), policy).as_deref())
             }
             _ => false,
         }

@@ -5,7 +5,7 @@
 //! It does not judge chats; that is `sla`'s job.
 
 use crate::config::{Instance, WawpConfig};
-use crate::overview::{self, Chat, Page, StreamParser};
+use crate::overview::{self, Chat, Interest, Page, StreamParser};
 use crate::secret::Redactor;
 use reqwest::{StatusCode, Url};
 use std::collections::HashSet;
@@ -14,8 +14,10 @@ use std::time::Duration;
 /// The whole overview of one instance, as far as it could be read.
 #[derive(Debug, Default)]
 pub struct Fetched {
-    /// Each chat once (the first occurrence wins when pages overlap).
+    /// Each chat the interest kept, once (the first occurrence wins when pages overlap).
     pub chats: Vec<Chat>,
+    /// How many chats the overview held, kept or not.
+    pub total: usize,
     /// `false` when paging stopped at `max_chats` or elements were unreadable: then a chat
     /// missing from `chats` may still exist, and must not be resolved for being absent.
     pub complete: bool,
@@ -89,15 +91,37 @@ impl WawpClient {
         })
     }
 
-    /// Fetches every page of the instance's overview.
-    /// `progress` is called as data arrives (the daemon's watchdog feeds on it).
+    /// Fetches every page of the instance's overview, building the chats `interest`
+    /// keeps. The first request is sent before `interest` is known (the caller reads the
+    /// store meanwhile). `progress` is called as data arrives (the watchdog feeds on it).
     #[tracing::instrument(skip_all, fields(instance = %instance.name))]
-    pub async fn overview(
+    pub async fn overview<E>(
         &self,
         instance: &Instance,
+        interest: impl std::future::Future<Output = Result<Interest, E>>,
+        progress: &(dyn Fn() + Send + Sync),
+    ) -> Result<Result<Fetched, PollError>, E> {
+        let redactor = Redactor::new([&instance.access_token]);
+        let page_size = self.config.page_size as usize;
+        let first = self.page_url(instance, (page_size > 0).then_some((page_size, 0)));
+        let (response, interest) = tokio::join!(self.send(instance, &first, &redactor), interest);
+        let mut interest = interest?;
+        if page_size > 0 {
+            interest = interest.with_ids();
+        }
+        Ok(self
+            .pages(instance, response, interest, &redactor, progress)
+            .await)
+    }
+
+    async fn pages(
+        &self,
+        instance: &Instance,
+        first: Result<reqwest::Response, PollError>,
+        interest: Interest,
+        redactor: &Redactor,
         progress: &(dyn Fn() + Send + Sync),
     ) -> Result<Fetched, PollError> {
-        let redactor = Redactor::new([&instance.access_token]);
         let page_size = self.config.page_size as usize;
         let mut fetched = Fetched {
             complete: true,
@@ -105,9 +129,16 @@ impl WawpClient {
         };
         let mut seen: HashSet<String> = HashSet::new();
         let mut offset = 0usize;
+        let mut response = Some(first);
         loop {
             let url = self.page_url(instance, (page_size > 0).then_some((page_size, offset)));
-            let (page, bytes) = self.get_page(instance, &url, &redactor, progress).await?;
+            let sent = match response.take() {
+                Some(r) => r,
+                None => self.send(instance, &url, redactor).await,
+            };
+            let (page, bytes) = self
+                .read_page(instance, &url, sent?, redactor, &interest, progress)
+                .await?;
             fetched.bytes += bytes;
             if page.skipped > 0 {
                 fetched.complete = false;
@@ -120,21 +151,27 @@ impl WawpClient {
             let mut cut_short = false;
             if page_size == 0 {
                 // One request: nothing can overlap, and the engine ignores repeats itself,
-                // so the ids are not copied into a set.
-                cut_short = page.chats.len() > max;
+                // so the ids are not copied into a set. Past max_chats the picture is
+                // incomplete (the body is read already: what was kept stays).
+                cut_short = page.total > max;
+                fetched.total = page.total;
                 fetched.chats = page.chats;
-                fetched.chats.truncate(max);
             } else {
-                for chat in page.chats {
+                let mut fresh: HashSet<String> = HashSet::new();
+                for id in page.ids {
                     if seen.len() >= max {
                         cut_short = true;
                         break;
                     }
-                    if seen.insert(chat.id.clone()) {
+                    if seen.insert(id.clone()) {
                         new_chats += 1;
-                        fetched.chats.push(chat);
+                        fresh.insert(id);
                     }
                 }
+                fetched
+                    .chats
+                    .extend(page.chats.into_iter().filter(|c| fresh.remove(&c.id)));
+                fetched.total = seen.len();
                 // Exactly at the limit with a full page: more may follow.
                 cut_short |= seen.len() >= max && page.elements >= page_size;
             }
@@ -171,13 +208,33 @@ impl WawpClient {
         url
     }
 
-    /// Fetches and parses one page as it arrives: the body is never held whole.
-    /// Returns the page and the body's size.
-    async fn get_page(
+    async fn send(
         &self,
         instance: &Instance,
         url: &Url,
         redactor: &Redactor,
+    ) -> Result<reqwest::Response, PollError> {
+        self.http
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| PollError::Transport {
+                instance: instance.name.clone(),
+                url: redactor.redact(url.as_str()),
+                reason: redactor.redact(&describe(&e.without_url())),
+            })
+    }
+
+    /// Parses one page as it arrives: the body is never held whole. Returns the page and
+    /// the body's size.
+    async fn read_page(
+        &self,
+        instance: &Instance,
+        url: &Url,
+        mut response: reqwest::Response,
+        redactor: &Redactor,
+        interest: &Interest,
         progress: &(dyn Fn() + Send + Sync),
     ) -> Result<(Page, u64), PollError> {
         let shown = redactor.redact(url.as_str());
@@ -191,13 +248,6 @@ impl WawpClient {
             url: shown.clone(),
             reason: redactor.redact(&e.to_string()),
         };
-        let mut response = self
-            .http
-            .get(url.clone())
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(transport)?;
         let status = response.status();
         let limit = self.config.max_response_bytes;
         let too_large = || PollError::TooLarge {
@@ -227,7 +277,7 @@ impl WawpClient {
                 hint: hint(status),
             });
         }
-        let mut parser = StreamParser::default();
+        let mut parser = StreamParser::new(interest.clone());
         let mut total = 0u64;
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             total += chunk.len() as u64;

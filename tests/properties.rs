@@ -255,6 +255,7 @@ impl World {
                     name: Some(format!("c{chat}")),
                     unread: Some(unread),
                     last_message: Some(message(false, "hi")),
+                    ..Chat::default()
                 });
             }
             Step::Read { chat } => {
@@ -284,6 +285,7 @@ impl World {
         let input = sla::Cycle {
             episodes: &self.episodes,
             chats: &chats,
+            total: chats.len(),
             read_whole,
             previous_chats: self.previous_chats,
             last_poll: self.last_poll,
@@ -364,6 +366,7 @@ impl World {
         let again = sla::evaluate(&sla::Cycle {
             episodes: &self.episodes,
             chats: &chats,
+            total: chats.len(),
             read_whole,
             previous_chats: self.previous_chats,
             last_poll: self.last_poll,
@@ -523,10 +526,12 @@ proptest! {
                 from_me: Some(false),
                 has_media: false,
             }),
+            ..Chat::default()
         }).collect();
         let eval = sla::evaluate(&sla::Cycle {
             episodes: &HashMap::new(),
             chats: &chats,
+            total: chats.len(),
             read_whole: true,
             previous_chats: None,
             last_poll: None,

@@ -50,6 +50,7 @@ fn episode(jid: &str, started_at: i64) -> Episode {
         last_fired_at: Some(started_at + 7200),
         nudged: true,
         missing: 2,
+        fingerprint: 0xDEAD_BEEF_F00D_CAFE,
         legacy_fired: None,
     }
 }

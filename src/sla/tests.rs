@@ -40,6 +40,7 @@ fn chat(id: &str, unread: Option<i64>, ts: Option<i64>, from_me: Option<bool>) -
         name: Some(format!("name of {id}")),
         unread,
         last_message: Some(msg("M1", ts, from_me, "hello")),
+        ..Chat::default()
     }
 }
 
@@ -79,6 +80,7 @@ impl Sim {
         let eval = evaluate(&Cycle {
             episodes: &self.episodes,
             chats,
+            total: chats.len(),
             read_whole,
             previous_chats: self.previous_chats,
             last_poll: self.last_poll,
@@ -448,6 +450,7 @@ fn an_automatic_reply_answers_nobody_in_either_mode() {
         name: None,
         unread: None,
         last_message: Some(msg("A", Some(T0), Some(true), "Away until Monday")),
+        ..Chat::default()
     };
     sim.cycle(&[c], T0);
     assert_eq!(sim.episodes.len(), 1);
@@ -699,6 +702,7 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
         last_fired_at: Some(T0 + 2 * H),
         nudged: false,
         missing: 0,
+        fingerprint: 0,
         legacy_fired: Some(1),
     };
     sim.episodes.insert(old.jid.clone(), old.clone());

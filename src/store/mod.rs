@@ -78,6 +78,17 @@ pub struct Snapshot {
     pub source: SourceState,
 }
 
+/// What a cycle needs first, read in one go: which chats have an episode (so the parser
+/// builds only what matters), the generation a commit must find unchanged, and the
+/// instance's memory. The episodes themselves are read while the overview streams in.
+#[derive(Debug, Default)]
+pub struct Opening {
+    /// Each open episode's JID and fingerprint.
+    pub jids: HashMap<String, u64>,
+    pub generation: i64,
+    pub source: SourceState,
+}
+
 /// Proof of holding an instance's lease: a commit carries it, and fails if another node
 /// has taken the lease since (its fencing number moved on).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +221,10 @@ impl Store {
 
     pub async fn snapshot(&self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
         both!(self.snapshot(instance, now))
+    }
+
+    pub async fn opening(&self, instance: &str) -> Result<Opening, StoreError> {
+        both!(self.opening(instance))
     }
 
     /// Commits one cycle, all or nothing; returns the rows written (0 when there was

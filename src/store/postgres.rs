@@ -11,7 +11,7 @@
 //! secret and never reaches an error.
 
 use super::{
-    CycleCommit, Fence, Lease, Mute, Past, Pruned, SCHEMA_VERSION, Snapshot, SourceState,
+    CycleCommit, Fence, Lease, Mute, Opening, Past, Pruned, SCHEMA_VERSION, Snapshot, SourceState,
     StoreError, json_list, parse_list,
 };
 use crate::alert::Outgoing;
@@ -79,6 +79,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE episode ADD COLUMN fired TEXT;
     ALTER TABLE episode ADD COLUMN notified TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE episode ADD COLUMN missing BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE episode ADD COLUMN fingerprint BIGINT NOT NULL DEFAULT 0;
     ALTER TABLE source ADD COLUMN last_ok_at BIGINT;
     ALTER TABLE source ADD COLUMN complete_chats BIGINT;
     ALTER TABLE outbox ADD COLUMN owner TEXT;
@@ -113,7 +114,7 @@ const OUTBOX_COLUMNS: &str = "id, created_at, instance, channel, document, attem
      next_attempt_ms, owner, claim_until_ms, done_at, last_error";
 
 const EPISODE_COLUMNS: &str = "jid, name, started_at, unread, last_id, last_body, last_ts, \
-     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing";
+     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint";
 
 #[derive(Clone)]
 pub struct Postgres {
@@ -267,23 +268,39 @@ impl Postgres {
         tx.commit().await.map_err(|e| self.error(e))
     }
 
-    pub async fn snapshot(&self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client
+    /// One consistent view across several reads: a repeatable-read, read-only transaction.
+    async fn read_transaction<'c>(
+        &self,
+        client: &'c mut deadpool_postgres::Object,
+    ) -> Result<deadpool_postgres::Transaction<'c>, StoreError> {
+        client
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
             .await
-            .map_err(|e| self.error(e))?;
-        let generation: i64 = tx
+            .map_err(|e| self.error(e))
+    }
+
+    async fn query_generation(
+        &self,
+        tx: &deadpool_postgres::Transaction<'_>,
+        instance: &str,
+    ) -> Result<i64, StoreError> {
+        Ok(tx
             .query_opt(
                 "SELECT value FROM generation WHERE instance = $1",
                 &[&instance],
             )
             .await
             .map_err(|e| self.error(e))?
-            .map_or(0, |r| r.get(0));
+            .map_or(0, |r| r.get(0)))
+    }
+
+    pub async fn snapshot(&self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
+        let mut client = self.client().await?;
+        let tx = self.read_transaction(&mut client).await?;
+        let generation = self.query_generation(&tx, instance).await?;
         let rows = tx
             .query(
                 &format!("SELECT {EPISODE_COLUMNS} FROM episode WHERE instance = $1"),
@@ -307,6 +324,29 @@ impl Postgres {
         Ok(Snapshot {
             episodes,
             mutes,
+            generation,
+            source,
+        })
+    }
+
+    pub async fn opening(&self, instance: &str) -> Result<Opening, StoreError> {
+        let mut client = self.client().await?;
+        let tx = self.read_transaction(&mut client).await?;
+        let jids = tx
+            .query(
+                "SELECT jid, fingerprint FROM episode WHERE instance = $1",
+                &[&instance],
+            )
+            .await
+            .map_err(|e| self.error(e))?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
+            .collect();
+        let generation = self.query_generation(&tx, instance).await?;
+        let source = self.query_source(&tx, instance).await?;
+        tx.commit().await.map_err(|e| self.error(e))?;
+        Ok(Opening {
+            jids,
             generation,
             source,
         })
@@ -390,15 +430,15 @@ impl Postgres {
             .prepare_cached(
                 "INSERT INTO episode (instance, jid, name, started_at, unread, last_id, last_body, last_ts,
                                       last_media, has_last, tiers_fired, last_fired_at, nudged,
-                                      fired, notified, missing)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                                      fired, notified, missing, fingerprint)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                  ON CONFLICT (instance, jid) DO UPDATE SET
                     name = EXCLUDED.name, started_at = EXCLUDED.started_at, unread = EXCLUDED.unread,
                     last_id = EXCLUDED.last_id, last_body = EXCLUDED.last_body, last_ts = EXCLUDED.last_ts,
                     last_media = EXCLUDED.last_media, has_last = EXCLUDED.has_last,
                     tiers_fired = EXCLUDED.tiers_fired, last_fired_at = EXCLUDED.last_fired_at,
                     nudged = EXCLUDED.nudged, fired = EXCLUDED.fired, notified = EXCLUDED.notified,
-                    missing = EXCLUDED.missing",
+                    missing = EXCLUDED.missing, fingerprint = EXCLUDED.fingerprint",
             )
             .await
             .map_err(|e| self.error(e))?;
@@ -428,6 +468,7 @@ impl Postgres {
                         &fired,
                         &json_list(&ep.notified),
                         &i64::from(ep.missing),
+                        &(ep.fingerprint as i64),
                     ],
                 )
                 .await
@@ -962,6 +1003,7 @@ fn episode_from(r: &Row, at: usize) -> Result<Episode, StoreError> {
         last_fired_at: r.get(at + 10),
         nudged: r.get(at + 11),
         missing: r.get::<_, i64>(at + 14).clamp(0, u32::MAX as i64) as u32,
+        fingerprint: r.get::<_, i64>(at + 15) as u64,
         legacy_fired,
     })
 }

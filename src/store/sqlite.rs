@@ -3,7 +3,7 @@
 //! the one connection behind a mutex: async callers never block a runtime worker.
 
 use super::{
-    CycleCommit, Fence, Lease, Mute, Past, Pruned, SCHEMA_VERSION, Snapshot, SourceState,
+    CycleCommit, Fence, Lease, Mute, Opening, Past, Pruned, SCHEMA_VERSION, Snapshot, SourceState,
     StoreError, json_list, parse_list,
 };
 use crate::alert::Outgoing;
@@ -71,6 +71,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE episode ADD COLUMN fired TEXT;
     ALTER TABLE episode ADD COLUMN notified TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE episode ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE episode ADD COLUMN fingerprint INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE source ADD COLUMN last_ok_at INTEGER;
     ALTER TABLE source ADD COLUMN complete_chats INTEGER;
     ALTER TABLE outbox ADD COLUMN owner TEXT;
@@ -105,7 +106,7 @@ const OUTBOX_COLUMNS: &str = "id, created_at, instance, channel, document, attem
      next_attempt_ms, owner, claim_until_ms, done_at, last_error";
 
 const EPISODE_COLUMNS: &str = "jid, name, started_at, unread, last_id, last_body, last_ts, \
-     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing";
+     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint";
 
 #[derive(Clone, Debug)]
 pub struct Sqlite {
@@ -215,6 +216,29 @@ impl Sqlite {
         .await
     }
 
+    pub async fn opening(&self, instance: &str) -> Result<Opening, StoreError> {
+        let instance = instance.to_string();
+        self.call(move |c| {
+            let tx = c.transaction()?;
+            let jids = {
+                let mut stmt =
+                    tx.prepare_cached("SELECT jid, fingerprint FROM episode WHERE instance = ?1")?;
+                let rows = stmt.query_map([&instance], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
+                })?;
+                rows.collect::<Result<_, _>>()?
+            };
+            let opening = Opening {
+                jids,
+                generation: generation(&tx, &instance)?,
+                source: source(&tx, &instance)?,
+            };
+            tx.commit()?;
+            Ok(opening)
+        })
+        .await
+    }
+
     pub async fn commit_cycle(&self, c: CycleCommit<'_>) -> Result<u64, StoreError> {
         // The commit owns copies: it runs on another thread.
         let instance = c.instance.to_string();
@@ -283,15 +307,15 @@ impl Sqlite {
                 let mut upsert = tx.prepare_cached(
                     "INSERT INTO episode (instance, jid, name, started_at, unread, last_id, last_body, last_ts,
                                           last_media, has_last, tiers_fired, last_fired_at, nudged,
-                                          fired, notified, missing)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                                          fired, notified, missing, fingerprint)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
                      ON CONFLICT (instance, jid) DO UPDATE SET
                         name = excluded.name, started_at = excluded.started_at, unread = excluded.unread,
                         last_id = excluded.last_id, last_body = excluded.last_body, last_ts = excluded.last_ts,
                         last_media = excluded.last_media, has_last = excluded.has_last,
                         tiers_fired = excluded.tiers_fired, last_fired_at = excluded.last_fired_at,
                         nudged = excluded.nudged, fired = excluded.fired, notified = excluded.notified,
-                        missing = excluded.missing",
+                        missing = excluded.missing, fingerprint = excluded.fingerprint",
                 )?;
                 for ep in &upserts {
                     let m = ep.last_message.as_ref();
@@ -316,6 +340,7 @@ impl Sqlite {
                         fired,
                         json_list(&ep.notified),
                         ep.missing,
+                        ep.fingerprint as i64,
                     ])?;
                 }
             }
@@ -823,6 +848,7 @@ fn episode_from(r: &rusqlite::Row, at: usize) -> Result<Episode, StoreError> {
         last_fired_at: r.get(at + 10)?,
         nudged: r.get(at + 11)?,
         missing: r.get(at + 14)?,
+        fingerprint: r.get::<_, i64>(at + 15)? as u64,
         legacy_fired,
     })
 }
