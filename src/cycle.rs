@@ -10,7 +10,7 @@ use crate::alert::{self, AlertDoc, Outgoing, Status};
 use crate::config::{Config, Instance};
 use crate::overview::Interest;
 use crate::sla::{self, Evaluation, EventKind};
-use crate::store::{CycleCommit, Fence, Opening, Snapshot, SourceState, Store, StoreError};
+use crate::store::{CycleCommit, Fence, JidSet, Opening, Snapshot, SourceState, Store, StoreError};
 use crate::wawp::{PollError, WawpClient};
 use std::sync::Arc;
 use std::time::Instant;
@@ -98,9 +98,10 @@ pub async fn plan(
     now: i64,
     progress: Progress<'_>,
 ) -> Result<Plan, CycleError> {
-    // The store is read while the first request is on its way. What opens a cycle (which
-    // chats have an episode, the high-water mark) tells the parser which chats to build;
-    // the episodes themselves are read while the overview streams in.
+    // The store is read while the first request is on its way. What opens a cycle (each
+    // open episode's fingerprint and when it can next fall due, the high-water mark)
+    // tells the parser which chats to build; then only the episodes of chats that are not
+    // quiet are read.
     let reply_mode = config.policy.uses_reply_mode();
     let engine_policy = &config.policy;
     let mut opened = None;
@@ -109,33 +110,29 @@ pub async fn plan(
             Some(store) => store.opening(&instance.name).await?,
             None => Opening::default(),
         };
-        let episodes = store.map(|store| {
-            let (store, name) = (store.clone(), instance.name.clone());
-            tokio::spawn(async move { store.snapshot(&name, now).await })
-        });
         let read_since = opening.source.last_ok_at.filter(|_| reply_mode);
         let open = opening.jids;
-        opened = Some((opening.generation, opening.source, episodes));
+        opened = Some((opening.generation, opening.source));
         let seed = xxhash_rust::xxh3::xxh3_64(format!("{:?}", engine_policy).as_bytes());
-        Ok::<_, StoreError>(Interest::new(
-            move |id| open.get(id).copied(),
-            seed,
-            read_since,
-        ))
+        Ok::<_, StoreError>(Interest::new(move |id| open.get(id), seed, read_since, now))
     };
     let started = Instant::now();
     let fetched = client.overview(instance, interest, progress).await?;
     let poll_seconds = started.elapsed().as_secs_f64();
-    let Some((generation, source, episodes)) = opened else {
+    let Some((generation, source)) = opened else {
         return Err(StoreError::Corrupt("the store was not read".into()).into());
     };
     let fetched = fetched?;
     let Snapshot {
         episodes, mutes, ..
-    } = match episodes {
-        Some(task) => task
-            .await
-            .map_err(|e| StoreError::Corrupt(format!("the store read failed: {e}")))??,
+    } = match store {
+        Some(store) => {
+            let mut quiet = JidSet::default();
+            for chat in fetched.chats.iter().filter(|c| c.quiet) {
+                quiet.insert(&chat.id);
+            }
+            store.snapshot_except(&instance.name, now, quiet).await?
+        }
         None => Snapshot::default(),
     };
     for note in &fetched.notes {
@@ -282,9 +279,9 @@ pub async fn commit(
             instance,
             generation,
             fence,
-            upserts: &eval.upserts,
-            closed: &eval.closed,
-            outgoing: &outgoing,
+            upserts: eval.upserts,
+            closed: eval.closed,
+            outgoing,
             source: changed,
             now,
         })

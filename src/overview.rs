@@ -28,6 +28,21 @@ pub struct Chat {
     /// The chat is byte for byte what its open episode was built from: only its id is
     /// here, the rest was not even read (see [`Interest`]).
     pub same: bool,
+    /// Same, and nothing about its episode can fall due before the episode said: the
+    /// episode need not even be read. `breached` is then the episode's.
+    pub quiet: bool,
+    pub breached: bool,
+}
+
+/// What the store knows of an open episode before reading it: enough to tell whether its
+/// chat changed and whether anything could be due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenEpisode {
+    pub fingerprint: u64,
+    /// Before this instant (Unix seconds) nothing can fall due for an unchanged chat.
+    pub quiet_until: i64,
+    /// A tier has fired.
+    pub breached: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -60,8 +75,8 @@ pub struct Page {
 /// Which chats a cycle can use: those with an open episode, and those that may be
 /// waiting. The rest (most of a busy inbox: read or answered, nothing open) are counted
 /// and never built: their names and messages are not even decoded.
-/// Looks up the fingerprint of a JID's open episode.
-type OpenEpisodes = std::sync::Arc<dyn Fn(&str) -> Option<u64> + Send + Sync>;
+/// Looks up a JID's open episode.
+type OpenEpisodes = std::sync::Arc<dyn Fn(&str) -> Option<OpenEpisode> + Send + Sync>;
 
 #[derive(Clone)]
 pub struct Interest {
@@ -75,6 +90,8 @@ pub struct Interest {
     read_since: Option<i64>,
     /// Collect every chat's id (for paging).
     ids: bool,
+    /// The cycle's instant, for `quiet_until`.
+    now: i64,
 }
 
 impl Default for Interest {
@@ -91,21 +108,24 @@ impl Interest {
             seed: 0,
             read_since: None,
             ids: false,
+            now: 0,
         }
     }
 
-    /// Keeps chats `open` says have an episode (it gives the episode's fingerprint), and
-    /// chats that may be waiting. `seed` identifies the policy.
+    /// Keeps chats `open` says have an episode, and chats that may be waiting. `seed`
+    /// identifies the policy.
     pub fn new(
-        open: impl Fn(&str) -> Option<u64> + Send + Sync + 'static,
+        open: impl Fn(&str) -> Option<OpenEpisode> + Send + Sync + 'static,
         seed: u64,
         read_since: Option<i64>,
+        now: i64,
     ) -> Interest {
         Interest {
             open: Some(std::sync::Arc::new(open)),
             seed,
             read_since,
             ids: false,
+            now,
         }
     }
 
@@ -127,7 +147,11 @@ impl Interest {
         }
         let fingerprint = self.fingerprint(raw);
         match episode {
-            Some(known) if known == fingerprint => Look::Same(fingerprint),
+            Some(e) if e.fingerprint == fingerprint => Look::Same {
+                fingerprint,
+                quiet: self.now < e.quiet_until,
+                breached: e.breached,
+            },
             _ => Look::Whole(fingerprint),
         }
     }
@@ -139,7 +163,11 @@ impl Interest {
 
 enum Look {
     Skip,
-    Same(u64),
+    Same {
+        fingerprint: u64,
+        quiet: bool,
+        breached: bool,
+    },
     Whole(u64),
 }
 
@@ -450,11 +478,17 @@ fn element(
         }
         match interest.look(&decision, &data[start..end]) {
             Look::Skip => {}
-            Look::Same(fingerprint) => page.chats.push(Chat {
+            Look::Same {
+                fingerprint,
+                quiet,
+                breached,
+            } => page.chats.push(Chat {
                 id: id.to_string(),
                 unread: decision.unread(),
                 fingerprint,
                 same: true,
+                quiet,
+                breached: quiet && breached,
                 ..Chat::default()
             }),
             Look::Whole(fingerprint) => {
@@ -1052,8 +1086,7 @@ impl<'de> Visitor<'de> for ChatVisitor {
                 name,
                 unread: unread.or(inner_unread),
                 last_message,
-                fingerprint: 0,
-                same: false,
+                ..Chat::default()
             }
         })))
     }

@@ -47,6 +47,9 @@ pub struct Episode {
     /// The fingerprint of the chat this episode was last built from (`overview::Chat`):
     /// while the overview shows the same bytes, the chat need not even be read.
     pub fingerprint: u64,
+    /// While the chat stays as it was, nothing can fall due before this instant (Unix
+    /// seconds; see [`quiet_until`]). Until then a cycle need not read the episode at all.
+    pub quiet_until: i64,
     /// Tiers fired as a count, from a store written before tiers were known by `after`:
     /// read as the chat's first tiers at its next evaluation, then gone.
     pub legacy_fired: Option<u32>,
@@ -218,14 +221,24 @@ pub fn is_waiting(
 pub fn evaluate(c: &Cycle) -> Evaluation {
     let policy = c.policy;
     let now = c.now;
+    // Quiet chats' episodes were not read (see `Chat::quiet`); they are open all the same.
+    let open = c.episodes.len() + c.chats.iter().filter(|chat| chat.quiet).count();
     let mut out = Evaluation {
-        complete: is_complete(c.read_whole, c.total, c.episodes.len(), c.previous_chats),
+        complete: is_complete(c.read_whole, c.total, open, c.previous_chats),
         ..Evaluation::default()
     };
     let read_since = c.last_poll.filter(|_| policy.uses_reply_mode());
     // Chats with an episode, or that started one: the rest need no bookkeeping.
     let mut seen: HashSet<&str> = HashSet::with_capacity(c.episodes.len() + 16);
     for chat in c.chats {
+        if chat.quiet {
+            // Unchanged, nothing can be due yet: still waiting, as breached as it was.
+            if seen.insert(chat.id.as_str()) {
+                out.waiting += 1;
+                out.breached += usize::from(chat.breached);
+            }
+            continue;
+        }
         let prev = c.episodes.get(&chat.id);
         if chat.same {
             // Byte for byte the chat its episode was built from, judged by the same policy:
@@ -289,7 +302,11 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
         if let Some(prev @ Cow::Borrowed(_)) = &prev {
             // The common case on a quiet inbox: nothing new, nothing due. No copy.
             let quiet = muted || due(prev, &cp, policy, now).is_nothing();
-            if quiet && prev.fingerprint == chat.fingerprint && unchanged(prev, chat, policy, now) {
+            if quiet
+                && prev.fingerprint == chat.fingerprint
+                && prev.quiet_until == quiet_until(prev, &cp, policy)
+                && unchanged(prev, chat, policy, now)
+            {
                 out.waiting += 1;
                 out.breached += usize::from(!prev.fired.is_empty());
                 continue;
@@ -309,6 +326,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
                 nudged: false,
                 missing: 0,
                 fingerprint: chat.fingerprint,
+                quiet_until: 0,
                 legacy_fired: None,
             },
         };
@@ -331,6 +349,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
         }
         out.waiting += 1;
         out.breached += usize::from(!ep.fired.is_empty());
+        ep.quiet_until = quiet_until(&ep, &cp, policy);
         if converted || prev.as_deref() != Some(&ep) {
             out.upserts.push(ep);
         }
@@ -356,6 +375,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
         } else {
             let mut ep = ep.into_owned();
             ep.missing += 1;
+            ep.quiet_until = 0; // its absence must be counted again next cycle
             out.waiting += 1;
             out.breached += usize::from(!ep.fired.is_empty());
             out.upserts.push(ep);
@@ -378,7 +398,11 @@ fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
     } else {
         due(&ep, &cp, policy, now)
     };
-    if due.is_nothing() && ep.missing == 0 && matches!(ep, Cow::Borrowed(_)) {
+    if due.is_nothing()
+        && ep.missing == 0
+        && matches!(ep, Cow::Borrowed(_))
+        && ep.quiet_until == quiet_until(&ep, &cp, policy)
+    {
         out.waiting += 1;
         out.breached += usize::from(!ep.fired.is_empty());
         return;
@@ -386,9 +410,43 @@ fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
     let mut ep = ep.into_owned();
     ep.missing = 0;
     escalate(out, &mut ep, &cp, due, now);
+    ep.quiet_until = quiet_until(&ep, &cp, policy);
     out.waiting += 1;
     out.breached += usize::from(!ep.fired.is_empty());
     out.upserts.push(ep);
+}
+
+/// The earliest instant anything could fall due for this episode while its chat stays as
+/// it is: a tier not yet fired, a repeat, a nudge. A lower bound (business time never runs
+/// faster than the wall clock), so a chat is never thought quiet when it is not; an
+/// episode that must be looked at anyway (missing from the last overview) says 0.
+pub fn quiet_until(ep: &Episode, cp: &ChatPolicy, policy: &Policy) -> i64 {
+    if ep.missing > 0 || ep.legacy_fired.is_some() {
+        return 0;
+    }
+    let unfired = cp
+        .tiers
+        .iter()
+        .filter(|t| !ep.fired.contains(&t.after.as_secs()));
+    let nudge_at = i64::from(policy.sla.nudge_unread);
+    if nudge_at > 0
+        && !ep.nudged
+        && ep.unread.is_some_and(|n| n >= nudge_at)
+        && unfired.clone().next().is_some()
+    {
+        return 0; // a nudge is due now (it is taken at once)
+    }
+    let tier = unfired
+        .map(|t| ep.started_at.saturating_add(t.after.as_secs() as i64))
+        .min();
+    let repeat = policy
+        .repeat_after()
+        .filter(|_| !ep.fired.is_empty())
+        .and_then(|every| {
+            ep.last_fired_at
+                .map(|t| t.saturating_add(every.as_secs() as i64))
+        });
+    tier.into_iter().chain(repeat).min().unwrap_or(i64::MAX)
 }
 
 /// An episode from an old store counted its fired tiers; read the count as the chat's

@@ -51,6 +51,7 @@ fn episode(jid: &str, started_at: i64) -> Episode {
         nudged: true,
         missing: 2,
         fingerprint: 0xDEAD_BEEF_F00D_CAFE,
+        quiet_until: T0 + 7200,
         legacy_fired: None,
     }
 }
@@ -77,17 +78,17 @@ fn out(channel: &str, status: Status) -> Outgoing {
 fn commit<'a>(
     instance: &'a str,
     generation: i64,
-    upserts: &'a [Episode],
-    closed: &'a [Closed],
-    outgoing: &'a [Outgoing],
+    upserts: &[Episode],
+    closed: &[Closed],
+    outgoing: &[Outgoing],
 ) -> CycleCommit<'a> {
     CycleCommit {
         instance,
         generation,
         fence: None,
-        upserts,
-        closed,
-        outgoing,
+        upserts: upserts.to_vec(),
+        closed: closed.to_vec(),
+        outgoing: outgoing.to_vec(),
         source: None,
         now: T0,
     }

@@ -703,6 +703,7 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
         nudged: false,
         missing: 0,
         fingerprint: 0,
+        quiet_until: 0,
         legacy_fired: Some(1),
     };
     sim.episodes.insert(old.jid.clone(), old.clone());

@@ -11,11 +11,12 @@
 //! secret and never reaches an error.
 
 use super::{
-    CycleCommit, Fence, Lease, Mute, Opening, Past, Pruned, SCHEMA_VERSION, Snapshot, SourceState,
-    StoreError, json_list, parse_list,
+    CycleCommit, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned, SCHEMA_VERSION,
+    Snapshot, SourceState, StoreError, json_list, parse_list,
 };
 use crate::alert::Outgoing;
 use crate::outbox::{Queued, State};
+use crate::overview::OpenEpisode;
 use crate::secret::{Redactor, Secret};
 use crate::sla::{EndReason, Episode, Preview};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -105,6 +106,10 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     );
     CREATE INDEX history_ended ON history (ended_at);",
+    // 3 -> 4: when an unchanged chat's episode can next fall due. (SQLite also moves
+    // outbox documents to their own table so that a state change does not rewrite a large
+    // document; PostgreSQL keeps large values out of line and an UPDATE leaves them be.)
+    "ALTER TABLE episode ADD COLUMN quiet_until BIGINT NOT NULL DEFAULT 0;",
 ];
 
 /// Any number; the same for every inbox-sla, so migrations never run twice at once.
@@ -114,7 +119,8 @@ const OUTBOX_COLUMNS: &str = "id, created_at, instance, channel, document, attem
      next_attempt_ms, owner, claim_until_ms, done_at, last_error";
 
 const EPISODE_COLUMNS: &str = "jid, name, started_at, unread, last_id, last_body, last_ts, \
-     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint";
+     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint, \
+     quiet_until";
 
 #[derive(Clone)]
 pub struct Postgres {
@@ -297,7 +303,12 @@ impl Postgres {
             .map_or(0, |r| r.get(0)))
     }
 
-    pub async fn snapshot(&self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
+    pub async fn snapshot(
+        &self,
+        instance: &str,
+        now: i64,
+        except: JidSet,
+    ) -> Result<Snapshot, StoreError> {
         let mut client = self.client().await?;
         let tx = self.read_transaction(&mut client).await?;
         let generation = self.query_generation(&tx, instance).await?;
@@ -309,7 +320,10 @@ impl Postgres {
             .await
             .map_err(|e| self.error(e))?;
         let mut episodes = HashMap::with_capacity(rows.len());
-        for r in &rows {
+        for r in rows
+            .iter()
+            .filter(|r| !except.contains(r.get::<_, &str>(0)))
+        {
             let ep = episode_from(r, 0)?;
             episodes.insert(ep.jid.clone(), ep);
         }
@@ -332,16 +346,25 @@ impl Postgres {
     pub async fn opening(&self, instance: &str) -> Result<Opening, StoreError> {
         let mut client = self.client().await?;
         let tx = self.read_transaction(&mut client).await?;
-        let jids = tx
+        let rows = tx
             .query(
-                "SELECT jid, fingerprint FROM episode WHERE instance = $1",
+                "SELECT jid, fingerprint, quiet_until, coalesce(fired <> '[]', tiers_fired > 0)
+                 FROM episode WHERE instance = $1",
                 &[&instance],
             )
             .await
-            .map_err(|e| self.error(e))?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64))
-            .collect();
+            .map_err(|e| self.error(e))?;
+        let mut jids = OpenJids::with_capacity(rows.len());
+        for r in &rows {
+            jids.insert(
+                r.get::<_, &str>(0),
+                OpenEpisode {
+                    fingerprint: r.get::<_, i64>(1) as u64,
+                    quiet_until: r.get(2),
+                    breached: r.get(3),
+                },
+            );
+        }
         let generation = self.query_generation(&tx, instance).await?;
         let source = self.query_source(&tx, instance).await?;
         tx.commit().await.map_err(|e| self.error(e))?;
@@ -399,7 +422,7 @@ impl Postgres {
             )
             .await
             .map_err(|e| self.error(e))?;
-        for closed in c.closed {
+        for closed in &c.closed {
             let ep = &closed.episode;
             written += tx
                 .execute(&delete, &[&c.instance, &ep.jid])
@@ -430,19 +453,20 @@ impl Postgres {
             .prepare_cached(
                 "INSERT INTO episode (instance, jid, name, started_at, unread, last_id, last_body, last_ts,
                                       last_media, has_last, tiers_fired, last_fired_at, nudged,
-                                      fired, notified, missing, fingerprint)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                                      fired, notified, missing, fingerprint, quiet_until)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                  ON CONFLICT (instance, jid) DO UPDATE SET
                     name = EXCLUDED.name, started_at = EXCLUDED.started_at, unread = EXCLUDED.unread,
                     last_id = EXCLUDED.last_id, last_body = EXCLUDED.last_body, last_ts = EXCLUDED.last_ts,
                     last_media = EXCLUDED.last_media, has_last = EXCLUDED.has_last,
                     tiers_fired = EXCLUDED.tiers_fired, last_fired_at = EXCLUDED.last_fired_at,
                     nudged = EXCLUDED.nudged, fired = EXCLUDED.fired, notified = EXCLUDED.notified,
-                    missing = EXCLUDED.missing, fingerprint = EXCLUDED.fingerprint",
+                    missing = EXCLUDED.missing, fingerprint = EXCLUDED.fingerprint,
+                    quiet_until = EXCLUDED.quiet_until",
             )
             .await
             .map_err(|e| self.error(e))?;
-        for ep in c.upserts {
+        for ep in &c.upserts {
             let m = ep.last_message.as_ref();
             let (fired, count) = match ep.legacy_fired {
                 Some(n) => (None, i64::from(n)),
@@ -469,6 +493,7 @@ impl Postgres {
                         &json_list(&ep.notified),
                         &i64::from(ep.missing),
                         &(ep.fingerprint as i64),
+                        &ep.quiet_until,
                     ],
                 )
                 .await
@@ -477,7 +502,7 @@ impl Postgres {
         if let Some(s) = c.source {
             written += self.write_source(&tx, c.instance, s).await?;
         }
-        written += self.insert_outgoing(&tx, c.outgoing, c.now).await?.len() as u64;
+        written += self.insert_outgoing(&tx, &c.outgoing, c.now).await?.len() as u64;
         tx.commit().await.map_err(|e| self.error(e))?;
         Ok(written)
     }
@@ -1004,6 +1029,7 @@ fn episode_from(r: &Row, at: usize) -> Result<Episode, StoreError> {
         nudged: r.get(at + 11),
         missing: r.get::<_, i64>(at + 14).clamp(0, u32::MAX as i64) as u32,
         fingerprint: r.get::<_, i64>(at + 15) as u64,
+        quiet_until: r.get(at + 16),
         legacy_fired,
     })
 }

@@ -3,11 +3,12 @@
 //! the one connection behind a mutex: async callers never block a runtime worker.
 
 use super::{
-    CycleCommit, Fence, Lease, Mute, Opening, Past, Pruned, SCHEMA_VERSION, Snapshot, SourceState,
-    StoreError, json_list, parse_list,
+    CycleCommit, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned, SCHEMA_VERSION,
+    Snapshot, SourceState, StoreError, json_list, parse_list,
 };
 use crate::alert::Outgoing;
 use crate::outbox::{Queued, State};
+use crate::overview::OpenEpisode;
 use crate::sla::{Episode, Preview};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::collections::HashMap;
@@ -97,16 +98,36 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         reason TEXT NOT NULL
     );
     CREATE INDEX history_ended ON history (ended_at);",
+    // 3 -> 4: when an unchanged chat's episode can next fall due (until then a cycle does
+    // not read it), and documents in their own table. SQLite rewrites a whole row on UPDATE, so
+    // claiming and acknowledging a large digest (thousands of chats, megabytes) rewrote
+    // it twice; the states now change beside it.
+    "CREATE TABLE outbox_document (
+        id INTEGER PRIMARY KEY,
+        document TEXT NOT NULL
+    );
+    INSERT INTO outbox_document (id, document) SELECT id, document FROM outbox;
+    ALTER TABLE outbox DROP COLUMN document;
+    ALTER TABLE episode ADD COLUMN quiet_until INTEGER NOT NULL DEFAULT 0;
+    CREATE TRIGGER outbox_document_follows AFTER DELETE ON outbox BEGIN
+        DELETE FROM outbox_document WHERE id = old.id;
+    END;",
 ];
 
 /// How long a write waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-const OUTBOX_COLUMNS: &str = "id, created_at, instance, channel, document, attempts, state, \
+const OUTBOX_COLUMNS: &str = "id, created_at, instance, channel, \
+     (SELECT document FROM outbox_document d WHERE d.id = outbox.id), attempts, state, \
      next_attempt_ms, owner, claim_until_ms, done_at, last_error";
 
 const EPISODE_COLUMNS: &str = "jid, name, started_at, unread, last_id, last_body, last_ts, \
-     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint";
+     last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint, \
+     quiet_until";
+
+/// Whether an episode has fired a tier, in SQL (a legacy count has no `fired` list; such
+/// an episode is never quiet, so the answer does not matter for it).
+const BREACHED: &str = "coalesce(fired <> '[]', tiers_fired > 0)";
 
 #[derive(Clone, Debug)]
 pub struct Sqlite {
@@ -194,13 +215,18 @@ impl Sqlite {
         f(&mut conn)
     }
 
-    pub async fn snapshot(&self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
+    pub async fn snapshot(
+        &self,
+        instance: &str,
+        now: i64,
+        except: JidSet,
+    ) -> Result<Snapshot, StoreError> {
         let instance = instance.to_string();
         self.call(move |c| {
             let tx = c.transaction()?;
             let snapshot = Snapshot {
                 generation: generation(&tx, &instance)?,
-                episodes: episodes(&tx, &instance)?
+                episodes: episodes(&tx, &instance, &except)?
                     .into_iter()
                     .map(|e| (e.jid.clone(), e))
                     .collect(),
@@ -221,12 +247,24 @@ impl Sqlite {
         self.call(move |c| {
             let tx = c.transaction()?;
             let jids = {
-                let mut stmt =
-                    tx.prepare_cached("SELECT jid, fingerprint FROM episode WHERE instance = ?1")?;
-                let rows = stmt.query_map([&instance], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64))
-                })?;
-                rows.collect::<Result<_, _>>()?
+                let mut stmt = tx.prepare_cached(&format!(
+                    "SELECT jid, fingerprint, quiet_until, {BREACHED} FROM episode WHERE instance = ?1"
+                ))?;
+                let mut rows = stmt.query([&instance])?;
+                let mut jids = OpenJids::with_capacity(1024);
+                while let Some(r) = rows.next()? {
+                    // Borrowed: no string is made for a JID.
+                    let jid = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+                    jids.insert(
+                        jid,
+                        OpenEpisode {
+                            fingerprint: r.get::<_, i64>(1)? as u64,
+                            quiet_until: r.get(2)?,
+                            breached: r.get(3)?,
+                        },
+                    );
+                }
+                jids
             };
             let opening = Opening {
                 jids,
@@ -240,13 +278,16 @@ impl Sqlite {
     }
 
     pub async fn commit_cycle(&self, c: CycleCommit<'_>) -> Result<u64, StoreError> {
-        // The commit owns copies: it runs on another thread.
+        // The commit runs on another thread: it takes the rows and copies the rest.
         let instance = c.instance.to_string();
         let generation = c.generation;
         let fence = c.fence.cloned();
-        let upserts = c.upserts.to_vec();
-        let closed = c.closed.to_vec();
-        let outgoing = c.outgoing.to_vec();
+        let CycleCommit {
+            upserts,
+            closed,
+            outgoing,
+            ..
+        } = c;
         let source_state = c.source.cloned();
         let now = c.now;
         self.call(move |conn| {
@@ -307,17 +348,21 @@ impl Sqlite {
                 let mut upsert = tx.prepare_cached(
                     "INSERT INTO episode (instance, jid, name, started_at, unread, last_id, last_body, last_ts,
                                           last_media, has_last, tiers_fired, last_fired_at, nudged,
-                                          fired, notified, missing, fingerprint)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
+                                          fired, notified, missing, fingerprint, quiet_until)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                      ON CONFLICT (instance, jid) DO UPDATE SET
                         name = excluded.name, started_at = excluded.started_at, unread = excluded.unread,
                         last_id = excluded.last_id, last_body = excluded.last_body, last_ts = excluded.last_ts,
                         last_media = excluded.last_media, has_last = excluded.has_last,
                         tiers_fired = excluded.tiers_fired, last_fired_at = excluded.last_fired_at,
                         nudged = excluded.nudged, fired = excluded.fired, notified = excluded.notified,
-                        missing = excluded.missing, fingerprint = excluded.fingerprint",
+                        missing = excluded.missing, fingerprint = excluded.fingerprint,
+                        quiet_until = excluded.quiet_until",
                 )?;
-                for ep in &upserts {
+                // In key order: each insert lands next to the last one in the B-tree.
+                let mut upserts: Vec<&Episode> = upserts.iter().collect();
+                upserts.sort_unstable_by(|a, b| a.jid.cmp(&b.jid));
+                for ep in upserts {
                     let m = ep.last_message.as_ref();
                     let (fired, count) = match ep.legacy_fired {
                         Some(n) => (None, n as i64),
@@ -341,6 +386,7 @@ impl Sqlite {
                         json_list(&ep.notified),
                         ep.missing,
                         ep.fingerprint as i64,
+                        ep.quiet_until,
                     ])?;
                 }
             }
@@ -770,6 +816,11 @@ fn prepare(conn: &mut Connection, busy: Duration) -> Result<(), String> {
         .map_err(|e| format!("cannot enable WAL: {}", describe_open_error(e)))?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(|e| e.to_string())?;
+    // A cycle of a large inbox writes tens of thousands of rows in one transaction; with
+    // the default 2 MB page cache SQLite spills them to the WAL mid-transaction and reads
+    // them back. The cache grows only as far as it is used.
+    conn.pragma_update(None, "cache_size", -32_768)
+        .map_err(|e| e.to_string())?;
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(describe_open_error)?;
         tx.execute_batch(sql)
@@ -807,14 +858,21 @@ fn generation(conn: &Connection, instance: &str) -> Result<i64, StoreError> {
         .unwrap_or(0))
 }
 
-fn episodes(conn: &Connection, instance: &str) -> Result<Vec<Episode>, StoreError> {
+fn episodes(
+    conn: &Connection,
+    instance: &str,
+    except: &JidSet,
+) -> Result<Vec<Episode>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {EPISODE_COLUMNS} FROM episode WHERE instance = ?1"
     ))?;
     let mut rows = stmt.query([instance])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(episode_from(r, 0)?);
+        let jid = r.get_ref(0)?.as_str().map_err(rusqlite::Error::from)?;
+        if !except.contains(jid) {
+            out.push(episode_from(r, 0)?);
+        }
     }
     Ok(out)
 }
@@ -849,6 +907,7 @@ fn episode_from(r: &rusqlite::Row, at: usize) -> Result<Episode, StoreError> {
         nudged: r.get(at + 11)?,
         missing: r.get(at + 14)?,
         fingerprint: r.get::<_, i64>(at + 15)? as u64,
+        quiet_until: r.get(at + 16)?,
         legacy_fired,
     })
 }
@@ -917,19 +976,22 @@ fn insert_outgoing(
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(outgoing.len());
     let mut insert = tx.prepare_cached(
-        "INSERT INTO outbox (created_at, instance, channel, status, document, next_attempt_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO outbox (created_at, instance, channel, status, next_attempt_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    let mut document =
+        tx.prepare_cached("INSERT INTO outbox_document (id, document) VALUES (?1, ?2)")?;
     for o in outgoing {
         insert.execute(params![
             now,
             o.doc.instance,
             o.channel,
             o.doc.status.as_str(),
-            serde_json::to_string(&o.doc)?,
             now * 1000
         ])?;
-        ids.push(tx.last_insert_rowid());
+        let id = tx.last_insert_rowid();
+        document.execute(params![id, serde_json::to_string(&o.doc)?])?;
+        ids.push(id);
     }
     Ok(ids)
 }
@@ -980,6 +1042,13 @@ mod tests {
                 [],
             )
             .unwrap();
+            let doc = serde_json::to_string(&crate::commands::test_document("ops", 7)).unwrap();
+            conn.execute(
+                "INSERT INTO outbox (created_at, instance, channel, status, document, next_attempt_ms)
+                 VALUES (7, 'support', 'ops', 'test', ?1, 7000)",
+                [doc],
+            )
+            .unwrap();
         }
         let store = Sqlite::open_sync(&path, BUSY_TIMEOUT).unwrap();
         let version: i64 = store.with_connection(|c| {
@@ -987,7 +1056,7 @@ mod tests {
                 .unwrap()
         });
         assert_eq!(version, SCHEMA_VERSION);
-        let eps = store.with_connection(|c| episodes(c, "support").unwrap());
+        let eps = store.with_connection(|c| episodes(c, "support", &JidSet::default()).unwrap());
         let one = eps.iter().find(|e| e.jid == "1@c.us").unwrap();
         assert_eq!(
             (one.started_at, one.legacy_fired, one.fired.len()),
@@ -995,6 +1064,23 @@ mod tests {
         );
         let two = eps.iter().find(|e| e.jid == "2@c.us").unwrap();
         assert_eq!(two.legacy_fired, None);
+        // A notification queued before the upgrade still goes out, document and all, and
+        // pruning it takes its document too.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let queued = runtime
+            .block_on(store.claim("me", "ops", 8000, 1000))
+            .unwrap()
+            .expect("the queued notification survives the migration");
+        assert_eq!(queued.doc, crate::commands::test_document("ops", 7));
+        runtime.block_on(store.ack(queued.id, "me", 8)).unwrap();
+        runtime.block_on(store.prune(1_000_000, 1, 1)).unwrap();
+        let documents: i64 = store.with_connection(|c| {
+            c.query_row("SELECT count(*) FROM outbox_document", [], |r| r.get(0))
+                .unwrap()
+        });
+        assert_eq!(documents, 0);
     }
 
     #[test]
