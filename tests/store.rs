@@ -161,6 +161,56 @@ fn a_cycle_commits_all_or_nothing_and_a_second_writer_loses() {
     }
 }
 
+/// A large cycle (many statements' worth of rows, and a remainder) writes every episode,
+/// and a later cycle updates each in place; the opening read reports what the store holds.
+#[test]
+fn a_large_cycle_writes_and_updates_every_episode() {
+    for (name, store, _dir) in backends("store: large cycle") {
+        rt().block_on(async {
+            let eps: Vec<Episode> = (0..150)
+                .map(|i| episode(&format!("20100{i:03}@c.us"), T0 - i))
+                .collect();
+            store
+                .commit_cycle(commit("support", 0, &eps, &[], &[]))
+                .await
+                .unwrap();
+            let updated: Vec<Episode> = eps
+                .iter()
+                .map(|e| Episode {
+                    fired: vec![7200, 21600, 86400],
+                    fingerprint: e.started_at as u64,
+                    quiet_until: 0,
+                    ..e.clone()
+                })
+                .collect();
+            store
+                .commit_cycle(commit("support", 1, &updated, &[], &[]))
+                .await
+                .unwrap();
+            let snap = store.snapshot("support", T0).await.unwrap();
+            assert_eq!(snap.episodes.len(), 150, "{name}");
+            for e in &updated {
+                assert_eq!(&snap.episodes[&e.jid], e, "{name}");
+            }
+            let opening = store.opening("support").await.unwrap();
+            assert_eq!((opening.jids.len(), opening.generation), (150, 2), "{name}");
+            let seen = opening.jids.get("20100007@c.us").unwrap();
+            assert_eq!(
+                (seen.fingerprint, seen.quiet_until, seen.breached),
+                ((T0 - 7) as u64, 0, true),
+                "{name}"
+            );
+            assert!(opening.jids.get("20100999@c.us").is_none(), "{name}");
+            // A quiet chat's episode is left out of the snapshot.
+            let mut quiet = inbox_sla::store::JidSet::default();
+            quiet.insert("20100007@c.us");
+            let snap = store.snapshot_except("support", T0, quiet).await.unwrap();
+            assert_eq!(snap.episodes.len(), 149, "{name}");
+            assert!(!snap.episodes.contains_key("20100007@c.us"), "{name}");
+        });
+    }
+}
+
 #[test]
 fn closed_episodes_leave_the_open_set_and_are_kept_for_reports() {
     for (name, store, _dir) in backends("store: history") {

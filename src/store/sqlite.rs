@@ -114,6 +114,30 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     END;",
 ];
 
+/// Episodes written per statement (18 parameters each, well under SQLite's limit).
+const UPSERT_ROWS: usize = 64;
+const EPISODE_FIELDS: usize = 18;
+
+/// The upsert of `rows` episodes in one statement.
+fn upsert_sql(rows: usize) -> String {
+    let row = format!("({})", vec!["?"; EPISODE_FIELDS].join(", "));
+    format!(
+        "INSERT INTO episode (instance, jid, name, started_at, unread, last_id, last_body, last_ts,
+                              last_media, has_last, tiers_fired, last_fired_at, nudged,
+                              fired, notified, missing, fingerprint, quiet_until)
+         VALUES {}
+         ON CONFLICT (instance, jid) DO UPDATE SET
+            name = excluded.name, started_at = excluded.started_at, unread = excluded.unread,
+            last_id = excluded.last_id, last_body = excluded.last_body, last_ts = excluded.last_ts,
+            last_media = excluded.last_media, has_last = excluded.has_last,
+            tiers_fired = excluded.tiers_fired, last_fired_at = excluded.last_fired_at,
+            nudged = excluded.nudged, fired = excluded.fired, notified = excluded.notified,
+            missing = excluded.missing, fingerprint = excluded.fingerprint,
+            quiet_until = excluded.quiet_until",
+        vec![row; rows].join(", ")
+    )
+}
+
 /// How long a write waits for another process's lock before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -345,49 +369,50 @@ impl Sqlite {
                         ])?;
                     }
                 }
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO episode (instance, jid, name, started_at, unread, last_id, last_body, last_ts,
-                                          last_media, has_last, tiers_fired, last_fired_at, nudged,
-                                          fired, notified, missing, fingerprint, quiet_until)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
-                     ON CONFLICT (instance, jid) DO UPDATE SET
-                        name = excluded.name, started_at = excluded.started_at, unread = excluded.unread,
-                        last_id = excluded.last_id, last_body = excluded.last_body, last_ts = excluded.last_ts,
-                        last_media = excluded.last_media, has_last = excluded.has_last,
-                        tiers_fired = excluded.tiers_fired, last_fired_at = excluded.last_fired_at,
-                        nudged = excluded.nudged, fired = excluded.fired, notified = excluded.notified,
-                        missing = excluded.missing, fingerprint = excluded.fingerprint,
-                        quiet_until = excluded.quiet_until",
-                )?;
-                // In key order: each insert lands next to the last one in the B-tree.
+                // In key order: each insert lands next to the last one in the B-tree. Many
+                // rows a statement: a large cycle's cost is per statement, not per row.
                 let mut upserts: Vec<&Episode> = upserts.iter().collect();
                 upserts.sort_unstable_by(|a, b| a.jid.cmp(&b.jid));
-                for ep in upserts {
-                    let m = ep.last_message.as_ref();
-                    let (fired, count) = match ep.legacy_fired {
-                        Some(n) => (None, n as i64),
-                        None => (Some(json_list(&ep.fired)), ep.fired.len() as i64),
+                let full = upsert_sql(UPSERT_ROWS);
+                for rows in upserts.chunks(UPSERT_ROWS) {
+                    let mut upsert = if rows.len() == UPSERT_ROWS {
+                        tx.prepare_cached(&full)?
+                    } else {
+                        tx.prepare_cached(&upsert_sql(rows.len()))?
                     };
-                    upsert.execute(params![
-                        instance,
-                        ep.jid,
-                        ep.name,
-                        ep.started_at,
-                        ep.unread,
-                        m.and_then(|m| m.id.as_deref()),
-                        m.and_then(|m| m.body.as_deref()),
-                        m.and_then(|m| m.timestamp),
-                        m.is_some_and(|m| m.has_media),
-                        m.is_some(),
-                        count,
-                        ep.last_fired_at,
-                        ep.nudged,
-                        fired,
-                        json_list(&ep.notified),
-                        ep.missing,
-                        ep.fingerprint as i64,
-                        ep.quiet_until,
-                    ])?;
+                    let mut at = 0;
+                    for ep in rows {
+                        let m = ep.last_message.as_ref();
+                        let (fired, count) = match ep.legacy_fired {
+                            Some(n) => (None, n as i64),
+                            None => (Some(json_list(&ep.fired)), ep.fired.len() as i64),
+                        };
+                        let values: [&dyn rusqlite::ToSql; EPISODE_FIELDS] = [
+                            &instance,
+                            &ep.jid,
+                            &ep.name,
+                            &ep.started_at,
+                            &ep.unread,
+                            &m.and_then(|m| m.id.as_deref()),
+                            &m.and_then(|m| m.body.as_deref()),
+                            &m.and_then(|m| m.timestamp),
+                            &m.is_some_and(|m| m.has_media),
+                            &m.is_some(),
+                            &count,
+                            &ep.last_fired_at,
+                            &ep.nudged,
+                            &fired,
+                            &json_list(&ep.notified),
+                            &ep.missing,
+                            &(ep.fingerprint as i64),
+                            &ep.quiet_until,
+                        ];
+                        for value in values {
+                            at += 1;
+                            upsert.raw_bind_parameter(at, value)?;
+                        }
+                    }
+                    upsert.raw_execute()?;
                 }
             }
             if let Some(s) = &source_state {
