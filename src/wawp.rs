@@ -107,7 +107,10 @@ impl WawpClient {
         let (response, interest) = tokio::join!(self.send(instance, &first, &redactor), interest);
         let mut interest = interest?;
         if page_size > 0 {
-            interest = interest.with_ids();
+            use std::hash::BuildHasher;
+            let seed =
+                std::collections::hash_map::RandomState::new().hash_one(instance.name.as_str());
+            interest = interest.with_ids(seed);
         }
         Ok(self
             .pages(instance, response, interest, &redactor, progress)
@@ -127,7 +130,7 @@ impl WawpClient {
             complete: true,
             ..Fetched::default()
         };
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut seen: HashSet<u64> = HashSet::new();
         let mut offset = 0usize;
         let mut response = Some(first);
         loop {
@@ -157,20 +160,22 @@ impl WawpClient {
                 fetched.total = page.total;
                 fetched.chats = page.chats;
             } else {
-                let mut fresh: HashSet<String> = HashSet::new();
+                let mut fresh: HashSet<u64> = HashSet::new();
                 for id in page.ids {
                     if seen.len() >= max {
                         cut_short = true;
                         break;
                     }
-                    if seen.insert(id.clone()) {
+                    if seen.insert(id) {
                         new_chats += 1;
                         fresh.insert(id);
                     }
                 }
-                fetched
-                    .chats
-                    .extend(page.chats.into_iter().filter(|c| fresh.remove(&c.id)));
+                fetched.chats.extend(
+                    page.chats
+                        .into_iter()
+                        .filter(|c| fresh.remove(&interest.id_hash(&c.id))),
+                );
                 fetched.total = seen.len();
                 // Exactly at the limit with a full page: more may follow.
                 cut_short |= seen.len() >= max && page.elements >= page_size;

@@ -63,6 +63,7 @@ pub fn overview_body(n: usize, now: i64) -> Vec<u8> {
 
 /// The benchmark's configuration: one instance on `base_url`, the whole overview in one
 /// response, a console channel. `extra` is appended (more tables).
+#[allow(dead_code)] // the fleet bench writes its own, many-instance config
 pub fn config(base_url: &str, store: &std::path::Path, extra: &str) -> String {
     format!(
         r#"[wawp]

@@ -1,0 +1,248 @@
+//! `cargo bench --bench fleet`: one daemon watching 1,000 instances (PRODUCT.md section 9).
+//!
+//! A loopback Wawp serves 1,000 instances of 1,000 chats each, paged as the real API is
+//! (the default `page_size = 100`: eleven requests a poll), every response 50 ms late like
+//! a distant API. The release binary runs `run` with the default `poll_interval = "60s"`
+//! and `wawp.max_concurrent = 16`. After a warm-up in which every instance is polled once
+//! (and its episodes created), it is measured for two minutes: CPU time as a share of one
+//! core (from /proc), resident memory (sampled each second, and the kernel's high-water
+//! mark), the most requests the source ever had in flight at once, and polls per second:
+//! the mean against the busiest second. Nothing here asserts: it prints.
+//!
+//! `-- --quick`: a 20-second measurement, for trying the harness.
+
+#[path = "common/overview.rs"]
+mod synthetic;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const INSTANCES: usize = 1_000;
+const CHATS: usize = 1_000;
+const LATENCY: Duration = Duration::from_millis(50);
+
+#[derive(Default)]
+struct Seen {
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// Polls (first pages) started, by second since the source started.
+    polls: Mutex<BTreeMap<u64, usize>>,
+    instances: Mutex<HashSet<String>>,
+    requests: AtomicUsize,
+}
+
+struct InFlight<'a>(&'a Seen);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The overview's chats, one JSON text each, so a page is a slice joined.
+fn chats(now: i64) -> Vec<String> {
+    let body = synthetic::overview_body(CHATS, now);
+    let all: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    all.iter().map(|c| c.to_string()).collect()
+}
+
+fn serve(rt: &tokio::runtime::Runtime, seen: Arc<Seen>, chats: Arc<Vec<String>>) -> String {
+    use axum::extract::Query;
+    use std::collections::HashMap;
+    let started = Instant::now();
+    rt.block_on(async move {
+        let overview = move |Query(q): Query<HashMap<String, String>>| {
+            let (seen, chats) = (seen.clone(), chats.clone());
+            async move {
+                seen.requests.fetch_add(1, Ordering::Relaxed);
+                let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                seen.max_in_flight.fetch_max(now, Ordering::SeqCst);
+                let _guard = InFlight(&seen);
+                let offset: usize = q.get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
+                let limit: usize = q
+                    .get("limit")
+                    .and_then(|l| l.parse().ok())
+                    .filter(|l| *l > 0)
+                    .unwrap_or(CHATS);
+                if offset == 0 {
+                    let second = started.elapsed().as_secs();
+                    *seen.polls.lock().unwrap().entry(second).or_default() += 1;
+                    if let Some(id) = q.get("instance_id") {
+                        seen.instances.lock().unwrap().insert(id.clone());
+                    }
+                }
+                tokio::time::sleep(LATENCY).await;
+                let page = chats
+                    .get(offset.min(chats.len())..(offset + limit).min(chats.len()))
+                    .unwrap_or_default();
+                (
+                    [("content-type", "application/json")],
+                    format!("[{}]", page.join(",")),
+                )
+            }
+        };
+        let app = axum::Router::new()
+            .route("/v2/chats/overview", axum::routing::get(overview))
+            .route("/hook", axum::routing::post(|| async { "ok" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{addr}")
+    })
+}
+
+fn config(base_url: &str, store: &std::path::Path) -> String {
+    let mut text = format!(
+        r#"[wawp]
+base_url = "{base_url}"
+
+[store]
+path = "{}"
+
+[[channel]]
+name = "hook"
+type = "webhook"
+url = "{base_url}/hook"
+
+[log]
+level = "error"
+"#,
+        store.display()
+    );
+    for i in 0..INSTANCES {
+        text.push_str(&format!(
+            "\n[[instance]]\nname = \"shop-{i:04}\"\ninstance_id = \"{i}\"\naccess_token = \"token-{i}\"\n"
+        ));
+    }
+    text
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// A `kB` field of /proc/<pid>/status.
+fn status_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with(field))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let measure = if args.iter().any(|a| a == "--quick") {
+        Duration::from_secs(20)
+    } else {
+        Duration::from_secs(120)
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let seen = Arc::new(Seen::default());
+    let chats = Arc::new(chats(chrono::Utc::now().timestamp()));
+    let url = serve(&rt, seen.clone(), chats);
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("fleet.toml");
+    std::fs::write(&config_path, config(&url, &dir.path().join("state.db"))).unwrap();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_inbox-sla"))
+        .args(["--config", config_path.to_str().unwrap(), "run"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = daemon.id();
+    println!(
+        "inbox-sla fleet benchmark: {INSTANCES} instances x {CHATS} chats, page_size 100, \
+         {} ms a response, poll_interval 60s, max_concurrent 16",
+        LATENCY.as_millis()
+    );
+    // Warm-up: every instance polled once (the first interval), then a little more.
+    let start = Instant::now();
+    while seen.instances.lock().unwrap().len() < INSTANCES {
+        if start.elapsed() > Duration::from_secs(300) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let warmup = start.elapsed();
+    std::thread::sleep(Duration::from_secs(5));
+    let polled_in_warmup = seen.instances.lock().unwrap().len();
+    println!(
+        "warm-up: {polled_in_warmup} instances polled in {:.0} s",
+        warmup.as_secs_f64()
+    );
+
+    let hz = clock_ticks_per_second();
+    let (t0, cpu0) = (Instant::now(), cpu_ticks(pid).unwrap_or(0));
+    let first_second = seen
+        .polls
+        .lock()
+        .unwrap()
+        .keys()
+        .last()
+        .copied()
+        .unwrap_or(0)
+        + 1;
+    let requests0 = seen.requests.load(Ordering::Relaxed);
+    seen.max_in_flight.store(0, Ordering::SeqCst);
+    let mut rss_max = 0;
+    while t0.elapsed() < measure {
+        std::thread::sleep(Duration::from_secs(1));
+        rss_max = rss_max.max(status_kb(pid, "VmRSS:").unwrap_or(0));
+    }
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz as f64;
+    let hwm = status_kb(pid, "VmHWM:").unwrap_or(0);
+    let polls = seen.polls.lock().unwrap().clone();
+    let window: Vec<usize> = (first_second..first_second + measure.as_secs() - 1)
+        .map(|s| polls.get(&s).copied().unwrap_or(0))
+        .collect();
+    let total: usize = window.iter().sum();
+    let requests = seen.requests.load(Ordering::Relaxed) - requests0;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    println!("\nmeasured for {wall:.0} s after warm-up:");
+    println!(
+        "  CPU                    {:>6.1} % of one core   (target < 10 %)",
+        100.0 * cpu / wall
+    );
+    println!(
+        "  resident memory        {:>6.1} MB (max sampled), {:.1} MB high-water mark since start   (target < 200 MB)",
+        rss_max as f64 / 1000.0,
+        hwm as f64 / 1000.0
+    );
+    println!(
+        "  requests in flight     {:>6} at most (max_concurrent = 16 polls)",
+        seen.max_in_flight.load(Ordering::SeqCst)
+    );
+    println!(
+        "  polls per second       {:>6.1} mean, {} in the busiest second   ({} polls, {} requests)",
+        total as f64 / window.len().max(1) as f64,
+        window.iter().max().copied().unwrap_or(0),
+        total,
+        requests
+    );
+}
