@@ -532,6 +532,54 @@ pub async fn mute(
     Ok(ExitCode::SUCCESS)
 }
 
+/// How `report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+    Csv,
+}
+
+/// `report [--since D] [--instance NAME] [--format F]`: closed episodes, from the store.
+pub async fn report(
+    config: &Config,
+    since: &str,
+    instance: Option<&str>,
+    format: ReportFormat,
+    clock: &Clock,
+) -> Result<ExitCode, CliError> {
+    let d = crate::duration::parse(since).map_err(|e| CliError::Usage(format!("--since: {e}")))?;
+    if d.is_zero() {
+        return Err(CliError::Usage("--since must be more than 0s".into()));
+    }
+    let now = clock.now();
+    let report = match existing_store(config).await? {
+        Some(store) => {
+            let r =
+                crate::status::report(&store, config, now, d.as_secs() as i64, instance).await?;
+            if let Some(name) = instance
+                && r.overall.episodes == 0
+                && !config.instances.iter().any(|i| i.name == name)
+            {
+                let known: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+                return Err(CliError::Usage(format!(
+                    "--instance {name}: no such instance in the config and no history for it \
+                     (configured: {})",
+                    known.join(", ")
+                )));
+            }
+            r
+        }
+        None => crate::report::build(&[], &config.policy, now - d.as_secs() as i64, now),
+    };
+    match format {
+        ReportFormat::Text => say!("{}", report.text().trim_end_matches('\n')),
+        ReportFormat::Json => say!("{}", report.json()),
+        ReportFormat::Csv => say!("{}", report.csv().trim_end_matches('\n')),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `unmute JID`
 pub async fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
     check_jid(jid)?;

@@ -145,6 +145,17 @@ pub struct DeliveryConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// The bearer token the status page and `/api` require (from `auth_token_file`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<Secret>,
+}
+
+impl HttpConfig {
+    /// Whether `/` and `/api` need the bearer token: they show customer data, so anything
+    /// but loopback does.
+    pub fn needs_auth(&self) -> bool {
+        !self.listen.ip().is_loopback()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -376,6 +387,7 @@ struct RawDelivery {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: String,
+    auth_token_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -479,6 +491,7 @@ impl Config {
             .map(|i| i.access_token.clone())
             .collect();
         out.extend(self.store.url.clone());
+        out.extend(self.http.as_ref().and_then(|h| h.auth_token.clone()));
         for c in &self.channels {
             match &c.kind {
                 ChannelKind::Slack { webhook_url } => out.push(webhook_url.clone()),
@@ -885,14 +898,25 @@ fn build(raw: RawConfig, secrets: &mut SecretReader) -> Result<Config, String> {
         return Err("delivery.retry_for must be more than 0s".into());
     }
     let http = match raw.http {
-        Some(h) => Some(HttpConfig {
-            listen: h.listen.parse().map_err(|_| {
+        Some(h) => {
+            let listen: SocketAddr = h.listen.parse().map_err(|_| {
                 format!(
                     "http.listen: \"{}\" is not an address like 127.0.0.1:9187",
                     h.listen
                 )
-            })?,
-        }),
+            })?;
+            let auth_token = match &h.auth_token_file {
+                Some(f) => Some(secrets.file("http", "auth_token", f)?),
+                None if !listen.ip().is_loopback() => {
+                    return Err(format!(
+                        "http.auth_token_file is required when http.listen ({listen}) is not \
+                         a loopback address: the status page shows customer names and messages"
+                    ));
+                }
+                None => None,
+            };
+            Some(HttpConfig { listen, auth_token })
+        }
         None => None,
     };
     let level = raw.log.level.unwrap_or_else(|| "info".into());

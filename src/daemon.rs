@@ -97,7 +97,11 @@ pub async fn run(
     let notifier = Notifier::from_env();
     let metrics = match &config.http {
         Some(_) => {
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+            let (matcher, buckets) = http::wait_buckets();
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(matcher, buckets)
+                .map_err(|e| Error::Start(format!("cannot set the wait histogram's buckets: {e}")))?
+                .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder)
                 .map_err(|e| Error::Start(format!("cannot install the metrics recorder: {e}")))?;
@@ -120,6 +124,8 @@ pub async fn run(
         runtime.config.sla().poll_interval,
     );
 
+    let current_config: http::CurrentConfig =
+        Arc::new(std::sync::RwLock::new(runtime.config.clone()));
     let (stop_http_tx, mut stop_http_rx) = watch::channel(false);
     let http_task = match (&runtime.config.http, metrics) {
         (Some(h), Some(handle)) => {
@@ -127,13 +133,25 @@ pub async fn run(
                 Error::Start(format!("http.listen {}: cannot listen: {e}", h.listen))
             })?;
             let bound = listener.local_addr().map_or(h.listen, |a| a);
-            tracing::info!("serving /metrics and /healthz on http://{bound}");
+            tracing::info!(
+                "serving the status page, /metrics and /healthz on http://{bound}{}",
+                if h.auth_token.is_some() {
+                    " (the page and /api need the bearer token)"
+                } else {
+                    ""
+                }
+            );
             let health = health.clone();
+            let source = http::StatusSource {
+                store: store.clone(),
+                config: current_config.clone(),
+                clock: clock.clone(),
+            };
             Some(tokio::spawn(async move {
                 let stop = async move {
                     let _ = stop_http_rx.changed().await;
                 };
-                if let Err(e) = http::serve(listener, handle, health, stop).await {
+                if let Err(e) = http::serve(listener, handle, health, source, stop).await {
                     tracing::error!("the HTTP endpoint failed: {e}");
                 }
             }))
@@ -183,6 +201,8 @@ pub async fn run(
                     deliverers = loops.deliverers(&next);
                     pollers = loops.pollers(&next);
                     current = next;
+                    *current_config.write().unwrap_or_else(|p| p.into_inner()) =
+                        current.config.clone();
                     tracing::info!("configuration reloaded from {}", path.display());
                     notifier.ready("configuration reloaded");
                 }
@@ -442,6 +462,10 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<bool>) {
                     .record(summary.poll_seconds);
                 metrics::gauge!("inbox_sla_chats_waiting", &labels).set(summary.waiting as f64);
                 metrics::gauge!("inbox_sla_chats_breached", &labels).set(summary.breached as f64);
+                let waits = metrics::histogram!("inbox_sla_wait_seconds", &labels);
+                for wait in &summary.ended_waits {
+                    waits.record(*wait as f64);
+                }
                 metrics::gauge!("inbox_sla_last_successful_poll_timestamp_seconds", &labels)
                     .set(ctx.clock.now() as f64);
                 if summary.enqueued > 0 {

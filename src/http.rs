@@ -1,8 +1,20 @@
-//! `/metrics` (Prometheus text) and `/healthz` on `http.listen`, when it is set.
+//! `/metrics` (Prometheus text), `/healthz`, the status page (`/`) and its JSON (`/api/v1`)
+//! on `http.listen`, when it is set.
 //!
 //! Read-only views of what the daemon records; nothing here changes state. Metric names
 //! and help texts are declared in [`describe`] so every scrape carries HELP and TYPE lines.
+//! The page and the API show customer data: off loopback they need the bearer token from
+//! `http.auth_token_file`; `/healthz` and `/metrics` stay open for probes and scrapers.
 
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::secret::Secret;
+use crate::status;
+use crate::store::Store;
+use axum::extract::{Query, Request};
+use axum::http::{HeaderMap, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{HashMap, HashSet};
@@ -52,6 +64,15 @@ impl Health {
         let mut h = self.lock();
         h.standby.insert(instance.to_string());
         h.last_ok.remove(instance);
+    }
+
+    /// Seconds since each instance this node polls last polled successfully.
+    pub fn polled_ago(&self) -> status::PolledAgo {
+        self.lock()
+            .last_ok
+            .iter()
+            .map(|(i, t)| (i.clone(), t.elapsed().as_secs() as i64))
+            .collect()
     }
 
     pub fn is_standby(&self, instance: &str) -> bool {
@@ -128,16 +149,52 @@ pub fn describe() {
         Unit::Seconds,
         "Unix time of the last successful poll, by instance."
     );
+    describe_histogram!(
+        "inbox_sla_wait_seconds",
+        Unit::Seconds,
+        "Wall-clock wait of each episode that ended, by instance (wawp_instance)."
+    );
     describe_gauge!(
         "inbox_sla_instance_held",
         "1 where this node (node) polls the instance (wawp_instance), 0 where it stands by."
     );
 }
 
+/// The buckets (seconds) of `inbox_sla_wait_seconds`, for the recorder.
+pub fn wait_buckets() -> (metrics_exporter_prometheus::Matcher, &'static [f64]) {
+    (
+        metrics_exporter_prometheus::Matcher::Full("inbox_sla_wait_seconds".into()),
+        &crate::report::WAIT_BUCKETS,
+    )
+}
+
+/// The configuration the daemon runs with now (swapped on SIGHUP).
+pub type CurrentConfig = Arc<std::sync::RwLock<Arc<Config>>>;
+
+/// What the status page reads.
+#[derive(Clone)]
+pub struct StatusSource {
+    pub store: Store,
+    pub config: CurrentConfig,
+    pub clock: Clock,
+}
+
+impl StatusSource {
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 #[derive(Clone)]
 struct AppState {
     metrics: PrometheusHandle,
     health: Health,
+    status: StatusSource,
+    /// Required on `/` and `/api` when set.
+    token: Option<Secret>,
 }
 
 /// Serves until `shutdown` resolves.
@@ -145,15 +202,133 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: PrometheusHandle,
     health: Health,
+    status: StatusSource,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let token = status.config().http.as_ref().and_then(|h| {
+        // Loopback needs no token, but one that is configured is still required.
+        h.auth_token.clone()
+    });
+    let state = AppState {
+        metrics,
+        health,
+        status,
+        token,
+    };
+    let private = Router::new()
+        .route("/", get(status_page))
+        .route("/api/v1/waiting", get(api_waiting))
+        .route("/api/v1/report", get(api_report))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
-        .with_state(AppState { metrics, health });
+        .merge(private)
+        .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// 401 unless the request carries `Authorization: Bearer <token>` (when a token is set).
+async fn require_token(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &s.token
+        && !bearer_matches(request.headers(), token)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"inbox-sla\"")],
+            "401: this page shows customer data; send Authorization: Bearer <the token in http.auth_token_file>\n",
+        )
+            .into_response();
+    }
+    next.run(request).await
+}
+
+/// Compares in time independent of where the first difference is.
+fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    let (a, b) = (given.trim().as_bytes(), token.expose().as_bytes());
+    !b.is_empty() && a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// A store error as the page shows it: the store's message, never a secret (the store's
+/// errors are already redacted of its URL).
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    tracing::warn!("status page: the store failed: {e}");
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("503: the store could not be read: {e}\n"),
+    )
+        .into_response()
+}
+
+async fn status_page(State(s): State<AppState>) -> Response {
+    let config = s.status.config();
+    let now = s.status.clock.now();
+    let ago = s.health.polled_ago();
+    let current = match status::now(&s.status.store, &config, &ago, now).await {
+        Ok(n) => n,
+        Err(e) => return unavailable(e),
+    };
+    let report = match status::report(&s.status.store, &config, now, 7 * 86400, None).await {
+        Ok(r) => r,
+        Err(e) => return unavailable(e),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        status::page(&current, &report),
+    )
+        .into_response()
+}
+
+async fn api_waiting(State(s): State<AppState>) -> Response {
+    let config = s.status.config();
+    let ago = s.health.polled_ago();
+    match status::now(&s.status.store, &config, &ago, s.status.clock.now()).await {
+        Ok(n) => axum::Json(n.json()).into_response(),
+        Err(e) => unavailable(e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct ReportQuery {
+    since: Option<String>,
+    instance: Option<String>,
+}
+
+async fn api_report(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> Response {
+    let since = match q.since.as_deref().map(crate::duration::parse) {
+        None => Duration::from_secs(7 * 86400),
+        Some(Ok(d)) if !d.is_zero() => d,
+        Some(Ok(_)) => {
+            return (StatusCode::BAD_REQUEST, "since: must be more than 0s\n").into_response();
+        }
+        Some(Err(e)) => return (StatusCode::BAD_REQUEST, format!("since: {e}\n")).into_response(),
+    };
+    let config = s.status.config();
+    let now = s.status.clock.now();
+    match status::report(
+        &s.status.store,
+        &config,
+        now,
+        since.as_secs() as i64,
+        q.instance.as_deref(),
+    )
+    .await
+    {
+        Ok(r) => axum::Json(r.json()).into_response(),
+        Err(e) => unavailable(e),
+    }
 }
 
 async fn render_metrics(State(s): State<AppState>) -> ([(&'static str, &'static str); 1], String) {

@@ -64,6 +64,18 @@ enum Command {
     },
     /// Lift a mute
     Unmute { jid: String },
+    /// How the team did: waits that ended, per instance and overall
+    Report {
+        /// How far back, e.g. 7d, 24h, 30d (at most 10 years)
+        #[arg(long, default_value = "7d", value_name = "DURATION")]
+        since: String,
+        /// Only this instance
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
+        /// text for a terminal, json or csv for scripts and spreadsheets
+        #[arg(long, value_enum, default_value = "text")]
+        format: commands::ReportFormat,
+    },
     /// A self-contained demo on a simulated inbox; needs no account and no config
     Demo,
 }
@@ -74,7 +86,10 @@ impl Command {
     fn secrets(&self) -> Secrets {
         match self {
             Command::Check { .. } => Secrets::Check,
-            Command::Alerts { .. } | Command::Mute { .. } | Command::Unmute { .. } => Secrets::None,
+            Command::Alerts { .. }
+            | Command::Mute { .. }
+            | Command::Unmute { .. }
+            | Command::Report { .. } => Secrets::None,
             _ => Secrets::All,
         }
     }
@@ -130,6 +145,11 @@ fn main() -> ExitCode {
                 reason,
             } => commands::mute(&config, &jid, &duration, reason.as_deref(), &clock).await,
             Command::Unmute { jid } => commands::unmute(&config, &jid).await,
+            Command::Report {
+                since,
+                instance,
+                format,
+            } => commands::report(&config, &since, instance.as_deref(), format, &clock).await,
             Command::TestNotify { channel } => {
                 commands::test_notify(&config, channel.as_deref(), &clock).await
             }
