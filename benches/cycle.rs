@@ -6,7 +6,9 @@
 //! - one full cycle (fetch, parse, evaluate, store, enqueue) on an empty store, then on a
 //!   warm store where nothing changed, and rows written by the unchanged cycle;
 //! - peak resident memory of the real binary running `once`, cold and warm;
-//! - idle resident memory of `run` between polls.
+//! - idle resident memory of `run` between polls;
+//! - 2,000 chats waiting since 1970, with and without business hours: what a cycle costs
+//!   when every age is a 56-year span of the calendar.
 //!
 //! Times are the best of a few runs. Nothing here asserts: it prints.
 
@@ -99,6 +101,95 @@ fn mb(bytes: f64) -> String {
     format!("{:.1} MB", bytes / 1e6)
 }
 
+/// 2,000 chats whose customer wrote in 1970 (a marked-unread backlog), judged with and
+/// without business hours: the calendar counts whole weeks arithmetically, so the two must
+/// cost about the same. Cold: the first cycle, every age computed and every tier fired;
+/// warm: the next cycles, 1h `repeat_after` keeping each chat due for a look.
+fn ancient_waits(rt: &tokio::runtime::Runtime, now: i64) {
+    const N: usize = 2_000;
+    let mut body = String::from("[");
+    for i in 0..N {
+        if i > 0 {
+            body.push(',');
+        }
+        let ts = 86_400 + i as i64 * 600;
+        body.push_str(&format!(
+            r#"{{"id":"2010{i:08}@c.us","name":"Backlog {i}","unreadCount":-1,"lastMessage":{{"id":"OLD{i}","body":"hello?","timestamp":{ts},"fromMe":false,"hasMedia":false}}}}"#
+        ));
+    }
+    body.push(']');
+    let url = serve(rt, Arc::new(body.into_bytes()));
+    let hours = "\n[sla.business_hours]\ntimezone = \"Africa/Cairo\"\nmon = \"09:00-18:00\"\n\
+                 tue = \"09:00-13:00,14:00-18:00\"\nwed = \"09:00-18:00\"\nthu = \"09:00-18:00\"\n\
+                 sun = \"09:00-18:00\"\nholidays = [\"2026-12-25\", \"2027-01-07\"]\n";
+    println!("\n{N} chats waiting since 1970 (cycle time, best of 3):");
+    println!("{:<28} {:>10} {:>10}", "", "cold", "warm");
+    let mut figures = Vec::new();
+    for (label, extra) in [
+        ("without business hours", ""),
+        ("with business hours", hours),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config_path = dir.path().join("config.toml");
+        let store_path = dir.path().join("state.db");
+        let text = synthetic::config(
+            &url,
+            &store_path,
+            &format!("\n[sla]\npoll_interval = \"60s\"\nrepeat_after = \"1h\"\n{extra}"),
+        );
+        std::fs::write(&config_path, text).unwrap();
+        let config = Arc::new(Config::load(&config_path).unwrap());
+        let client = WawpClient::new(&config.wawp).unwrap();
+        let instance = config.instances[0].clone();
+        let run = |store: &Store, at: i64| {
+            let t = Instant::now();
+            rt.block_on(cycle::run(
+                &client,
+                store,
+                &config,
+                &instance,
+                at,
+                None,
+                &|| {},
+            ))
+            .unwrap();
+            t.elapsed()
+        };
+        let (cold, _) = best(3, || {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", store_path.display()));
+            }
+            let store = rt
+                .block_on(Store::open(&Location::Sqlite(store_path.clone())))
+                .unwrap();
+            (run(&store, now), ())
+        });
+        let store = rt
+            .block_on(Store::open(&Location::Sqlite(store_path.clone())))
+            .unwrap();
+        // Each warm cycle an hour later: every chat is due for its repeat and is judged.
+        let mut at = now;
+        let (warm, _) = best(3, || {
+            at += 3_600;
+            (run(&store, at), ())
+        });
+        println!(
+            "{label:<28} {:>8.1}ms {:>8.1}ms",
+            cold.as_secs_f64() * 1e3,
+            warm.as_secs_f64() * 1e3
+        );
+        figures.push((cold, warm));
+    }
+    if let [(c0, w0), (c1, w1)] = figures[..] {
+        println!(
+            "{:<28} {:>10.2} {:>10.2}   (target: within 1.2)",
+            "with / without",
+            c1.as_secs_f64() / c0.as_secs_f64(),
+            w1.as_secs_f64() / w0.as_secs_f64()
+        );
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -106,6 +197,11 @@ fn main() {
         .build()
         .unwrap();
     let now = chrono::Utc::now().timestamp();
+    if std::env::args().any(|a| a == "--business-hours") {
+        // `cargo bench --bench cycle -- --business-hours`: only the 1970 backlog.
+        ancient_waits(&rt, now);
+        return;
+    }
     println!("inbox-sla cycle benchmark (loopback HTTP, release build, best of 3)\n");
     println!(
         "{:>8} {:>9} {:>11} {:>11} {:>11} {:>7} {:>7} {:>10} {:>10} {:>10} {:>9}",
@@ -218,6 +314,8 @@ fn main() {
             mb(2.0 * size as f64 + 30e6),
         );
     }
+
+    ancient_waits(&rt, now);
 
     // Idle: `run` with a 1,000-chat inbox, measured between polls.
     let body = Arc::new(overview_body(1_000, now));

@@ -627,6 +627,61 @@ mod tests {
         );
     }
 
+    /// A worked example: ten waits whose business time is less than their wall time (they
+    /// spanned a night). Nearest rank over 10: the median is the 5th, p90 the 9th, p99 and
+    /// the longest the 10th.
+    #[test]
+    fn business_and_wall_waits_are_reported_apart() {
+        let minutes = [5, 10, 20, 30, 45, 60, 90, 150, 200, 400];
+        let h: Vec<Past> = minutes
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let mut p = past(
+                    "support",
+                    &format!("{k}@c.us"),
+                    MONDAY,
+                    m * 60 + 12 * 3600,
+                    &[],
+                );
+                p.business_seconds = m * 60;
+                if *m >= 150 {
+                    p.fired = vec![7200];
+                }
+                p
+            })
+            .collect();
+        let r = build(&h, &Policy::default(), MONDAY, MONDAY + 7 * 86400);
+        let s = &r.overall;
+        assert_eq!((s.episodes, s.within_sla), (10, 7));
+        assert_eq!(s.within_sla_percent(), Some(70.0));
+        assert_eq!(
+            (s.sla.median, s.sla.p90, s.sla.p99, s.sla.longest),
+            (
+                Some(45 * 60),
+                Some(200 * 60),
+                Some(400 * 60),
+                Some(400 * 60)
+            )
+        );
+        let wall = |m: i64| Some(m * 60 + 12 * 3600);
+        assert_eq!(
+            (s.wall.median, s.wall.p90, s.wall.p99, s.wall.longest),
+            (wall(45), wall(200), wall(400), wall(400))
+        );
+        // Longest first by the SLA clock; the distribution buckets the SLA clock too.
+        assert_eq!(r.longest[0].sla_seconds, 400 * 60);
+        assert_eq!(r.longest.len(), 10);
+        assert_eq!(r.distribution, [1, 1, 2, 2, 1, 2, 1, 0, 0]);
+        let json = r.json();
+        assert_eq!(json["overall"]["sla_wait"]["median_seconds"], 45 * 60);
+        assert_eq!(
+            json["overall"]["wall_wait"]["median_seconds"],
+            45 * 60 + 12 * 3600
+        );
+        assert_eq!(json["overall"]["within_sla_percent"], 70.0);
+    }
+
     #[test]
     fn a_breach_under_business_hours_starts_when_open_time_reaches_the_tier() {
         let nine_to_five = parse_day("09:00-17:00").unwrap_or_default();
