@@ -426,6 +426,22 @@ mod tests {
         )
     }
 
+    /// Two calendars are the same when they open the same hours: the zone, every day and
+    /// the holidays count; how the table was written does not.
+    #[test]
+    fn calendars_are_equal_only_when_they_open_the_same_hours() {
+        let week = [("mon", "09:00-18:00"), ("tue", "09:00-13:00,14:00-18:00")];
+        let base = hours("Africa/Cairo", &week, &["2026-12-25"]);
+        assert_eq!(base, hours("Africa/Cairo", &week, &["2026-12-25"]));
+        assert_ne!(base, hours("Europe/Paris", &week, &["2026-12-25"]));
+        assert_ne!(
+            base,
+            hours("Africa/Cairo", &[("mon", "09:00-18:00")], &["2026-12-25"])
+        );
+        assert_ne!(base, hours("Africa/Cairo", &week, &[]));
+        assert_ne!(base, hours("Africa/Cairo", &week, &["2026-12-24"]));
+    }
+
     fn at(tz: &str, local: &str) -> i64 {
         let tz: Tz = tz.parse().unwrap();
         let ndt = NaiveDateTime::parse_from_str(local, "%Y-%m-%d %H:%M").unwrap();
