@@ -587,6 +587,31 @@ mod tests {
         );
     }
 
+    /// Before 1970 the table does not reach: days are walked. New York changed its clocks
+    /// on Sundays in the 1960s, so a Sunday-night calendar's open time is not a whole
+    /// number of 6-hour Sundays there, and the walk must count every change.
+    #[test]
+    fn spans_before_the_table_count_their_clock_changes() {
+        let bh = hours("America/New_York", &[("sun", "00:00-06:00")], &[]);
+        for (from, to) in [
+            ("1960-01-04 00:00", "1969-06-02 00:00"),
+            ("1966-01-03 00:00", "1972-06-05 00:00"),
+        ] {
+            let (from, to) = (at("America/New_York", from), at("America/New_York", to));
+            let open = bh.open_seconds(from, to);
+            assert_eq!(open, walked(&bh, from, to), "{from}..{to}");
+            // Both spans start on a Monday: a whole number of weeks, one Sunday each.
+            let sundays = (to - from + 3 * 3600) / (7 * 86400);
+            assert_ne!(open, sundays * 6 * 3600, "no clock change counted");
+        }
+    }
+
+    #[test]
+    fn a_calendar_keeps_its_time_zone() {
+        let bh = hours("Africa/Cairo", &WEEK, &[]);
+        assert_eq!(bh.timezone().name(), "Africa/Cairo");
+    }
+
     #[test]
     fn arithmetic_agrees_with_a_walk_in_every_zone_and_span() {
         let mut rng = fastrand::Rng::with_seed(7);
