@@ -127,20 +127,6 @@ pub struct Day {
     pub within_sla: usize,
 }
 
-/// A closed episode among the longest waits.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Wait {
-    pub instance: String,
-    pub jid: String,
-    pub name: Option<String>,
-    pub started_at: i64,
-    pub ended_at: i64,
-    pub wall_seconds: i64,
-    pub sla_seconds: i64,
-    pub fired: Vec<u64>,
-    pub reason: String,
-}
-
 /// Everything a report shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -152,7 +138,7 @@ pub struct Report {
     /// By instance name, sorted.
     pub instances: Vec<(String, Stats)>,
     /// Longest first (on the SLA clock, then wall time).
-    pub longest: Vec<Wait>,
+    pub longest: Vec<Past>,
     /// When breaches started (the first tier fired): `[weekday Monday first][hour]`.
     pub breach_starts: [[u32; 24]; 7],
     /// One entry per day from `since` to `until`, by the day each episode ended.
@@ -207,21 +193,7 @@ pub fn build(history: &[Past], policy: &Policy, since: i64, until: i64) -> Repor
             .into_iter()
             .map(|(name, eps)| (name.to_string(), Stats::of(&eps)))
             .collect(),
-        longest: longest
-            .into_iter()
-            .take(LONGEST)
-            .map(|p| Wait {
-                instance: p.instance.clone(),
-                jid: p.jid.clone(),
-                name: p.name.clone(),
-                started_at: p.started_at,
-                ended_at: p.ended_at,
-                wall_seconds: p.wall_seconds,
-                sla_seconds: p.business_seconds,
-                fired: p.fired.clone(),
-                reason: p.reason.clone(),
-            })
-            .collect(),
+        longest: longest.into_iter().take(LONGEST).cloned().collect(),
         breach_starts,
         days: days(&shown, timezone, since, until),
         distribution,
@@ -328,7 +300,7 @@ impl Report {
             "longest": self.longest.iter().map(|w| json!({
                 "instance": w.instance, "id": w.jid, "name": w.name,
                 "started_at": w.started_at, "ended_at": w.ended_at,
-                "wall_seconds": w.wall_seconds, "sla_seconds": w.sla_seconds,
+                "wall_seconds": w.wall_seconds, "sla_seconds": w.business_seconds,
                 "tiers_fired": w.fired, "ended_by": w.reason,
             })).collect::<Vec<_>>(),
             "breach_starts": {
@@ -494,7 +466,7 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  {:>8} {:>8}  {}  {:<12} {}",
-                short_duration(w.sla_seconds),
+                short_duration(w.business_seconds),
                 short_duration(w.wall_seconds),
                 time(w.started_at, tz),
                 untrusted::display(&w.instance, 12),
@@ -670,7 +642,7 @@ mod tests {
             (wall(45), wall(200), wall(400), wall(400))
         );
         // Longest first by the SLA clock; the distribution buckets the SLA clock too.
-        assert_eq!(r.longest[0].sla_seconds, 400 * 60);
+        assert_eq!(r.longest[0].business_seconds, 400 * 60);
         assert_eq!(r.longest.len(), 10);
         assert_eq!(r.distribution, [1, 1, 2, 2, 1, 2, 1, 0, 0]);
         let json = r.json();

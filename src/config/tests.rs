@@ -71,6 +71,11 @@ fn durations_are_humantime_and_bad_or_absurd_ones_are_named() {
     );
     let err = with("[sla]\npoll_interval = \"500ms\"").unwrap_err();
     assert!(err.contains("poll_interval"), "{err}");
+    // The bound itself is allowed: "at least 1s".
+    assert_eq!(
+        with("[sla]\npoll_interval = \"1s\"").map(|c| c.sla().poll_interval),
+        Ok(Duration::from_secs(1))
+    );
     for key in ["threshold", "poll_interval", "repeat_after", "blind_after"] {
         let err = with(&format!("[sla]\n{key} = \"300000000000y\"")).unwrap_err();
         assert!(
