@@ -146,10 +146,6 @@ impl Glob {
             Shape::General => glob_match(self.pattern.as_bytes(), text.as_bytes()),
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.pattern
-    }
 }
 
 impl Serialize for Glob {
@@ -196,7 +192,7 @@ pub enum Pattern {
 impl Pattern {
     pub fn parse(text: &str) -> Result<Self, String> {
         match text.strip_prefix('/').and_then(|r| r.strip_suffix('/')) {
-            Some(inner) if text.len() >= 2 => Regex::new(inner)
+            Some(inner) => Regex::new(inner)
                 .map(Pattern::Regex)
                 .map_err(|e| format!("\"{text}\": invalid regex: {e}")),
             _ => Ok(Pattern::Glob(Glob::new(text))),
