@@ -114,17 +114,6 @@ impl EndReason {
             EndReason::Ignored => "ignored",
         }
     }
-
-    pub fn parse(text: &str) -> Option<EndReason> {
-        [
-            EndReason::Read,
-            EndReason::Reply,
-            EndReason::Absent,
-            EndReason::Ignored,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == text)
-    }
 }
 
 /// An episode that ended this cycle.

@@ -1107,3 +1107,18 @@ fn two_thousand_episodes_since_1970_cost_no_walk_over_days() {
     assert!(e.events.is_empty() && e.upserts.is_empty());
     assert_eq!(e.breached, 2000);
 }
+
+/// The names reports and the store keep for how a wait ended (PRODUCT.md section 11).
+#[test]
+fn end_reasons_have_their_documented_names() {
+    let names: Vec<&str> = [
+        EndReason::Read,
+        EndReason::Reply,
+        EndReason::Absent,
+        EndReason::Ignored,
+    ]
+    .into_iter()
+    .map(EndReason::as_str)
+    .collect();
+    assert_eq!(names, ["read", "reply", "absent", "ignored"]);
+}
