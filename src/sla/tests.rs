@@ -1122,3 +1122,19 @@ fn end_reasons_have_their_documented_names() {
     .collect();
     assert_eq!(names, ["read", "reply", "absent", "ignored"]);
 }
+
+/// A chat the cycle did not even read (unchanged, nothing due before `quiet_until`) is
+/// still waiting, and still breached if it was: `/metrics` and `STATUS=` count it, once
+/// even when paging showed it twice.
+#[test]
+fn chats_the_cycle_did_not_read_are_still_counted() {
+    let mut sim = Sim::new(policy());
+    let mut breached = customer("1@c.us", 1, T0);
+    breached.quiet = true;
+    breached.breached = true;
+    let mut calm = customer("2@c.us", 1, T0 + H);
+    calm.quiet = true;
+    let e = sim.cycle_with(&[breached.clone(), calm, breached], false, T0 + 3 * H);
+    assert_eq!((e.waiting, e.breached), (2, 1));
+    assert!(e.events.is_empty() && e.upserts.is_empty() && e.closed.is_empty());
+}
