@@ -329,6 +329,9 @@ fn reading_is_not_answering_with_stop_on_reply() {
     );
     assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
     assert_eq!(e.closed[0].reason, EndReason::Reply);
+    // The notice says how long the customer waited, from the first message to now.
+    assert_eq!(e.events[0].waited, 3 * H + 60);
+    assert_eq!(e.events[0].age, 3 * H + 60);
 }
 
 #[test]
@@ -1137,4 +1140,93 @@ fn chats_the_cycle_did_not_read_are_still_counted() {
     let e = sim.cycle_with(&[breached.clone(), calm, breached], false, T0 + 3 * H);
     assert_eq!((e.waiting, e.breached), (2, 1));
     assert!(e.events.is_empty() && e.upserts.is_empty() && e.closed.is_empty());
+}
+
+/// `quiet_until` by a worked example: the next unfired tier, the next repeat, whichever
+/// comes first; 0 when the episode must be looked at now; never when nothing can fall due.
+#[test]
+fn quiet_until_is_the_next_thing_that_can_fall_due() {
+    let mut p = policy();
+    p.tiers = vec![tier(2 * H, &["oncall"]), tier(6 * H, &["leads"])];
+    let mut ep = Episode {
+        jid: "1@c.us".into(),
+        name: None,
+        started_at: T0,
+        unread: Some(1),
+        last_message: None,
+        fired: Vec::new(),
+        notified: Vec::new(),
+        last_fired_at: None,
+        nudged: false,
+        missing: 0,
+        fingerprint: 0,
+        quiet_until: 0,
+        legacy_fired: None,
+    };
+    let q = |ep: &Episode, p: &Policy| {
+        let chat = p.for_chat("1@c.us", None);
+        chat.map_or(-2, |c| quiet_until(ep, &c, p))
+    };
+    assert_eq!(q(&ep, &p), T0 + 2 * H, "the first tier");
+    ep.fired = vec![2 * H as u64];
+    ep.last_fired_at = Some(T0 + 2 * H);
+    assert_eq!(q(&ep, &p), T0 + 6 * H, "the next unfired tier");
+    p.sla.repeat_after = Duration::from_secs(H as u64);
+    assert_eq!(q(&ep, &p), T0 + 3 * H, "a repeat comes first");
+    ep.fired.push(6 * H as u64);
+    ep.last_fired_at = Some(T0 + 6 * H);
+    assert_eq!(q(&ep, &p), T0 + 7 * H, "only repeats are left");
+    p.sla.repeat_after = Duration::ZERO;
+    assert_eq!(q(&ep, &p), i64::MAX, "every tier fired, no repeat: never");
+    // Must be looked at now: missing from the last overview, or a nudge is due.
+    ep.fired = vec![2 * H as u64];
+    ep.missing = 1;
+    assert_eq!(q(&ep, &p), 0);
+    ep.missing = 0;
+    p.sla.nudge_unread = 3;
+    ep.unread = Some(3);
+    assert_eq!(q(&ep, &p), 0, "a nudge is due");
+    ep.nudged = true;
+    assert_eq!(q(&ep, &p), T0 + 6 * H, "the nudge was taken");
+    ep.nudged = false;
+    ep.unread = Some(2);
+    assert_eq!(q(&ep, &p), T0 + 6 * H, "below the nudge");
+    ep.fired = vec![2 * H as u64, 6 * H as u64];
+    ep.unread = Some(9);
+    assert_eq!(q(&ep, &p), i64::MAX, "no tier left to nudge to");
+}
+
+/// A chat byte for byte as its episode last saw it (`same`) is judged from the episode
+/// alone: counted while nothing is due, escalated when a tier falls due, silent while
+/// muted, and dropped without a notice once a rule ignores it.
+#[test]
+fn an_unchanged_chat_is_judged_from_its_episode() {
+    let mut sim = Sim::new(policy());
+    sim.cycle(&[customer("1@c.us", 1, T0)], T0);
+    let mut same = customer("1@c.us", 1, T0);
+    same.same = true;
+    let e = sim.cycle(std::slice::from_ref(&same), T0 + H);
+    assert_eq!((e.waiting, e.breached), (1, 0));
+    assert!(e.events.is_empty() && e.upserts.is_empty());
+    sim.mutes.insert("1@c.us".into(), T0 + 3 * H);
+    let e = sim.cycle(std::slice::from_ref(&same), T0 + 2 * H + 60);
+    assert!(e.events.is_empty(), "muted");
+    assert_eq!((e.waiting, e.breached), (1, 0));
+    sim.mutes.clear();
+    let e = sim.cycle(std::slice::from_ref(&same), T0 + 2 * H + 120);
+    assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
+    assert_eq!((e.waiting, e.breached, e.upserts.len()), (1, 1, 1));
+    assert_eq!(
+        e.upserts[0].quiet_until,
+        i64::MAX,
+        "nothing left to fall due"
+    );
+    let e = sim.cycle(std::slice::from_ref(&same), T0 + 5 * H);
+    assert!(e.events.is_empty() && e.upserts.is_empty());
+    assert_eq!((e.waiting, e.breached), (1, 1));
+    sim.policy.sla.ignore = vec![crate::policy::Glob::new("1@c.us")];
+    let e = sim.cycle(std::slice::from_ref(&same), T0 + 6 * H);
+    assert!(e.events.is_empty(), "ignored: no notice");
+    assert_eq!(e.closed.len(), 1);
+    assert_eq!(e.closed[0].reason, EndReason::Ignored);
 }
