@@ -41,10 +41,17 @@ pub fn strip(text: &str) -> Cow<'_, str> {
             out.push(c);
             continue;
         }
+        // Regional indicators (flags) and skin tones never follow a joiner inside one
+        // emoji: a joiner next to them would end up alone at a cut.
+        let flag = |c: char| ('\u{1F1E6}'..='\u{1F1FF}').contains(&c);
+        let tone = |c: char| ('\u{1F3FB}'..='\u{1F3FF}').contains(&c);
         let joins_emoji = c == '\u{200D}'
             && i > 0
             && is_emoji_part(chars[i - 1])
-            && chars.get(i + 1).is_some_and(|&n| is_emoji_part(n));
+            && !flag(chars[i - 1])
+            && chars
+                .get(i + 1)
+                .is_some_and(|&n| is_emoji_part(n) && !flag(n) && !tone(n));
         if joins_emoji {
             out.push(c);
         }
@@ -84,12 +91,7 @@ pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     }
     match text.grapheme_indices(true).nth(max) {
         None => Cow::Borrowed(text),
-        Some((cut, _)) => {
-            let mut out = String::with_capacity(cut + ELLIPSIS.len_utf8());
-            out.push_str(&text[..cut]);
-            out.push(ELLIPSIS);
-            Cow::Owned(out)
-        }
+        Some((cut, _)) => Cow::Owned(cut_here(&text[..cut])),
     }
 }
 
@@ -110,10 +112,17 @@ pub fn clip_chars(text: &str, max: usize) -> Cow<'_, str> {
         used += n;
         end = at + g.len();
     }
-    let mut out = String::with_capacity(end + ELLIPSIS.len_utf8());
-    out.push_str(&text[..end]);
+    Cow::Owned(cut_here(&text[..end]))
+}
+
+/// `kept` and the ellipsis. A joiner left at the end would join nothing (or the
+/// ellipsis): it goes.
+fn cut_here(kept: &str) -> String {
+    let kept = kept.trim_end_matches('\u{200D}');
+    let mut out = String::with_capacity(kept.len() + ELLIPSIS.len_utf8());
+    out.push_str(kept);
     out.push(ELLIPSIS);
-    Cow::Owned(out)
+    out
 }
 
 /// What every channel shows of an untrusted string: hidden characters stripped, one line,
@@ -166,6 +175,32 @@ mod tests {
         assert_eq!(strip("👨\u{200D}"), "👨");
         assert_eq!(strip("\u{200D}👨"), "👨");
         assert_eq!(strip("👨\u{200D}x"), "👨x");
+    }
+
+    /// Found by the property test: a joiner between an emoji and a flag is no emoji
+    /// sequence; kept, it became a grapheme of its own end and a cut left it dangling.
+    #[test]
+    fn a_joiner_that_joins_no_emoji_is_removed_and_never_left_at_a_cut() {
+        let name = "\u{1F466}\u{200D}\u{1F1EA}\u{1F1EC}";
+        assert_eq!(strip(name), "\u{1F466}\u{1F1EA}\u{1F1EC}");
+        assert_eq!(strip("\u{1F1EC}\u{200D}\u{1F466}"), "\u{1F1EC}\u{1F466}");
+        assert_eq!(strip("\u{1F44D}\u{200D}\u{1F3FD}"), "\u{1F44D}\u{1F3FD}");
+        let family = "\u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467}";
+        assert_eq!(strip(family), family, "a family stays whole");
+        // Even text that was never stripped never ends a cut with a joiner.
+        assert_eq!(
+            clip("ab\u{1F466}\u{200D}\u{1F1EA}\u{1F1EC}", 3),
+            "ab\u{1F466}…"
+        );
+        assert_eq!(
+            clip_chars("ab\u{1F466}\u{200D}\u{1F1EA}\u{1F1EC}", 5),
+            "ab\u{1F466}…"
+        );
+        assert!(
+            display(&format!("{name}{name}{name}"), 2)
+                .chars()
+                .all(|c| c != '\u{200D}')
+        );
     }
 
     #[test]
