@@ -733,8 +733,33 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
     assert_eq!(e.events[0].channels, vec!["oncall"]);
     // While incomplete, it counts as breached.
     let mut sim = Sim::new(policy());
-    sim.episodes.insert(old.jid.clone(), old);
+    sim.episodes.insert(old.jid.clone(), old.clone());
     assert_eq!(sim.cycle_with(&[], false, T0 + 3 * H).breached, 1);
+    // Missing from one complete overview (absence not yet confirmed): still waiting, and
+    // breached only if the old store counted a tier.
+    for (count, breached) in [(1, 1), (0, 0)] {
+        let mut sim = Sim::new(policy());
+        let ep = Episode {
+            legacy_fired: Some(count),
+            ..old.clone()
+        };
+        sim.episodes.insert(ep.jid.clone(), ep.clone());
+        let e = sim.cycle(&[customer("2@c.us", 0, T0)], T0 + 3 * H);
+        assert_eq!(
+            (e.waiting, e.breached),
+            (1, breached),
+            "legacy count {count}"
+        );
+        // The same while the overview is incomplete (the episode is not even converted).
+        let mut sim = Sim::new(policy());
+        sim.episodes.insert(ep.jid.clone(), ep);
+        let e = sim.cycle_with(&[customer("2@c.us", 0, T0)], false, T0 + 3 * H);
+        assert_eq!(
+            (e.waiting, e.breached),
+            (1, breached),
+            "incomplete, legacy {count}"
+        );
+    }
 }
 
 fn absent_polls_one() -> crate::policy::Sla {
