@@ -606,6 +606,23 @@ mod tests {
         }
     }
 
+    /// Samoa skipped Friday 30 December 2011 (it moved across the date line): a Friday
+    /// range that day never happened, so it opens nothing.
+    #[test]
+    fn a_day_a_zone_skipped_entirely_opens_nothing() {
+        let bh = hours("Pacific/Apia", &[("fri", "09:00-17:00")], &[]);
+        let from = at("Pacific/Apia", "2011-12-29 00:00");
+        let to = at("Pacific/Apia", "2011-12-31 12:00");
+        assert_eq!(to - from, 36 * 3600, "the 30th is missing");
+        assert_eq!(bh.open_seconds(from, to), 0);
+        let next = at("Pacific/Apia", "2012-01-06 12:00");
+        assert_eq!(
+            bh.open_seconds(from, next),
+            3 * 3600,
+            "the next Friday opens"
+        );
+    }
+
     #[test]
     fn a_calendar_keeps_its_time_zone() {
         let bh = hours("Africa/Cairo", &WEEK, &[]);
