@@ -484,12 +484,22 @@ mod tests {
                 stop_on: None,
             },
         ];
+        policy.sla.business_hours = Some(crate::calendar::BusinessHours::new(
+            chrono_tz::Tz::UTC,
+            Default::default(),
+            Default::default(),
+        ));
         let vip = policy.for_chat("9@g.us", Some("VIP Nadia")).unwrap();
         assert_eq!(vip.tiers, &tiers15[..]);
         assert_eq!(vip.stop_on, StopOn::Read);
+        assert!(vip.calendar.is_none(), "business_hours = false: timed 24/7");
         let group = policy.for_chat("9@g.us", Some("Team")).unwrap();
         assert_eq!(group.tiers[0].after, Duration::from_secs(7200));
         assert_eq!(group.stop_on, StopOn::Reply);
+        assert!(
+            group.calendar.is_some(),
+            "a rule that does not say keeps the hours"
+        );
         assert!(policy.for_chat("91@c.us", None).is_none());
         assert!(policy.for_chat("status@broadcast", None).is_none());
         assert!(policy.uses_reply_mode());

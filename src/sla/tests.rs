@@ -1233,11 +1233,11 @@ fn an_unchanged_chat_is_judged_from_its_episode() {
     let e = sim.cycle(std::slice::from_ref(&same), T0 + H);
     assert_eq!((e.waiting, e.breached), (1, 0));
     assert!(e.events.is_empty() && e.upserts.is_empty());
-    sim.mutes.insert("1@c.us".into(), T0 + 3 * H);
+    sim.mutes.insert("1@c.us".into(), T0 + 2 * H + 120);
     let e = sim.cycle(std::slice::from_ref(&same), T0 + 2 * H + 60);
     assert!(e.events.is_empty(), "muted");
     assert_eq!((e.waiting, e.breached), (1, 0));
-    sim.mutes.clear();
+    // A mute ends at its `until`: at that instant the chat is escalated.
     let e = sim.cycle(std::slice::from_ref(&same), T0 + 2 * H + 120);
     assert_eq!(kinds(&e), vec![("1@c.us".into(), fired(0, 2 * H))]);
     assert_eq!((e.waiting, e.breached, e.upserts.len()), (1, 1, 1));
