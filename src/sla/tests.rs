@@ -1255,3 +1255,26 @@ fn an_unchanged_chat_is_judged_from_its_episode() {
     assert_eq!(e.closed.len(), 1);
     assert_eq!(e.closed[0].reason, EndReason::Ignored);
 }
+
+/// A new last message is a new id *or* a new time: either one, with a lower unread count,
+/// means someone read the chat and the customer wrote again.
+#[test]
+fn a_new_message_is_a_new_id_or_a_new_time() {
+    for (id, ts, splits) in [
+        ("M2", T0, true),
+        ("M1", T0 + 60, true),
+        ("M2", T0 + 60, true),
+        ("M1", T0, false),
+    ] {
+        let mut sim = Sim::new(policy());
+        sim.cycle(&[customer("1@c.us", 3, T0)], T0);
+        let next = Chat {
+            last_message: Some(msg(id, Some(ts), Some(false), "hello")),
+            ..customer("1@c.us", 1, ts)
+        };
+        sim.cycle(&[next], T0 + 120);
+        let read = sim.history.iter().any(|c| c.reason == EndReason::Read);
+        assert_eq!(read, splits, "{id} at {ts}");
+        assert!(sim.episodes.contains_key("1@c.us"), "still waiting");
+    }
+}
