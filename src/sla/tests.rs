@@ -1278,3 +1278,28 @@ fn a_new_message_is_a_new_id_or_a_new_time() {
         assert!(sim.episodes.contains_key("1@c.us"), "still waiting");
     }
 }
+
+/// The same bytes (same fingerprint) judged by a changed policy: turning previews off
+/// must drop the stored preview even though the chat itself did not change.
+#[test]
+fn an_unchanged_chat_still_follows_a_change_of_preview_policy() {
+    let mut sim = Sim::new(policy());
+    let chat = Chat {
+        fingerprint: 42,
+        ..customer("1@c.us", 1, T0)
+    };
+    sim.cycle(std::slice::from_ref(&chat), T0);
+    let stored = |sim: &Sim| {
+        sim.episodes["1@c.us"]
+            .last_message
+            .as_ref()
+            .and_then(|m| m.body.clone())
+    };
+    assert_eq!(stored(&sim), Some("hello".into()));
+    let e = sim.cycle(std::slice::from_ref(&chat), T0 + 60);
+    assert!(e.upserts.is_empty(), "nothing changed");
+    sim.policy.sla.include_preview = false;
+    let e = sim.cycle(std::slice::from_ref(&chat), T0 + 120);
+    assert_eq!(e.upserts.len(), 1, "the preview is dropped from the store");
+    assert_eq!(stored(&sim), None);
+}
