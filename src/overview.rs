@@ -1430,6 +1430,109 @@ mod tests {
 }
 
 #[cfg(test)]
+mod interest_tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn parse_with(interest: Interest, body: &str) -> Page {
+        let mut p = StreamParser::new(interest);
+        p.feed(body.as_bytes()).unwrap();
+        p.finish().unwrap()
+    }
+
+    /// Which chats a cycle reads whole, which only by id, and which not at all, given the
+    /// open episodes' fingerprints and quiet_until (the daemon's warm path).
+    #[test]
+    fn a_chat_is_skipped_read_by_id_or_read_whole_as_its_episode_says() {
+        let waiting = r#"{"id":"1@c.us","name":"A","unreadCount":2,"lastMessage":{"id":"M","timestamp":1799990000,"fromMe":false}}"#;
+        let read = r#"{"id":"2@c.us","name":"B","unreadCount":0,"lastMessage":{"id":"R","timestamp":1799990000,"fromMe":true}}"#;
+        let body = format!("[{waiting},{read}]");
+        // Fingerprints as the parser computes them, seeded by the policy.
+        let whole = parse_with(Interest::new(|_| None, 7, None, NOW), &body);
+        assert_eq!(whole.chats.len(), 1, "no episode and read: skipped");
+        let fp = whole.chats[0].fingerprint;
+        assert_ne!(fp, 0);
+        let other_seed = parse_with(Interest::new(|_| None, 8, None, NOW), &body);
+        assert_ne!(
+            other_seed.chats[0].fingerprint, fp,
+            "the seed is the policy's"
+        );
+
+        let open = move |quiet_until: i64, fingerprint: u64| {
+            move |id: &str| {
+                (id == "1@c.us").then_some(OpenEpisode {
+                    fingerprint,
+                    quiet_until,
+                    breached: true,
+                })
+            }
+        };
+        // Unchanged and not due before NOW + 60: quiet, counted as breached, not read.
+        let page = parse_with(Interest::new(open(NOW + 60, fp), 7, None, NOW), &body);
+        let c = &page.chats[0];
+        assert!(c.same && c.quiet && c.breached && c.name.is_none(), "{c:?}");
+        // Unchanged but due now (quiet_until reached): same, read by id only, not quiet.
+        let page = parse_with(Interest::new(open(NOW, fp), 7, None, NOW), &body);
+        let c = &page.chats[0];
+        assert!(c.same && !c.quiet && !c.breached, "{c:?}");
+        // Changed since the episode: read whole.
+        let page = parse_with(Interest::new(open(NOW + 60, fp ^ 1), 7, None, NOW), &body);
+        let c = &page.chats[0];
+        assert!(!c.same && !c.quiet, "{c:?}");
+        assert_eq!(c.name.as_deref(), Some("A"));
+        assert_eq!(c.fingerprint, fp);
+        // An episode keeps even a read chat in view (its wait must end).
+        let open_read = |id: &str| {
+            (id == "2@c.us").then_some(OpenEpisode {
+                fingerprint: 0,
+                quiet_until: 0,
+                breached: false,
+            })
+        };
+        let page = parse_with(Interest::new(open_read, 7, None, NOW), &body);
+        assert_eq!(page.chats.len(), 2);
+        assert_eq!(page.total, 2);
+    }
+
+    #[test]
+    fn ids_are_collected_as_seeded_hashes_when_asked() {
+        let body = r#"[{"id":"1@c.us","unreadCount":0},{"id":"2@c.us","unreadCount":0}]"#;
+        let plain = parse_with(Interest::all(), body);
+        assert!(plain.ids.is_empty());
+        let interest = Interest::all().with_ids(99);
+        let expect = [interest.id_hash("1@c.us"), interest.id_hash("2@c.us")];
+        assert_ne!(expect[0], expect[1]);
+        assert_ne!(expect[0], Interest::all().with_ids(100).id_hash("1@c.us"));
+        let page = parse_with(interest, body);
+        assert_eq!(page.ids, expect);
+    }
+
+    #[test]
+    fn may_wait_is_sections_two_first_look() {
+        // (unread, has last message, last timestamp, read since) → may wait
+        let cases = [
+            (Some(1), true, None, None, true),
+            (Some(-1), true, None, None, true),
+            (Some(0), true, Some(100), None, false),
+            (Some(-2), true, Some(100), None, false),
+            (None, true, None, None, true),
+            (None, false, None, None, false),
+            (Some(0), true, Some(101), Some(100), true),
+            (Some(0), true, Some(100), Some(100), false),
+            (Some(0), true, None, Some(100), false),
+        ];
+        for (unread, has_last, ts, since, expect) in cases {
+            assert_eq!(
+                may_wait(unread, has_last, ts, since),
+                expect,
+                "{unread:?} {has_last} {ts:?} {since:?}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
 mod stream_tests {
     use super::*;
 
