@@ -1347,6 +1347,26 @@ mod tests {
         page.chats.into_iter().next().unwrap()
     }
 
+    /// Who sent the last message decides "answered" in reply mode and auto-replies: it
+    /// must come through whatever form the engine sends it in.
+    #[test]
+    fn the_last_messages_sender_is_read_in_every_form() {
+        for (from_me, expect) in [
+            ("true", Some(true)),
+            ("false", Some(false)),
+            ("\"true\"", Some(true)),
+            ("1", Some(true)),
+            ("null", None),
+        ] {
+            let c = one(&format!(
+                r#"[{{"id":"1@c.us","unreadCount":0,"lastMessage":{{"id":"M","body":"hi","timestamp":1722170400,"fromMe":{from_me}}}}}]"#
+            ));
+            let m = c.last_message.unwrap_or_default();
+            assert_eq!(m.from_me, expect, "fromMe {from_me}");
+            assert_eq!(m.body.as_deref(), Some("hi"));
+        }
+    }
+
     #[test]
     fn the_seeds_object_keyed_by_index_parses() {
         let page = parse(
