@@ -241,12 +241,27 @@ struct State {
 enum Top {
     #[default]
     Start,
-    Array,
-    /// Inside the keyed object: before a key (`true`) or before its value (`false`).
-    Object(bool),
+    /// Inside the top-level array: what may come next.
+    Array(Next),
+    /// Inside the keyed object: what may come next.
+    Object(Next),
     End,
     /// Not a container: collect everything, parse once at the end.
     Whole,
+}
+
+/// Where the top-level container is between its elements: the JSON grammar, so that a
+/// missing or doubled comma is an error, as serde would say.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Next {
+    /// Just opened: an element (a key, in the object), or the close.
+    First,
+    /// After a comma: an element (a key).
+    Element,
+    /// After a key and its colon: the element.
+    Value,
+    /// After an element: a comma or the close.
+    Comma,
 }
 
 /// Resumable scan state of one element.
@@ -310,12 +325,20 @@ impl StreamParser {
                 Ok(self.state.page)
             }
             Top::Whole | Top::Start => {
-                let mut de = serde_json::Deserializer::from_slice(&self.buf);
-                let page = de
-                    .deserialize_any(PageVisitor)
+                // Not an array or an object: serde says what is wrong with it if it is
+                // not JSON at all (an HTML error page, an empty body); a scalar is valid
+                // JSON but no overview.
+                let _: IgnoredAny = serde_json::from_slice(&self.buf)
                     .map_err(|e| ParseError::Json(e.to_string()))?;
-                de.end().map_err(|e| ParseError::Json(e.to_string()))?;
-                Ok(page)
+                let found = match self.buf.iter().find(|b| !b.is_ascii_whitespace()) {
+                    Some(b'"') => "a string",
+                    Some(b't' | b'f') => "a boolean",
+                    Some(b'n') => "null",
+                    _ => "a number",
+                };
+                Err(ParseError::Json(format!(
+                    "expected an array of chats or an object keyed \"0\", \"1\", …, found {found}"
+                )))
             }
             _ => Err(ParseError::Json(
                 "the response ended before the overview did (truncated)".into(),
@@ -352,33 +375,45 @@ fn consume(data: &[u8], st: &mut State) -> Result<usize, ParseError> {
             };
             st.element = None;
             i = end;
-            if let Top::Object(_) = st.top {
-                st.top = Top::Object(true);
-            }
+            st.top = match st.top {
+                Top::Array(_) => Top::Array(Next::Comma),
+                Top::Object(_) => Top::Object(Next::Comma),
+                top => top,
+            };
         }
         i = skip_ws(data, i);
         let Some(&b) = data.get(i) else { return Ok(i) };
         match st.top {
             Top::Start => match b {
-                b'[' => st.top = Top::Array,
-                b'{' => st.top = Top::Object(true),
+                b'[' => st.top = Top::Array(Next::First),
+                b'{' => st.top = Top::Object(Next::First),
                 _ => {
                     st.top = Top::Whole;
                     return Ok(i);
                 }
             },
-            Top::Array => match b {
-                b']' => st.top = Top::End,
-                b',' => {}
+            Top::Array(next) => match (next, b) {
+                (Next::First | Next::Comma, b']') => st.top = Top::End,
+                (Next::Comma, b',') => st.top = Top::Array(Next::Element),
+                (Next::Comma, _) => return Err(unexpected(b, "`,` or `]` after an element")),
+                (_, b',' | b']') => return Err(unexpected(b, "an element")),
                 _ => {
                     st.begin(i);
                     continue;
                 }
             },
-            Top::Object(true) => match b {
-                b'}' => st.top = Top::End,
-                b',' => {}
-                b'"' => {
+            Top::Object(Next::Value) => {
+                if matches!(b, b',' | b'}') {
+                    return Err(unexpected(b, "an element after its key"));
+                }
+                st.begin(i);
+                continue;
+            }
+            Top::Object(next) => match (next, b) {
+                (Next::First | Next::Comma, b'}') => st.top = Top::End,
+                (Next::Comma, b',') => st.top = Top::Object(Next::Element),
+                (Next::Comma, _) => return Err(unexpected(b, "`,` or `}` after an element")),
+                (_, b'"') => {
                     let Some(end) = string_end(data, i) else {
                         return Ok(i);
                     };
@@ -393,24 +428,15 @@ fn consume(data: &[u8], st: &mut State) -> Result<usize, ParseError> {
                     match data.get(j) {
                         None => return Ok(i),
                         Some(b':') => {
-                            st.top = Top::Object(false);
+                            st.top = Top::Object(Next::Value);
                             i = j + 1;
                             continue;
                         }
-                        Some(_) => return Err(ParseError::Json("expected `:` after a key".into())),
+                        Some(&b) => return Err(unexpected(b, "`:` after a key")),
                     }
                 }
-                _ => {
-                    return Err(ParseError::Json(format!(
-                        "unexpected `{}` in the overview object",
-                        b as char
-                    )));
-                }
+                _ => return Err(unexpected(b, "a key \"0\", \"1\", …")),
             },
-            Top::Object(false) => {
-                st.begin(i);
-                continue;
-            }
             Top::End => {
                 return Err(ParseError::Json(
                     "trailing characters after the overview".into(),
@@ -420,6 +446,18 @@ fn consume(data: &[u8], st: &mut State) -> Result<usize, ParseError> {
         }
         i += 1;
     }
+}
+
+/// A byte where the overview's grammar wants something else.
+fn unexpected(b: u8, expected: &str) -> ParseError {
+    let found = if b.is_ascii_graphic() {
+        char::from(b).to_string()
+    } else {
+        format!("\\x{b:02x}")
+    };
+    ParseError::Json(format!(
+        "expected {expected} in the overview, found `{found}`"
+    ))
 }
 
 impl State {
@@ -449,6 +487,7 @@ fn element(
 ) -> Result<Option<usize>, ParseError> {
     let json = |e: serde_json::Error| ParseError::Json(e.to_string());
     if data[start] == b'{' {
+        // At least the `{`: twice that is always more than is here.
         let available = data.len() - start;
         if available < scan.retry_len {
             return Ok(None);
@@ -456,7 +495,7 @@ fn element(
         let (decision, end) = match decide(data, start) {
             Scanned::Done(d, end) => (d, end),
             Scanned::NeedMore => {
-                scan.retry_len = (available * 2).max(available + 1);
+                scan.retry_len = available * 2;
                 return Ok(None);
             }
             // Anything unusual (escapes, an id object, a float count): serde decides.
@@ -468,7 +507,7 @@ fn element(
                     // Cut short: EOF, or a token cut in half ("0." of "0.5"): the scanner,
                     // which knows nothing of tokens, says whether the bytes are all here.
                     Some(Err(e)) if e.is_eof() || scan_value(data, start, scan).is_none() => {
-                        scan.retry_len = (available * 2).max(available + 1);
+                        scan.retry_len = available * 2;
                         return Ok(None);
                     }
                     Some(Err(e)) => return Err(json(e)),
@@ -561,7 +600,11 @@ fn decide(data: &[u8], start: usize) -> Scanned<'_> {
                 d.unread = Some(n);
                 Step::Next(end)
             }
-            Integer::Null(end) => Step::Next(end),
+            // As serde reads it: a null after a count (a repeated key) unsets it.
+            Integer::Null(end) => {
+                d.unread = None;
+                Step::Next(end)
+            }
             Integer::NeedMore => Step::NeedMore,
             Integer::Unusual => Step::Unusual,
         },
@@ -583,7 +626,15 @@ fn decide(data: &[u8], start: usize) -> Scanned<'_> {
             }
         }
         (b"lastMessage" | b"_chat", b'n') => match literal_end(data, pos) {
-            Some(end) if &data[pos..end] == b"null" => Step::Next(end),
+            Some(end) if &data[pos..end] == b"null" => {
+                if key == b"lastMessage" {
+                    d.has_last = false;
+                    d.timestamp = None;
+                } else {
+                    d.inner_unread = None;
+                }
+                Step::Next(end)
+            }
             Some(_) => Step::Unusual,
             None => Step::NeedMore,
         },
@@ -708,7 +759,10 @@ fn inner_field(data: &[u8], at: usize, wanted: &[u8]) -> Walk<(Option<i64>, usiz
                 found = Some(n);
                 Step::Next(end)
             }
-            Integer::Null(end) => Step::Next(end),
+            Integer::Null(end) => {
+                found = None;
+                Step::Next(end)
+            }
             Integer::NeedMore => Step::NeedMore,
             Integer::Unusual => Step::Unusual,
         }
@@ -814,51 +868,6 @@ pub fn normalize_timestamp(raw: f64) -> Option<i64> {
     }
     let secs = if raw > 1e12 { raw / 1000.0 } else { raw };
     Some(secs as i64)
-}
-
-struct PageVisitor;
-
-impl<'de> Visitor<'de> for PageVisitor {
-    type Value = Page;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an array of chats or an object keyed \"0\", \"1\", …")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Page, A::Error> {
-        let mut page = Page::default();
-        while let Some(item) = seq.next_element::<MaybeChat>()? {
-            page.push(item);
-        }
-        Ok(page)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Page, A::Error> {
-        let mut page = Page::default();
-        while let Some(key) = map.next_key::<String>()? {
-            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(de::Error::custom(format!(
-                    "an object with key \"{}\" is not an overview (expected keys \"0\", \"1\", …)",
-                    key.chars().take(40).collect::<String>()
-                )));
-            }
-            page.push(map.next_value::<MaybeChat>()?);
-        }
-        Ok(page)
-    }
-}
-
-impl Page {
-    fn push(&mut self, item: MaybeChat) {
-        self.elements += 1;
-        match item.0 {
-            Some(chat) => {
-                self.total += 1;
-                self.chats.push(chat);
-            }
-            None => self.skipped += 1,
-        }
-    }
 }
 
 /// Object keys that matter, matched without allocating.
@@ -968,50 +977,66 @@ struct IdRef<'a>(Option<std::borrow::Cow<'a, str>>);
 
 impl<'de> de::Deserialize<'de> for IdRef<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = IdRef<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an id")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<IdRef<'de>, E> {
-                Ok(IdRef(Some(std::borrow::Cow::Borrowed(s))))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<IdRef<'de>, E> {
-                Ok(IdRef(Some(std::borrow::Cow::Owned(s.to_string()))))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IdRef<'de>, A::Error> {
-                let mut id = None;
-                while let Some(key) = map.next_key::<Field>()? {
-                    if key == Field::Serialized {
-                        id = map.next_value::<IdRef>()?.0;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(IdRef(id))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<IdRef<'de>, A::Error> {
-                while seq.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(IdRef(None))
-            }
-            fn visit_unit<E>(self) -> Result<IdRef<'de>, E> {
-                Ok(IdRef(None))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<IdRef<'de>, E> {
-                Ok(IdRef(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<IdRef<'de>, E> {
-                Ok(IdRef(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<IdRef<'de>, E> {
-                Ok(IdRef(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<IdRef<'de>, E> {
-                Ok(IdRef(None))
+        d.deserialize_any(IdVisitor { in_object: false })
+    }
+}
+
+/// The `_serialized` of an id object: a string only, as the whole chat reads it
+/// ([`Loose::into_id`]), so that the decision and the chat agree on every id.
+struct SerializedRef<'a>(Option<std::borrow::Cow<'a, str>>);
+
+impl<'de> de::Deserialize<'de> for SerializedRef<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let IdRef(id) = d.deserialize_any(IdVisitor { in_object: true })?;
+        Ok(SerializedRef(id))
+    }
+}
+
+struct IdVisitor {
+    /// Reading `_serialized`: an object here is no id.
+    in_object: bool,
+}
+
+impl<'de> Visitor<'de> for IdVisitor {
+    type Value = IdRef<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an id")
+    }
+    fn visit_borrowed_str<E>(self, s: &'de str) -> Result<IdRef<'de>, E> {
+        Ok(IdRef(Some(std::borrow::Cow::Borrowed(s))))
+    }
+    fn visit_str<E>(self, s: &str) -> Result<IdRef<'de>, E> {
+        Ok(IdRef(Some(std::borrow::Cow::Owned(s.to_string()))))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<IdRef<'de>, A::Error> {
+        let mut id = None;
+        while let Some(key) = map.next_key::<Field>()? {
+            if key == Field::Serialized && !self.in_object {
+                id = map.next_value::<SerializedRef>()?.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_any(V)
+        Ok(IdRef(id))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<IdRef<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(IdRef(None))
+    }
+    fn visit_unit<E>(self) -> Result<IdRef<'de>, E> {
+        Ok(IdRef(None))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<IdRef<'de>, E> {
+        Ok(IdRef(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<IdRef<'de>, E> {
+        Ok(IdRef(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<IdRef<'de>, E> {
+        Ok(IdRef(None))
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<IdRef<'de>, E> {
+        Ok(IdRef(None))
     }
 }
 
@@ -1338,272 +1363,4 @@ impl<'de> de::Deserialize<'de> for Loose {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn one(json: &str) -> Chat {
-        let page = parse(json.as_bytes()).unwrap();
-        assert_eq!(page.chats.len(), 1, "{json}");
-        page.chats.into_iter().next().unwrap()
-    }
-
-    /// Who sent the last message decides "answered" in reply mode and auto-replies: it
-    /// must come through whatever form the engine sends it in.
-    #[test]
-    fn the_last_messages_sender_is_read_in_every_form() {
-        for (from_me, expect) in [
-            ("true", Some(true)),
-            ("false", Some(false)),
-            ("\"true\"", Some(true)),
-            ("1", Some(true)),
-            ("null", None),
-        ] {
-            let c = one(&format!(
-                r#"[{{"id":"1@c.us","unreadCount":0,"lastMessage":{{"id":"M","body":"hi","timestamp":1722170400,"fromMe":{from_me}}}}}]"#
-            ));
-            let m = c.last_message.unwrap_or_default();
-            assert_eq!(m.from_me, expect, "fromMe {from_me}");
-            assert_eq!(m.body.as_deref(), Some("hi"));
-        }
-    }
-
-    #[test]
-    fn the_seeds_object_keyed_by_index_parses() {
-        let page = parse(
-            br#"{"0": {"id": "201234567890@c.us", "name": "John Doe", "unreadCount": 5,
-                 "lastMessage": {"id": "ABC123", "body": "Hello!", "timestamp": 1722170400}}}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            page.chats,
-            vec![Chat {
-                id: "201234567890@c.us".into(),
-                name: Some("John Doe".into()),
-                unread: Some(5),
-                last_message: Some(LastMessage {
-                    id: Some("ABC123".into()),
-                    body: Some("Hello!".into()),
-                    timestamp: Some(1722170400),
-                    from_me: None,
-                    has_media: false,
-                }),
-                fingerprint: page.chats[0].fingerprint,
-                ..Chat::default()
-            }]
-        );
-        assert_ne!(
-            page.chats[0].fingerprint, 0,
-            "every kept chat is fingerprinted"
-        );
-    }
-
-    #[test]
-    fn an_array_parses_and_unread_falls_back_to_underscore_chat() {
-        let c = one(
-            r#"[{"id": "1@c.us", "_chat": {"unreadCount": 3, "other": [1,2]}, "extra": {"x": 1}}]"#,
-        );
-        assert_eq!(c.unread, Some(3));
-        let c = one(r#"[{"id": "1@c.us", "unreadCount": 2, "_chat": {"unreadCount": 9}}]"#);
-        assert_eq!(c.unread, Some(2), "the top-level count wins");
-        let c = one(r#"[{"id": "1@c.us", "unreadCount": null, "_chat": {"unreadCount": 9}}]"#);
-        assert_eq!(c.unread, Some(9), "null is not present");
-        let c = one(r#"[{"id": "1@c.us"}]"#);
-        assert_eq!(c.unread, None);
-    }
-
-    #[test]
-    fn milliseconds_become_seconds_and_nonsense_is_dropped() {
-        let c = one(
-            r#"[{"id": "1@c.us", "lastMessage": {"timestamp": 1722170400123, "fromMe": false}}]"#,
-        );
-        assert_eq!(c.last_message.unwrap().timestamp, Some(1722170400));
-        let c = one(r#"[{"id": "1@c.us", "lastMessage": {"timestamp": "1722170400"}}]"#);
-        assert_eq!(c.last_message.unwrap().timestamp, Some(1722170400));
-        let c = one(r#"[{"id": "1@c.us", "lastMessage": {"timestamp": -5}}]"#);
-        assert_eq!(c.last_message.unwrap().timestamp, None);
-    }
-
-    #[test]
-    fn waha_id_objects_and_null_last_message_parse() {
-        let c = one(
-            r#"[{"id": {"server": "c.us", "user": "1", "_serialized": "1@c.us"}, "lastMessage": null}]"#,
-        );
-        assert_eq!(c.id, "1@c.us");
-        assert_eq!(c.last_message, None);
-    }
-
-    #[test]
-    fn elements_that_are_not_chats_are_counted_not_fatal() {
-        let page = parse(br#"[null, 5, {"name": "no id"}, {"id": "1@c.us"}]"#).unwrap();
-        assert_eq!((page.chats.len(), page.skipped, page.elements), (1, 3, 4));
-    }
-
-    #[test]
-    fn an_error_object_is_not_an_empty_inbox() {
-        let err = parse(br#"{"message": "session not ready"}"#).unwrap_err();
-        assert!(err.to_string().contains("\"message\""), "{err}");
-        assert_eq!(parse(b"{}").unwrap().chats.len(), 0);
-        assert!(parse(b"<html>").is_err());
-        assert!(parse(b"[{\"id\": \"1@c.us\"").is_err());
-        assert!(parse(b"[] trailing").is_err());
-    }
-}
-
-#[cfg(test)]
-mod interest_tests {
-    use super::*;
-
-    const NOW: i64 = 1_800_000_000;
-
-    fn parse_with(interest: Interest, body: &str) -> Page {
-        let mut p = StreamParser::new(interest);
-        p.feed(body.as_bytes()).unwrap();
-        p.finish().unwrap()
-    }
-
-    /// Which chats a cycle reads whole, which only by id, and which not at all, given the
-    /// open episodes' fingerprints and quiet_until (the daemon's warm path).
-    #[test]
-    fn a_chat_is_skipped_read_by_id_or_read_whole_as_its_episode_says() {
-        let waiting = r#"{"id":"1@c.us","name":"A","unreadCount":2,"lastMessage":{"id":"M","timestamp":1799990000,"fromMe":false}}"#;
-        let read = r#"{"id":"2@c.us","name":"B","unreadCount":0,"lastMessage":{"id":"R","timestamp":1799990000,"fromMe":true}}"#;
-        let body = format!("[{waiting},{read}]");
-        // Fingerprints as the parser computes them, seeded by the policy.
-        let whole = parse_with(Interest::new(|_| None, 7, None, NOW), &body);
-        assert_eq!(whole.chats.len(), 1, "no episode and read: skipped");
-        let fp = whole.chats[0].fingerprint;
-        assert_ne!(fp, 0);
-        let other_seed = parse_with(Interest::new(|_| None, 8, None, NOW), &body);
-        assert_ne!(
-            other_seed.chats[0].fingerprint, fp,
-            "the seed is the policy's"
-        );
-
-        let open = move |quiet_until: i64, fingerprint: u64| {
-            move |id: &str| {
-                (id == "1@c.us").then_some(OpenEpisode {
-                    fingerprint,
-                    quiet_until,
-                    breached: true,
-                })
-            }
-        };
-        // Unchanged and not due before NOW + 60: quiet, counted as breached, not read.
-        let page = parse_with(Interest::new(open(NOW + 60, fp), 7, None, NOW), &body);
-        let c = &page.chats[0];
-        assert!(c.same && c.quiet && c.breached && c.name.is_none(), "{c:?}");
-        // Unchanged but due now (quiet_until reached): same, read by id only, not quiet.
-        let page = parse_with(Interest::new(open(NOW, fp), 7, None, NOW), &body);
-        let c = &page.chats[0];
-        assert!(c.same && !c.quiet && !c.breached, "{c:?}");
-        // Changed since the episode: read whole.
-        let page = parse_with(Interest::new(open(NOW + 60, fp ^ 1), 7, None, NOW), &body);
-        let c = &page.chats[0];
-        assert!(!c.same && !c.quiet, "{c:?}");
-        assert_eq!(c.name.as_deref(), Some("A"));
-        assert_eq!(c.fingerprint, fp);
-        // An episode keeps even a read chat in view (its wait must end).
-        let open_read = |id: &str| {
-            (id == "2@c.us").then_some(OpenEpisode {
-                fingerprint: 0,
-                quiet_until: 0,
-                breached: false,
-            })
-        };
-        let page = parse_with(Interest::new(open_read, 7, None, NOW), &body);
-        assert_eq!(page.chats.len(), 2);
-        assert_eq!(page.total, 2);
-    }
-
-    #[test]
-    fn ids_are_collected_as_seeded_hashes_when_asked() {
-        let body = r#"[{"id":"1@c.us","unreadCount":0},{"id":"2@c.us","unreadCount":0}]"#;
-        let plain = parse_with(Interest::all(), body);
-        assert!(plain.ids.is_empty());
-        let interest = Interest::all().with_ids(99);
-        let expect = [interest.id_hash("1@c.us"), interest.id_hash("2@c.us")];
-        assert_ne!(expect[0], expect[1]);
-        assert_ne!(expect[0], Interest::all().with_ids(100).id_hash("1@c.us"));
-        let page = parse_with(interest, body);
-        assert_eq!(page.ids, expect);
-    }
-
-    #[test]
-    fn may_wait_is_sections_two_first_look() {
-        // (unread, has last message, last timestamp, read since) → may wait
-        let cases = [
-            (Some(1), true, None, None, true),
-            (Some(-1), true, None, None, true),
-            (Some(0), true, Some(100), None, false),
-            (Some(-2), true, Some(100), None, false),
-            (None, true, None, None, true),
-            (None, false, None, None, false),
-            (Some(0), true, Some(101), Some(100), true),
-            (Some(0), true, Some(100), Some(100), false),
-            (Some(0), true, None, Some(100), false),
-        ];
-        for (unread, has_last, ts, since, expect) in cases {
-            assert_eq!(
-                may_wait(unread, has_last, ts, since),
-                expect,
-                "{unread:?} {has_last} {ts:?} {since:?}"
-            );
-        }
-    }
-}
-
-#[cfg(test)]
-mod stream_tests {
-    use super::*;
-
-    const BODY: &str = r#" [ {"id": "1@c.us", "name": "A \"quoted\" {name} ]", "unreadCount": 2,
-        "lastMessage": {"body": "x\\", "timestamp": 1722170400}}, null, 7, "str",
-        {"id": "2@c.us", "_chat": {"unreadCount": [1, {"a": "]"}]}}, {"id": "3@c.us"} ] "#;
-
-    #[test]
-    fn any_chunking_gives_the_same_page_as_one_slice() {
-        let whole = parse(BODY.as_bytes()).unwrap();
-        assert_eq!(
-            (whole.chats.len(), whole.skipped, whole.elements),
-            (3, 3, 6)
-        );
-        assert_eq!(
-            whole.chats[0].name.as_deref(),
-            Some("A \"quoted\" {name} ]")
-        );
-        for size in 1..BODY.len() {
-            let mut p = StreamParser::default();
-            for chunk in BODY.as_bytes().chunks(size) {
-                p.feed(chunk).unwrap();
-            }
-            let page = p.finish().unwrap();
-            assert_eq!(page.chats, whole.chats, "chunk size {size}");
-            assert_eq!(page.skipped, whole.skipped);
-        }
-    }
-
-    #[test]
-    fn keyed_objects_stream_too_and_bad_keys_fail_early() {
-        let body = br#"{"0": {"id": "1@c.us"}, "1": {"id": "2@c.us", "unreadCount": 1}}"#;
-        for size in [1, 3, 7, 100] {
-            let mut p = StreamParser::default();
-            for chunk in body.chunks(size) {
-                p.feed(chunk).unwrap();
-            }
-            assert_eq!(p.finish().unwrap().chats.len(), 2);
-        }
-        let mut p = StreamParser::default();
-        assert!(p.feed(br#"{"error": "x"}"#).is_err());
-    }
-
-    #[test]
-    fn truncation_and_trailing_garbage_are_errors() {
-        let mut p = StreamParser::default();
-        p.feed(br#"[{"id": "1@c.us"}, {"id": "2@"#).unwrap();
-        assert!(p.finish().unwrap_err().to_string().contains("truncated"));
-        assert!(parse(b"[] x").is_err());
-        assert!(parse(b"").is_err());
-        assert!(parse(b"  ").is_err());
-        assert!(parse(b"42").is_err());
-    }
-}
+mod tests;
