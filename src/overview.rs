@@ -316,14 +316,8 @@ impl StreamParser {
             self.state.shift(keep);
         }
         match self.state.top {
-            Top::End => {
-                if self.buf.iter().any(|b| !b.is_ascii_whitespace()) {
-                    return Err(ParseError::Json(
-                        "trailing characters after the overview".into(),
-                    ));
-                }
-                Ok(self.state.page)
-            }
+            // Anything after the close was refused as it arrived.
+            Top::End => Ok(self.state.page),
             Top::Whole | Top::Start => {
                 // Not an array or an object: serde says what is wrong with it if it is
                 // not JSON at all (an HTML error page, an empty body); a scalar is valid

@@ -1032,8 +1032,8 @@ mod scanner {
             ),
         ] {
             let mut p = StreamParser::default();
-            p.feed(b"[").unwrap();
-            p.feed(&chat.as_bytes()[..10]).unwrap();
+            // The chat starts 2 bytes into the first chunk: 10 of its bytes are here.
+            p.feed(format!("[ {}", &chat[..10]).as_bytes()).unwrap();
             assert_eq!(p.state.scan.retry_len, 20, "{chat}");
             p.feed(&chat.as_bytes()[10..19]).unwrap();
             assert_eq!(p.state.scan.retry_len, 20, "not rescanned before 20 bytes");
