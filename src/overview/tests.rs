@@ -997,16 +997,20 @@ mod scanner {
     /// buffer re-based under it, and an escape cut in half is looked at again.
     #[test]
     fn a_scan_resumes_across_chunks() {
-        let value = br#"[1,{"a":"x\"]}"},"\\",[[]]]"#;
-        for cut in 1..value.len() {
-            let mut scan = Scan::default();
-            assert_eq!(scan_value(&value[..cut], 0, &mut scan), None, "cut {cut}");
-            assert!(scan.pos <= cut);
-            assert_eq!(
-                scan_value(value, 0, &mut scan),
-                Some(value.len()),
-                "cut {cut}"
-            );
+        // The second has a bracket inside a string before an escape: a scan resumed
+        // anywhere but at the backslash would count it.
+        let values: [&[u8]; 2] = [br#"[1,{"a":"x\"]}"},"\\",[[]]]"#, br#"[["x]y\"", 1], 2]"#];
+        for value in values {
+            for cut in 1..value.len() {
+                let mut scan = Scan::default();
+                assert_eq!(scan_value(&value[..cut], 0, &mut scan), None, "cut {cut}");
+                assert!(scan.pos <= cut);
+                assert_eq!(
+                    scan_value(value, 0, &mut scan),
+                    Some(value.len()),
+                    "cut {cut}"
+                );
+            }
         }
         // Re-based: the first 3 bytes dropped between chunks.
         let mut st = State::default();
