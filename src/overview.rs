@@ -1283,7 +1283,8 @@ impl Loose {
     fn into_i64(self) -> Option<i64> {
         match self {
             Loose::Int(i) => Some(i),
-            Loose::Float(f) if f.is_finite() => Some(f as i64),
+            // JSON has no infinities: every float here is finite.
+            Loose::Float(f) => Some(f as i64),
             Loose::Str(s) => s.trim().parse().ok(),
             _ => None,
         }
