@@ -648,7 +648,7 @@ mod reference {
             .enumerate()
             .map(|(i, e)| {
                 if keyed {
-                    format!("\"{i}\":{}{}", rng.pick(&["", " ", "\n"]), e.raw)
+                    format!("\"{i}\"{}{}", rng.pick(&[":", ": ", " :\n", "\t: "]), e.raw)
                 } else {
                     e.raw.clone()
                 }
