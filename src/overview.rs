@@ -216,9 +216,10 @@ pub fn parse(body: &[u8]) -> Result<Page, ParseError> {
 /// It finds where each element of the top-level array (or each value of the keyed
 /// object) ends and hands that slice to serde, so the whole body is never held: memory is
 /// the parsed chats plus the element being read. Bytes are scanned where they arrive and
-/// only an unfinished element's tail is copied. Anything that is not an array or an
-/// object at the top is collected whole and parsed as one value, so its error reads the
-/// same as serde's.
+/// only an unfinished element's tail is copied. The top level follows JSON's grammar
+/// (a missing or doubled comma is an error naming what was found). Anything that is not
+/// an array or an object at the top is collected whole: if it is not JSON (an HTML error
+/// page), the error is serde's; if it is, the error says what it is.
 #[derive(Default)]
 pub struct StreamParser {
     /// The unconsumed tail of earlier chunks (an element cut by a chunk boundary).
