@@ -610,9 +610,13 @@ async fn channel_loop(
         if *stop.borrow() {
             return;
         }
-        let wait = match outbox.store().next_due_ms(&name).await {
+        let wait = match outbox
+            .store()
+            .next_due_in_ms(&name, outbox.clock().now_ms())
+            .await
+        {
             Ok(next) => next.map_or(Duration::from_secs(30), |ms| {
-                Duration::from_millis((ms - outbox.clock().now_ms()).clamp(20, 30_000) as u64)
+                Duration::from_millis(ms.clamp(20, 30_000) as u64)
             }),
             Err(e) => {
                 tracing::error!(channel = %name, "outbox: {e}");

@@ -18,6 +18,9 @@ pub async fn drain_channel(
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
     while let Some(q) = outbox.claim(name).await? {
+        if !outbox.confirm(&q).await? {
+            continue;
+        }
         let result = channel.send(&q.doc).await;
         let blocked = matches!(result, Err(SendError::Retry { .. }));
         outbox.settle(&q, &result, &mut report).await;

@@ -117,10 +117,11 @@ pub struct Queued {
 pub enum Transition {
     /// Delivered: the receiver said so.
     Ack { id: i64, at: i64 },
-    /// Failed, worth another try at `next_attempt_ms`.
+    /// Failed, worth another try `retry_in_ms` from when it is recorded (by the store's
+    /// clock: with PostgreSQL the database's, so a node's skew cannot move it).
     Nack {
         id: i64,
-        next_attempt_ms: i64,
+        retry_in_ms: i64,
         error: String,
     },
     /// Will never be delivered.
@@ -228,6 +229,29 @@ impl Outbox {
             .await
     }
 
+    /// Whether this process still holds its claim on `q`, renewing it for one more send:
+    /// asked just before sending, so a process that was paused or cut off past its claim
+    /// (another has taken the row since) never sends it too.
+    pub async fn confirm(&self, q: &Queued) -> Result<bool, StoreError> {
+        let held = self
+            .store
+            .confirm_claim(
+                q.id,
+                &self.owner,
+                self.clock.now_ms(),
+                self.claim_for.as_millis() as i64,
+            )
+            .await?;
+        if !held {
+            tracing::warn!(
+                id = q.id,
+                channel = %q.channel,
+                "this process's claim on a notification expired before it could be sent; another process owns it now"
+            );
+        }
+        Ok(held)
+    }
+
     /// Records what became of a claimed notification, deciding the transition from the
     /// send's result: delivered, retried later (backoff, `Retry-After`), or dead
     /// (permanent failure, or older than `retry_for`). A transition the store cannot take
@@ -260,7 +284,7 @@ impl Outbox {
                         report.retrying += 1;
                         Transition::Nack {
                             id: q.id,
-                            next_attempt_ms: now_ms + delay.as_millis() as i64,
+                            retry_in_ms: delay.as_millis() as i64,
                             error: reason,
                         }
                     }
@@ -336,11 +360,12 @@ impl Outbox {
             Transition::Ack { id, at } => self.store.ack(*id, &self.owner, *at).await?,
             Transition::Nack {
                 id,
-                next_attempt_ms,
+                retry_in_ms,
                 error,
             } => {
+                let now_ms = self.clock.now_ms();
                 self.store
-                    .nack(*id, &self.owner, *next_attempt_ms, error)
+                    .nack(*id, &self.owner, now_ms, *retry_in_ms, error)
                     .await?
             }
             Transition::Kill { id, at, error } => {

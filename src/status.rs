@@ -82,10 +82,10 @@ pub async fn now(
     let mutes = store.mutes(now).await?;
     let sources: HashMap<String, SourceState> = store.sources().await?.into_iter().collect();
     let leases: HashMap<String, Lease> = store
-        .leases()
+        .leases(now * 1000)
         .await?
         .into_iter()
-        .filter(|l| l.expires_ms > now * 1000)
+        .filter(|l| l.live)
         .map(|l| (l.instance.clone(), l))
         .collect();
     let counts = store.outbox_counts().await?;

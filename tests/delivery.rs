@@ -117,11 +117,15 @@ impl Bench {
 
     /// Advances the clock to when the next notification of `channel` falls due.
     fn advance_to_due(&self, channel: &str) -> i64 {
-        let due = rt()
-            .block_on(self.outbox.store().next_due_ms(channel))
+        let due_in = rt()
+            .block_on(
+                self.outbox
+                    .store()
+                    .next_due_in_ms(channel, self.clock.now_ms()),
+            )
             .unwrap()
             .unwrap();
-        let step = (due - self.clock.now_ms()).max(0);
+        let step = due_in.max(0);
         self.clock.advance(step);
         step
     }

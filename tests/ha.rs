@@ -28,6 +28,22 @@ fn ha_setup(wawp: &FakeWawp, url: &str, node: &str, rx: &Receiver) -> Setup {
         .http()
 }
 
+/// Checks that a daemon started under [`skewed_clock`] really lives `skew` seconds off: its
+/// log lines carry its wall clock's time. (Otherwise a skew test would prove nothing.)
+fn assert_clock_skewed(d: &Daemon, skew: i64) {
+    let log = d.log();
+    let stamp = log
+        .split_whitespace()
+        .next()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .unwrap_or_else(|| panic!("no timestamp in the log:\n{log}"));
+    let off = stamp.timestamp() - now();
+    assert!(
+        (off - skew).abs() <= 5,
+        "the daemon's clock is {off}s off, not {skew}s:\n{log}"
+    );
+}
+
 fn holder(env: &Env, instance: &str) -> Option<String> {
     env.alerts()["leases"]
         .as_array()?
@@ -342,4 +358,102 @@ fn once_with_another_config_leaves_the_daemons_notifications_alone() {
     // The daemon that owns the config delivers it.
     let _d = env.start();
     assert!(wait_for(PATIENCE, || rx.accepted().len() == 1));
+}
+
+/// Section 6: with PostgreSQL every claim is judged by the database's clock. Node A (true
+/// time) claims a firing and waits 3 s for a slow receiver; node B, whose clock is 120 s
+/// ahead, starts meanwhile. Judged by B's clock, A's claim (15 s) ran out long ago: B
+/// would take the row and send the same firing again.
+#[test]
+fn a_node_whose_clock_runs_minutes_ahead_never_sends_a_claimed_notification_again() {
+    let Some(url) = postgres_db("ha: skewed claims") else {
+        return;
+    };
+    let Some(library) = clock_skew_library("ha: skewed claims") else {
+        return;
+    };
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    rx.script(&[Answer::Delay(Duration::from_secs(3))]);
+    wawp.set_for("id-north", Reply::Chats(vec![breached_chat()]));
+    let setup = |node: &str| ha_setup(&wawp, &url, node, &rx).set("delivery", "timeout", "\"5s\"");
+    let (a, b) = (Env::new(setup("node-a")), Env::new(setup("node-b")));
+    let da = a.start();
+    assert!(wait_for(PATIENCE, || rx.all().len() == 1), "{}", da.log());
+    let db = Daemon::start(&b, &skewed_clock(&library, 120));
+    assert!(
+        wait_for(PATIENCE, || rx.answered_at(0).is_some()),
+        "{}",
+        da.log()
+    );
+    assert!(db.wait_log("inbox-sla is running"), "{}", db.log());
+    assert_clock_skewed(&db, 120);
+    // Both delivery loops have looked at the outbox since (each does at start and when
+    // woken); nothing else is due.
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = seen(&rx.posts());
+    assert_eq!(
+        (seen.firings.len(), seen.repeats),
+        (1, 0),
+        "one POST for one breach: {:?}\nnode-b: {}",
+        rx.posts(),
+        db.log()
+    );
+}
+
+/// Section 10 under skewed clocks: whichever way node B's clock is off by 120 s, it
+/// neither takes an instance from a live node A (which a clock ahead would do, leaving two
+/// nodes polling one number) nor waits minutes past A's death to take it over (which a
+/// clock behind would do). Takeover stays within `ha.lease` plus one poll.
+#[test]
+fn skewed_clocks_neither_steal_a_live_lease_nor_stretch_a_takeover() {
+    let Some(library) = clock_skew_library("ha: skewed leases") else {
+        return;
+    };
+    for skew in [120, -120] {
+        let Some(url) = postgres_db("ha: skewed leases") else {
+            return;
+        };
+        let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+        let a = Env::new(ha_setup(&wawp, &url, "node-a", &rx));
+        let b = Env::new(ha_setup(&wawp, &url, "node-b", &rx));
+        let mut da = a.start();
+        assert!(
+            wait_for(PATIENCE, || ["north", "south", "east"]
+                .iter()
+                .all(|i| holder(&a, i).as_deref() == Some("node-a"))),
+            "{}",
+            da.log()
+        );
+        let db = Daemon::start(&b, &skewed_clock(&library, skew));
+        assert!(db.wait_log("standing by"), "skew {skew}: {}", db.log());
+        assert_clock_skewed(&db, skew);
+        // Several of B's lease attempts (poll 1s) while A is alive.
+        std::thread::sleep(Duration::from_millis(2500));
+        for i in ["north", "south", "east"] {
+            assert_eq!(
+                holder(&a, i).as_deref(),
+                Some("node-a"),
+                "skew {skew}: node-b took {i} from a live node-a\n{}",
+                db.log()
+            );
+        }
+        let killed = Instant::now();
+        da.kill();
+        assert!(
+            wait_for(PATIENCE, || ["north", "south", "east"]
+                .iter()
+                .all(|i| holder(&b, i).as_deref() == Some("node-b"))),
+            "skew {skew}: no takeover\n{}",
+            db.log()
+        );
+        let takeover = killed.elapsed();
+        assert!(
+            takeover <= Duration::from_secs(3 + 1 + 2),
+            "skew {skew}: took over in {takeover:?} (lease 3s + poll 1s)"
+        );
+        eprintln!(
+            "skewed takeover: node-b {skew:+}s: {} ms after kill -9 (ha.lease 3s, poll 1s)",
+            takeover.as_millis()
+        );
+    }
 }

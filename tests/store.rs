@@ -8,29 +8,41 @@ mod common;
 
 use common::*;
 use inbox_sla::alert::{AlertDoc, Outgoing, Status};
+use inbox_sla::clock::Clock;
 use inbox_sla::outbox::State;
 use inbox_sla::sla::{Closed, EndReason, Episode, Preview};
-use inbox_sla::store::{CycleCommit, Fence, Location, SourceState, Store, StoreError};
+use inbox_sla::store::{CycleCommit, DbClock, Fence, Location, SourceState, Store, StoreError};
 use std::collections::HashSet;
 
 const T0: i64 = 1_790_000_000;
 
-/// Every backend this machine can run, with a name for messages.
-fn backends(test: &str) -> Vec<(&'static str, Store, tempfile::TempDir)> {
+/// Every backend this machine can run, with a name for messages, and the clock that
+/// stands for the database's: PostgreSQL judges leases and claims by it (in production by
+/// the server's own clock), SQLite by the time its callers pass. [`at`] sets it to the
+/// time a call passes, so both backends judge the same instant.
+fn backends(test: &str) -> Vec<(&'static str, Store, tempfile::TempDir, Clock)> {
     let dir = tempfile::tempdir().unwrap();
     let sqlite = rt()
         .block_on(Store::open(&Location::Sqlite(dir.path().join("state.db"))))
         .unwrap();
-    let mut out = vec![("sqlite", sqlite, dir)];
+    let mut out = vec![("sqlite", sqlite, dir, Clock::manual(0))];
     if let Some(url) = postgres_db(test) {
+        let clock = Clock::manual(0);
         let pg = rt()
-            .block_on(Store::open(&Location::Postgres(
-                inbox_sla::secret::Secret::new(url),
-            )))
+            .block_on(Store::open_with(
+                &Location::Postgres(inbox_sla::secret::Secret::new(url)),
+                DbClock::Injected(clock.clone()),
+            ))
             .unwrap();
-        out.push(("postgres", pg, tempfile::tempdir().unwrap()));
+        out.push(("postgres", pg, tempfile::tempdir().unwrap(), clock));
     }
     out
+}
+
+/// The database's clock reads `ms` now; returns `ms` for the call that passes it.
+fn at(clock: &Clock, ms: i64) -> i64 {
+    clock.set_ms(ms);
+    ms
 }
 
 fn episode(jid: &str, started_at: i64) -> Episode {
@@ -96,7 +108,7 @@ fn commit<'a>(
 
 #[test]
 fn a_cycle_commits_all_or_nothing_and_a_second_writer_loses() {
-    for (name, store, _dir) in backends("store: cycle commits") {
+    for (name, store, _dir, _clock) in backends("store: cycle commits") {
         rt().block_on(async {
             let snap = store.snapshot("support", T0).await.unwrap();
             assert_eq!((snap.generation, snap.episodes.len()), (0, 0), "{name}");
@@ -165,7 +177,7 @@ fn a_cycle_commits_all_or_nothing_and_a_second_writer_loses() {
 /// and a later cycle updates each in place; the opening read reports what the store holds.
 #[test]
 fn a_large_cycle_writes_and_updates_every_episode() {
-    for (name, store, _dir) in backends("store: large cycle") {
+    for (name, store, _dir, _clock) in backends("store: large cycle") {
         rt().block_on(async {
             let eps: Vec<Episode> = (0..150)
                 .map(|i| episode(&format!("20100{i:03}@c.us"), T0 - i))
@@ -213,7 +225,7 @@ fn a_large_cycle_writes_and_updates_every_episode() {
 
 #[test]
 fn closed_episodes_leave_the_open_set_and_are_kept_for_reports() {
-    for (name, store, _dir) in backends("store: history") {
+    for (name, store, _dir, _clock) in backends("store: history") {
         rt().block_on(async {
             let eps = [episode("1@c.us", T0 - 9000), episode("2@c.us", T0 - 100)];
             store
@@ -277,10 +289,10 @@ fn closed_episodes_leave_the_open_set_and_are_kept_for_reports() {
 
 #[test]
 fn a_commit_with_a_stale_fence_is_refused() {
-    for (name, store, _dir) in backends("store: fencing") {
+    for (name, store, _dir, clock) in backends("store: fencing") {
         rt().block_on(async {
             let a = store
-                .acquire_lease("support", "node-a", T0 * 1000, 30_000)
+                .acquire_lease("support", "node-a", at(&clock, T0 * 1000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -294,7 +306,7 @@ fn a_commit_with_a_stale_fence_is_refused() {
             );
             assert_eq!(
                 store
-                    .acquire_lease("support", "node-b", T0 * 1000 + 1000, 30_000)
+                    .acquire_lease("support", "node-b", at(&clock, T0 * 1000 + 1000), 30_000)
                     .await
                     .unwrap(),
                 None,
@@ -302,14 +314,14 @@ fn a_commit_with_a_stale_fence_is_refused() {
             );
             // node-a renews: same fence.
             let renewed = store
-                .acquire_lease("support", "node-a", T0 * 1000 + 10_000, 30_000)
+                .acquire_lease("support", "node-a", at(&clock, T0 * 1000 + 10_000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(renewed.value, 1, "{name}");
             // node-a pauses past its lease; node-b takes over with the next fence.
             let b = store
-                .acquire_lease("support", "node-b", T0 * 1000 + 41_000, 30_000)
+                .acquire_lease("support", "node-b", at(&clock, T0 * 1000 + 41_000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -331,7 +343,8 @@ fn a_commit_with_a_stale_fence_is_refused() {
             let mut fresh = commit("support", 0, &eps, &[], &[]);
             fresh.fence = Some(&b);
             store.commit_cycle(fresh).await.unwrap();
-            let leases = store.leases().await.unwrap();
+            let leases = store.leases(at(&clock, T0 * 1000 + 41_500)).await.unwrap();
+            assert!(leases[0].live, "{name}");
             assert_eq!(
                 (leases[0].holder.as_str(), leases[0].fence),
                 ("node-b", 2),
@@ -340,7 +353,7 @@ fn a_commit_with_a_stale_fence_is_refused() {
             // A clean stop lets go at once.
             store.release_leases("node-b").await.unwrap();
             let a2 = store
-                .acquire_lease("support", "node-a", T0 * 1000 + 42_000, 30_000)
+                .acquire_lease("support", "node-a", at(&clock, T0 * 1000 + 42_000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -351,7 +364,7 @@ fn a_commit_with_a_stale_fence_is_refused() {
 
 #[test]
 fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
-    for (name, store, _dir) in backends("store: outbox states") {
+    for (name, store, _dir, clock) in backends("store: outbox states") {
         rt().block_on(async {
             let ids = store
                 .enqueue(
@@ -362,7 +375,7 @@ fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
                 .unwrap();
             let now = T0 * 1000;
             let q = store
-                .claim("a", "oncall", now, 30_000)
+                .claim("a", "oncall", at(&clock, now), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -380,32 +393,38 @@ fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
                 "{name}: not b's claim"
             );
             assert!(
-                store.nack(q.id, "a", now + 5_000, "503").await.unwrap(),
+                store
+                    .nack(q.id, "a", at(&clock, now), 5_000, "503")
+                    .await
+                    .unwrap(),
                 "{name}"
             );
             // Pending again but not due: the next row is claimed instead.
             let q2 = store
-                .claim("b", "oncall", now, 30_000)
+                .claim("b", "oncall", at(&clock, now), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(q2.id, ids[1], "{name}");
             assert!(
                 store
-                    .claim("c", "oncall", now, 30_000)
+                    .claim("c", "oncall", at(&clock, now), 30_000)
                     .await
                     .unwrap()
                     .is_none(),
                 "{name}"
             );
             assert_eq!(
-                store.next_due_ms("oncall").await.unwrap(),
-                Some(now + 5_000),
+                store
+                    .next_due_in_ms("oncall", at(&clock, now))
+                    .await
+                    .unwrap(),
+                Some(5_000),
                 "{name}"
             );
             // Due now; claimed, then acked.
             let q = store
-                .claim("a", "oncall", now + 5_000, 30_000)
+                .claim("a", "oncall", at(&clock, now + 5_000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -421,7 +440,7 @@ fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
             );
             // b's claim expires (b died mid-send): c takes the row over.
             let q = store
-                .claim("c", "oncall", now + 31_000, 30_000)
+                .claim("c", "oncall", at(&clock, now + 31_000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -449,7 +468,7 @@ fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
 
 #[test]
 fn a_resolved_notice_is_not_due_while_its_firing_is_undelivered() {
-    for (name, store, _dir) in backends("store: resolved after firing") {
+    for (name, store, _dir, clock) in backends("store: resolved after firing") {
         rt().block_on(async {
             let other = Outgoing {
                 channel: "oncall".into(),
@@ -468,18 +487,18 @@ fn a_resolved_notice_is_not_due_while_its_firing_is_undelivered() {
                 .unwrap();
             let now = T0 * 1000;
             let firing = store
-                .claim("a", "oncall", now, 30_000)
+                .claim("a", "oncall", at(&clock, now), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(firing.id, ids[0], "{name}");
             store
-                .nack(firing.id, "a", now + 60_000, "503")
+                .nack(firing.id, "a", at(&clock, now), 60_000, "503")
                 .await
                 .unwrap();
             // The resolved notice waits; another instance's firing does not.
             let next = store
-                .claim("a", "oncall", now, 30_000)
+                .claim("a", "oncall", at(&clock, now), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -489,21 +508,21 @@ fn a_resolved_notice_is_not_due_while_its_firing_is_undelivered() {
             );
             assert!(
                 store
-                    .claim("a", "oncall", now, 30_000)
+                    .claim("a", "oncall", at(&clock, now), 30_000)
                     .await
                     .unwrap()
                     .is_none(),
                 "{name}"
             );
             let firing = store
-                .claim("a", "oncall", now + 60_000, 30_000)
+                .claim("a", "oncall", at(&clock, now + 60_000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
             assert_eq!(firing.id, ids[0], "{name}");
             store.ack(firing.id, "a", T0 + 60).await.unwrap();
             let resolved = store
-                .claim("a", "oncall", now + 60_000, 30_000)
+                .claim("a", "oncall", at(&clock, now + 60_000), 30_000)
                 .await
                 .unwrap()
                 .unwrap();
@@ -512,11 +531,156 @@ fn a_resolved_notice_is_not_due_while_its_firing_is_undelivered() {
     }
 }
 
+/// Every ordered pair of notices (section 6): whatever the kinds, a notice never reaches a
+/// channel before an earlier notice of another kind for the same instance. A `recovered`
+/// waits for its `blind`, a new episode's firing for the resolved notice before it, while
+/// notices of one kind (two firings) and other instances go on without waiting.
+#[test]
+fn a_notice_never_overtakes_an_earlier_notice_of_another_kind() {
+    for (name, store, _dir, clock) in backends("store: ordered pairs") {
+        rt().block_on(async {
+            let mut now = T0 * 1000;
+            let pairs = [
+                (Status::Blind, Status::Recovered),
+                (Status::Resolved, Status::Firing),
+                (Status::Firing, Status::Resolved),
+                (Status::Recovered, Status::Blind),
+            ];
+            for (first, second) in pairs {
+                now += 120_000;
+                at(&clock, now);
+                let ids = store
+                    .enqueue(&[out("oncall", first), out("oncall", second)], T0)
+                    .await
+                    .unwrap();
+                let q = store
+                    .claim("a", "oncall", at(&clock, now), 30_000)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(q.id, ids[0], "{name}: {first:?} first");
+                store
+                    .nack(q.id, "a", at(&clock, now), 60_000, "503")
+                    .await
+                    .unwrap();
+                assert!(
+                    store
+                        .claim("a", "oncall", at(&clock, now), 30_000)
+                        .await
+                        .unwrap()
+                        .is_none(),
+                    "{name}: {second:?} overtook the {first:?} in backoff before it"
+                );
+                // The first goes out once its backoff is over; then the second.
+                let q = store
+                    .claim("a", "oncall", at(&clock, now + 60_000), 30_000)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(q.id, ids[0], "{name}");
+                store.ack(q.id, "a", T0 + 60).await.unwrap();
+                let q = store
+                    .claim("a", "oncall", at(&clock, now + 60_000), 30_000)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(q.id, ids[1], "{name}: {second:?} after {first:?}");
+                store.ack(q.id, "a", T0 + 60).await.unwrap();
+            }
+            // Two notices of one kind do not wait for each other.
+            now += 120_000;
+            at(&clock, now);
+            let ids = store
+                .enqueue(
+                    &[out("oncall", Status::Firing), out("oncall", Status::Firing)],
+                    T0,
+                )
+                .await
+                .unwrap();
+            let q = store
+                .claim("a", "oncall", at(&clock, now), 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            store
+                .nack(q.id, "a", at(&clock, now), 60_000, "503")
+                .await
+                .unwrap();
+            let q = store
+                .claim("a", "oncall", at(&clock, now), 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                q.id, ids[1],
+                "{name}: firings need no order among themselves"
+            );
+        });
+    }
+}
+
+/// Just before a send, a process checks it still holds its claim: one paused past its
+/// claim (another took the row over) does not send it too, and a live claim is renewed.
+#[test]
+fn a_claim_is_confirmed_just_before_the_send() {
+    for (name, store, _dir, clock) in backends("store: confirm claim") {
+        rt().block_on(async {
+            let now = T0 * 1000;
+            let ids = store
+                .enqueue(&[out("oncall", Status::Firing)], T0)
+                .await
+                .unwrap();
+            let q = store
+                .claim("a", "oncall", at(&clock, now), 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                store
+                    .confirm_claim(q.id, "a", at(&clock, now + 20_000), 30_000)
+                    .await
+                    .unwrap(),
+                "{name}: still a's, renewed until +50s"
+            );
+            assert!(
+                store
+                    .claim("b", "oncall", at(&clock, now + 40_000), 30_000)
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "{name}: the renewed claim holds at +40s"
+            );
+            // a is paused past its claim; b takes the row over; a wakes up.
+            let taken = store
+                .claim("b", "oncall", at(&clock, now + 51_000), 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(taken.id, ids[0], "{name}");
+            assert!(
+                !store
+                    .confirm_claim(q.id, "a", at(&clock, now + 52_000), 30_000)
+                    .await
+                    .unwrap(),
+                "{name}: a must not send what b owns"
+            );
+            assert!(
+                !store
+                    .confirm_claim(q.id, "b", at(&clock, now + 90_000), 30_000)
+                    .await
+                    .unwrap(),
+                "{name}: an expired claim is not confirmed, even for its owner"
+            );
+        });
+    }
+}
+
 #[test]
 fn concurrent_claimers_never_get_the_same_row() {
-    for (name, store, _dir) in backends("store: concurrent claims") {
+    for (name, store, _dir, clock) in backends("store: concurrent claims") {
         let outgoing: Vec<Outgoing> = (0..60).map(|_| out("oncall", Status::Firing)).collect();
         rt().block_on(store.enqueue(&outgoing, T0)).unwrap();
+        at(&clock, T0 * 1000);
         let claimed: Vec<i64> = rt().block_on(async {
             let mut tasks = tokio::task::JoinSet::new();
             for worker in 0..6 {
@@ -549,7 +713,7 @@ fn concurrent_claimers_never_get_the_same_row() {
 
 #[test]
 fn orphans_sources_mutes_and_pruning_behave_alike() {
-    for (name, store, _dir) in backends("store: housekeeping") {
+    for (name, store, _dir, _clock) in backends("store: housekeeping") {
         rt().block_on(async {
             store
                 .enqueue(&[out("gone", Status::Firing)], T0)
@@ -571,7 +735,9 @@ fn orphans_sources_mutes_and_pruning_behave_alike() {
                 last_error: Some("http_401".into()),
                 blind: true,
                 last_ok_at: Some(T0 - 60),
+                mark_policy: Some(-0x1234_5678_9abc_def0),
                 complete_chats: Some(1234),
+                short_since: Some(T0 - 3600),
             };
             store
                 .set_source("support", &state, &[out("oncall", Status::Blind)], T0)

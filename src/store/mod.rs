@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// The schema this build writes. Migrations run from the store's version up to this.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -61,11 +61,21 @@ pub struct SourceState {
     pub last_error: Option<String>,
     /// A `blind` alert was enqueued and no `recovered` since.
     pub blind: bool,
-    /// The last successful poll: reply mode's high-water mark (kept when reply mode is
-    /// used) and the status page's "last poll".
+    /// Reply mode's high-water mark: the last poll whose overview was complete, taken
+    /// while reply mode applied (section 2, "read is not answered").
     pub last_ok_at: Option<i64>,
-    /// How many chats the last whole overview held (for judging the next one complete).
+    /// Which reply-mode policy the mark was taken under (`Policy::reply_signature`): a
+    /// mark from another policy (reply mode switched off and on again, a rule that now
+    /// puts other chats in reply mode) is not trusted, like a first start.
+    pub mark_policy: Option<i64>,
+    /// How many chats the last complete overview held (for judging the next one). Only a
+    /// complete overview becomes the reference: a short answer repeated during a resync
+    /// never does.
     pub complete_chats: Option<usize>,
+    /// Since when every overview read whole has been judged incomplete (empty, or under
+    /// half the reference). After [`crate::sla::ADOPT_SHORT_AFTER`] of that the inbox
+    /// really shrank, and the short size becomes the reference.
+    pub short_since: Option<i64>,
 }
 
 /// What a cycle reads, from one consistent snapshot.
@@ -193,6 +203,21 @@ pub struct Lease {
     pub holder: String,
     pub expires_ms: i64,
     pub fence: i64,
+    /// Whether it has not expired, judged by the store's clock (with PostgreSQL the
+    /// database's, never a node's).
+    pub live: bool,
+}
+
+/// Whose clock a PostgreSQL store judges leases and claims by (PRODUCT.md section 6).
+/// Nodes' clocks disagree; the database's is the one every node sees.
+#[derive(Debug, Clone, Default)]
+pub enum DbClock {
+    /// The database server's own clock (`clock_timestamp()`): what a real deployment uses.
+    #[default]
+    Server,
+    /// A clock given by the caller, standing for the database's: tests and the simulator
+    /// move it. Every node of a simulated group shares it, whatever their own clocks say.
+    Injected(crate::clock::Clock),
 }
 
 /// A closed episode as kept for reports.
@@ -248,9 +273,15 @@ macro_rules! both {
 impl Store {
     /// Opens (creating and migrating if needed) the store.
     pub async fn open(location: &Location) -> Result<Store, StoreError> {
+        Store::open_with(location, DbClock::Server).await
+    }
+
+    /// Opens with a chosen database clock for PostgreSQL (SQLite, on one machine, is
+    /// judged by the callers' clock).
+    pub async fn open_with(location: &Location, clock: DbClock) -> Result<Store, StoreError> {
         Ok(match location {
             Location::Sqlite(path) => Store::Sqlite(sqlite::Sqlite::open(path).await?),
-            Location::Postgres(url) => Store::Postgres(postgres::Postgres::open(url).await?),
+            Location::Postgres(url) => Store::Postgres(postgres::Postgres::open(url, clock).await?),
         })
     }
 
@@ -261,7 +292,9 @@ impl Store {
             Location::Sqlite(path) => sqlite::Sqlite::open_read_only(path)
                 .await?
                 .map(Store::Sqlite),
-            Location::Postgres(url) => Some(Store::Postgres(postgres::Postgres::open(url).await?)),
+            Location::Postgres(url) => Some(Store::Postgres(
+                postgres::Postgres::open(url, DbClock::Server).await?,
+            )),
         })
     }
 
@@ -330,8 +363,11 @@ impl Store {
     }
 
     /// Claims `channel`'s oldest due notification for `owner` until `now_ms + claim_ms`:
-    /// a pending one whose time has come, or one whose claim expired. A resolved notice
-    /// is not due while a firing of its instance on that channel is still undelivered.
+    /// a pending one whose time has come, or one whose claim expired. A notice never
+    /// overtakes an undelivered earlier notice of another kind for the same instance on
+    /// the same channel (section 6: resolved after firing, recovered after blind, a new
+    /// firing after the resolved before it). With PostgreSQL `now_ms` is not used: the
+    /// database's clock judges.
     pub async fn claim(
         &self,
         owner: &str,
@@ -347,15 +383,30 @@ impl Store {
         both!(self.ack(id, owner, at))
     }
 
-    /// Claimed → pending, due at `next_attempt_ms`.
+    /// Whether `owner` still holds the claim on row `id` (unexpired by the store's clock),
+    /// extending it by `claim_ms` if so: checked just before a send, so a node that was
+    /// paused past its claim never sends what another node has taken over.
+    pub async fn confirm_claim(
+        &self,
+        id: i64,
+        owner: &str,
+        now_ms: i64,
+        claim_ms: i64,
+    ) -> Result<bool, StoreError> {
+        both!(self.confirm_claim(id, owner, now_ms, claim_ms))
+    }
+
+    /// Claimed → pending, due `retry_in_ms` from now (the store's now: with PostgreSQL the
+    /// database's clock, so a node's skew never shortens or stretches a backoff).
     pub async fn nack(
         &self,
         id: i64,
         owner: &str,
-        next_attempt_ms: i64,
+        now_ms: i64,
+        retry_in_ms: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
-        both!(self.nack(id, owner, next_attempt_ms, error))
+        both!(self.nack(id, owner, now_ms, retry_in_ms, error))
     }
 
     /// Claimed by `owner` (or, with `None`, pending) → dead.
@@ -379,10 +430,14 @@ impl Store {
         both!(self.kill_orphans(known, before, now))
     }
 
-    /// When `channel`'s next notification falls due (Unix ms): a pending one's retry time
-    /// or a claim's expiry.
-    pub async fn next_due_ms(&self, channel: &str) -> Result<Option<i64>, StoreError> {
-        both!(self.next_due_ms(channel))
+    /// How long until `channel`'s next notification falls due (ms, negative when it is
+    /// due already): a pending one's retry time or a claim's expiry, by the store's clock.
+    pub async fn next_due_in_ms(
+        &self,
+        channel: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        both!(self.next_due_in_ms(channel, now_ms))
     }
 
     /// Notifications in a state, newest first.
@@ -437,7 +492,7 @@ impl Store {
 
     /// Takes or renews `instance`'s lease for `node` until `now_ms + lease_ms`, if it is
     /// free, expired, or already ours. Returns the fence to commit with, or `None` when
-    /// another node holds it.
+    /// another node holds it. With PostgreSQL the database's clock judges, not `now_ms`.
     pub async fn acquire_lease(
         &self,
         instance: &str,
@@ -454,8 +509,9 @@ impl Store {
         both!(self.release_leases(node))
     }
 
-    pub async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
-        both!(self.leases())
+    /// Every lease, each judged live or expired by the store's clock.
+    pub async fn leases(&self, now_ms: i64) -> Result<Vec<Lease>, StoreError> {
+        both!(self.leases(now_ms))
     }
 }
 

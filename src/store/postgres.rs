@@ -10,9 +10,10 @@
 //! webpki roots) when the URL asks for it (`sslmode=require`); the URL's password is a
 //! secret and never reaches an error.
 
+use super::sqlite::IN_ORDER;
 use super::{
-    CycleCommit, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned, SCHEMA_VERSION,
-    Snapshot, SourceState, StoreError, json_list, parse_list,
+    CycleCommit, DbClock, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned,
+    SCHEMA_VERSION, Snapshot, SourceState, StoreError, json_list, parse_list,
 };
 use crate::alert::Outgoing;
 use crate::outbox::{Queued, State};
@@ -110,6 +111,11 @@ const MIGRATIONS: &[&str] = &[
     // outbox documents to their own table so that a state change does not rewrite a large
     // document; PostgreSQL keeps large values out of line and an UPDATE leaves them be.)
     "ALTER TABLE episode ADD COLUMN quiet_until BIGINT NOT NULL DEFAULT 0;",
+    // 4 -> 5
+    "ALTER TABLE source ADD COLUMN mark_policy BIGINT;
+    ALTER TABLE source ADD COLUMN short_since BIGINT;
+    CREATE INDEX outbox_open_order ON outbox (channel, instance, id)
+        WHERE state IN ('pending', 'claimed');",
 ];
 
 /// Any number; the same for every inbox-sla, so migrations never run twice at once.
@@ -118,13 +124,24 @@ const MIGRATION_LOCK: i64 = 0x1_9b0c_5a1a;
 const OUTBOX_COLUMNS: &str = "id, created_at, instance, channel, document, attempts, state, \
      next_attempt_ms, owner, claim_until_ms, done_at, last_error";
 
+const SOURCE_COLUMNS: &str =
+    "failing_since, last_error, blind, last_ok_at, complete_chats, mark_policy, short_since";
+
 const EPISODE_COLUMNS: &str = "jid, name, started_at, unread, last_id, last_body, last_ts, \
      last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint, \
      quiet_until";
 
+/// The database's clock in milliseconds, or the injected one (`$n`, NULL for the server's):
+/// every lease and claim is judged by it, never by a node's clock (PRODUCT.md section 6).
+fn db_now(n: usize) -> String {
+    format!("COALESCE(${n}::BIGINT, (extract(epoch FROM clock_timestamp()) * 1000)::BIGINT)")
+}
+
 #[derive(Clone)]
 pub struct Postgres {
     pool: Pool,
+    /// Whose clock judges leases and claims: the server's, or an injected one.
+    clock: DbClock,
     /// "host:port/dbname", for messages.
     place: String,
     /// Scrubs the URL's password from driver errors.
@@ -139,7 +156,7 @@ impl std::fmt::Debug for Postgres {
 
 impl Postgres {
     /// Connects, and creates or migrates the schema.
-    pub async fn open(url: &Secret) -> Result<Postgres, StoreError> {
+    pub async fn open(url: &Secret, clock: DbClock) -> Result<Postgres, StoreError> {
         let redactor = Redactor::new([url]);
         let open_err = |place: &str, message: String| StoreError::Open {
             place: place.to_string(),
@@ -185,6 +202,7 @@ impl Postgres {
             .map_err(|e| open_err(&place, format!("cannot set up the connection pool: {e}")))?;
         let store = Postgres {
             pool,
+            clock,
             place,
             redactor: redactor.clone(),
         };
@@ -197,6 +215,14 @@ impl Postgres {
 
     pub fn describe(&self) -> String {
         format!("PostgreSQL {}", self.place)
+    }
+
+    /// The value for [`db_now`]'s parameter: `None` lets the server's clock judge.
+    fn now_param(&self) -> Option<i64> {
+        match &self.clock {
+            DbClock::Server => None,
+            DbClock::Injected(clock) => Some(clock.now_ms()),
+        }
     }
 
     fn error(&self, e: impl std::fmt::Display) -> StoreError {
@@ -530,8 +556,7 @@ impl Postgres {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT instance, failing_since, last_error, blind, last_ok_at, complete_chats
-                 FROM source ORDER BY instance",
+                &format!("SELECT instance, {SOURCE_COLUMNS} FROM source ORDER BY instance"),
                 &[],
             )
             .await
@@ -551,33 +576,50 @@ impl Postgres {
         &self,
         owner: &str,
         channel: &str,
-        now_ms: i64,
+        _now_ms: i64,
         claim_ms: i64,
     ) -> Result<Option<Queued>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
                 &format!(
-                    "UPDATE outbox SET state = 'claimed', owner = $2, claim_until_ms = $3
+                    "WITH now AS (SELECT {now} AS ms)
+                     UPDATE outbox SET state = 'claimed', owner = $2,
+                                       claim_until_ms = (SELECT ms FROM now) + $3
                      WHERE id = (
                         SELECT id FROM outbox o
                         WHERE channel = $1
-                          AND ((state = 'pending' AND next_attempt_ms <= $4)
-                               OR (state = 'claimed' AND claim_until_ms <= $4))
-                          AND NOT (status = 'resolved' AND EXISTS (
-                               SELECT 1 FROM outbox f
-                               WHERE f.channel = o.channel AND f.instance = o.instance
-                                 AND f.status = 'firing' AND f.id < o.id
-                                 AND f.state IN ('pending', 'claimed')))
+                          AND ((state = 'pending' AND next_attempt_ms <= (SELECT ms FROM now))
+                               OR (state = 'claimed' AND claim_until_ms <= (SELECT ms FROM now)))
+                          AND {IN_ORDER}
                         ORDER BY id LIMIT 1
                         FOR UPDATE SKIP LOCKED)
-                     RETURNING {OUTBOX_COLUMNS}"
+                     RETURNING {OUTBOX_COLUMNS}",
+                    now = db_now(4),
                 ),
-                &[&channel, &owner, &(now_ms + claim_ms), &now_ms],
+                &[&channel, &owner, &claim_ms, &self.now_param()],
             )
             .await
             .map_err(|e| self.error(e))?;
         row.map(|r| queued_from(&r)).transpose()
+    }
+
+    pub async fn confirm_claim(
+        &self,
+        id: i64,
+        owner: &str,
+        _now_ms: i64,
+        claim_ms: i64,
+    ) -> Result<bool, StoreError> {
+        self.execute_one(
+            &format!(
+                "UPDATE outbox SET claim_until_ms = {now} + $3
+                 WHERE id = $1 AND state = 'claimed' AND owner = $2 AND claim_until_ms > {now}",
+                now = db_now(4)
+            ),
+            &[&id, &owner, &claim_ms, &self.now_param()],
+        )
+        .await
     }
 
     pub async fn ack(&self, id: i64, owner: &str, at: i64) -> Result<bool, StoreError> {
@@ -594,14 +636,19 @@ impl Postgres {
         &self,
         id: i64,
         owner: &str,
-        next_attempt_ms: i64,
+        _now_ms: i64,
+        retry_in_ms: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
         self.execute_one(
-            "UPDATE outbox SET state = 'pending', attempts = attempts + 1, next_attempt_ms = $3,
-                               last_error = $4, owner = NULL, claim_until_ms = NULL
-             WHERE id = $1 AND state = 'claimed' AND owner = $2",
-            &[&id, &owner, &next_attempt_ms, &error],
+            &format!(
+                "UPDATE outbox SET state = 'pending', attempts = attempts + 1,
+                                   next_attempt_ms = {} + $3,
+                                   last_error = $4, owner = NULL, claim_until_ms = NULL
+                 WHERE id = $1 AND state = 'claimed' AND owner = $2",
+                db_now(5)
+            ),
+            &[&id, &owner, &retry_in_ms, &error, &self.now_param()],
         )
         .await
     }
@@ -660,13 +707,21 @@ impl Postgres {
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    pub async fn next_due_ms(&self, channel: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due_in_ms(
+        &self,
+        channel: &str,
+        _now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms ELSE claim_until_ms END)
-                 FROM outbox WHERE channel = $1 AND state IN ('pending', 'claimed')",
-                &[&channel],
+                &format!(
+                    "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms
+                                           ELSE claim_until_ms END) - {}
+                     FROM outbox WHERE channel = $1 AND state IN ('pending', 'claimed')",
+                    db_now(2)
+                ),
+                &[&channel, &self.now_param()],
             )
             .await
             .map_err(|e| self.error(e))?;
@@ -814,21 +869,27 @@ impl Postgres {
         &self,
         instance: &str,
         node: &str,
-        now_ms: i64,
+        _now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Fence>, StoreError> {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                "INSERT INTO lease AS l (instance, holder, expires_ms, fence) VALUES ($1, $2, $3, 1)
-                 ON CONFLICT (instance) DO UPDATE SET
-                    fence = CASE WHEN l.holder = EXCLUDED.holder AND l.expires_ms > $4
-                                 THEN l.fence ELSE l.fence + 1 END,
-                    holder = EXCLUDED.holder,
-                    expires_ms = EXCLUDED.expires_ms
-                 WHERE l.holder = EXCLUDED.holder OR l.expires_ms <= $4
-                 RETURNING fence",
-                &[&instance, &node, &(now_ms + lease_ms), &now_ms],
+                &format!(
+                    "WITH now AS (SELECT {} AS ms)
+                     INSERT INTO lease AS l (instance, holder, expires_ms, fence)
+                     VALUES ($1, $2, (SELECT ms FROM now) + $3, 1)
+                     ON CONFLICT (instance) DO UPDATE SET
+                        fence = CASE WHEN l.holder = EXCLUDED.holder
+                                          AND l.expires_ms > (SELECT ms FROM now)
+                                     THEN l.fence ELSE l.fence + 1 END,
+                        holder = EXCLUDED.holder,
+                        expires_ms = EXCLUDED.expires_ms
+                     WHERE l.holder = EXCLUDED.holder OR l.expires_ms <= (SELECT ms FROM now)
+                     RETURNING fence",
+                    db_now(4)
+                ),
+                &[&instance, &node, &lease_ms, &self.now_param()],
             )
             .await
             .map_err(|e| self.error(e))?;
@@ -850,12 +911,16 @@ impl Postgres {
         Ok(())
     }
 
-    pub async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+    pub async fn leases(&self, _now_ms: i64) -> Result<Vec<Lease>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT instance, holder, expires_ms, fence FROM lease ORDER BY instance",
-                &[],
+                &format!(
+                    "SELECT instance, holder, expires_ms, fence, expires_ms > {}
+                     FROM lease ORDER BY instance",
+                    db_now(1)
+                ),
+                &[&self.now_param()],
             )
             .await
             .map_err(|e| self.error(e))?;
@@ -866,6 +931,7 @@ impl Postgres {
                 holder: r.get(1),
                 expires_ms: r.get(2),
                 fence: r.get(3),
+                live: r.get(4),
             })
             .collect())
     }
@@ -899,8 +965,7 @@ impl Postgres {
     ) -> Result<SourceState, StoreError> {
         let row = client
             .query_opt(
-                "SELECT failing_since, last_error, blind, last_ok_at, complete_chats
-                 FROM source WHERE instance = $1",
+                &format!("SELECT {SOURCE_COLUMNS} FROM source WHERE instance = $1"),
                 &[&instance],
             )
             .await
@@ -915,11 +980,13 @@ impl Postgres {
         s: &SourceState,
     ) -> Result<u64, StoreError> {
         tx.execute(
-            "INSERT INTO source (instance, failing_since, last_error, blind, last_ok_at, complete_chats)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO source (instance, failing_since, last_error, blind, last_ok_at, complete_chats,
+                                 mark_policy, short_since)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (instance) DO UPDATE SET failing_since = EXCLUDED.failing_since,
                 last_error = EXCLUDED.last_error, blind = EXCLUDED.blind,
-                last_ok_at = EXCLUDED.last_ok_at, complete_chats = EXCLUDED.complete_chats",
+                last_ok_at = EXCLUDED.last_ok_at, complete_chats = EXCLUDED.complete_chats,
+                mark_policy = EXCLUDED.mark_policy, short_since = EXCLUDED.short_since",
             &[
                 &instance,
                 &s.failing_since,
@@ -927,6 +994,8 @@ impl Postgres {
                 &s.blind,
                 &s.last_ok_at,
                 &s.complete_chats.map(|n| n as i64),
+                &s.mark_policy,
+                &s.short_since,
             ],
         )
         .await
@@ -943,10 +1012,12 @@ impl Postgres {
             return Ok(Vec::new());
         }
         let insert = tx
-            .prepare_cached(
-                "INSERT INTO outbox (created_at, instance, channel, status, document, next_attempt_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-            )
+            .prepare_cached(&format!(
+                "INSERT INTO outbox (created_at, instance, channel, status, document,
+                                         next_attempt_ms)
+                     VALUES ($1, $2, $3, $4, $5, {}) RETURNING id",
+                db_now(6)
+            ))
             .await
             .map_err(|e| self.error(e))?;
         let mut ids = Vec::with_capacity(outgoing.len());
@@ -960,7 +1031,7 @@ impl Postgres {
                         &o.channel,
                         &o.doc.status.as_str(),
                         &serde_json::to_string(&o.doc)?,
-                        &(now * 1000),
+                        &self.now_param(),
                     ],
                 )
                 .await
@@ -1000,6 +1071,8 @@ fn source_from(r: &Row, at: usize) -> SourceState {
         blind: r.get(at + 2),
         last_ok_at: r.get(at + 3),
         complete_chats: r.get::<_, Option<i64>>(at + 4).map(|n| n.max(0) as usize),
+        mark_policy: r.get(at + 5),
+        short_since: r.get(at + 6),
     }
 }
 

@@ -112,6 +112,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER outbox_document_follows AFTER DELETE ON outbox BEGIN
         DELETE FROM outbox_document WHERE id = old.id;
     END;",
+    // 4 -> 5: which reply-mode policy the high-water mark belongs to, since when the
+    // overviews have been short, and the index that keeps a channel's notices of one
+    // instance in order.
+    "ALTER TABLE source ADD COLUMN mark_policy INTEGER;
+    ALTER TABLE source ADD COLUMN short_since INTEGER;
+    CREATE INDEX outbox_open_order ON outbox (channel, instance, id)
+        WHERE state IN ('pending', 'claimed');",
 ];
 
 /// Episodes written per statement (18 parameters each, well under SQLite's limit).
@@ -148,6 +155,14 @@ const OUTBOX_COLUMNS: &str = "id, created_at, instance, channel, \
 const EPISODE_COLUMNS: &str = "jid, name, started_at, unread, last_id, last_body, last_ts, \
      last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint, \
      quiet_until";
+
+/// A claimable notice must not overtake an undelivered earlier notice of another kind for
+/// the same instance on the same channel (`o` is the candidate row). Shared with the
+/// PostgreSQL backend: the same words in both dialects.
+pub(crate) const IN_ORDER: &str = "NOT EXISTS (
+        SELECT 1 FROM outbox f
+        WHERE f.channel = o.channel AND f.instance = o.instance AND f.id < o.id
+          AND f.status <> o.status AND f.state IN ('pending', 'claimed'))";
 
 /// Whether an episode has fired a tier, in SQL (a legacy count has no `fired` list; such
 /// an episode is never quiet, so the answer does not matter for it).
@@ -485,16 +500,14 @@ impl Sqlite {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id: Option<i64> = tx
                 .query_row(
-                    "SELECT id FROM outbox o
-                     WHERE channel = ?1
-                       AND ((state = 'pending' AND next_attempt_ms <= ?2)
-                            OR (state = 'claimed' AND claim_until_ms <= ?2))
-                       AND NOT (status = 'resolved' AND EXISTS (
-                            SELECT 1 FROM outbox f
-                            WHERE f.channel = o.channel AND f.instance = o.instance
-                              AND f.status = 'firing' AND f.id < o.id
-                              AND f.state IN ('pending', 'claimed')))
-                     ORDER BY id LIMIT 1",
+                    &format!(
+                        "SELECT id FROM outbox o
+                         WHERE channel = ?1
+                           AND ((state = 'pending' AND next_attempt_ms <= ?2)
+                                OR (state = 'claimed' AND claim_until_ms <= ?2))
+                           AND {IN_ORDER}
+                         ORDER BY id LIMIT 1"
+                    ),
                     params![channel, now_ms],
                     |r| r.get(0),
                 )
@@ -526,20 +539,40 @@ impl Sqlite {
         .await
     }
 
+    pub async fn confirm_claim(
+        &self,
+        id: i64,
+        owner: &str,
+        now_ms: i64,
+        claim_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let owner = owner.to_string();
+        self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE outbox SET claim_until_ms = ?3 + ?4
+                 WHERE id = ?1 AND state = 'claimed' AND owner = ?2 AND claim_until_ms > ?3",
+                params![id, owner, now_ms, claim_ms],
+            )? == 1)
+        })
+        .await
+    }
+
     pub async fn nack(
         &self,
         id: i64,
         owner: &str,
-        next_attempt_ms: i64,
+        now_ms: i64,
+        retry_in_ms: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
         let (owner, error) = (owner.to_string(), error.to_string());
         self.call(move |c| {
             Ok(c.execute(
-                "UPDATE outbox SET state = 'pending', attempts = attempts + 1, next_attempt_ms = ?3,
-                                   last_error = ?4, owner = NULL, claim_until_ms = NULL
+                "UPDATE outbox SET state = 'pending', attempts = attempts + 1,
+                                   next_attempt_ms = ?3 + ?4,
+                                   last_error = ?5, owner = NULL, claim_until_ms = NULL
                  WHERE id = ?1 AND state = 'claimed' AND owner = ?2",
-                params![id, owner, next_attempt_ms, error],
+                params![id, owner, now_ms, retry_in_ms, error],
             )? == 1)
         })
         .await
@@ -598,13 +631,17 @@ impl Sqlite {
         .await
     }
 
-    pub async fn next_due_ms(&self, channel: &str) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due_in_ms(
+        &self,
+        channel: &str,
+        now_ms: i64,
+    ) -> Result<Option<i64>, StoreError> {
         let channel = channel.to_string();
         self.call(move |c| {
             Ok(c.query_row(
-                "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms ELSE claim_until_ms END)
+                "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms ELSE claim_until_ms END) - ?2
                  FROM outbox WHERE channel = ?1 AND state IN ('pending', 'claimed')",
-                [channel],
+                params![channel, now_ms],
                 |r| r.get(0),
             )?)
         })
@@ -780,17 +817,19 @@ impl Sqlite {
         .await
     }
 
-    pub async fn leases(&self) -> Result<Vec<Lease>, StoreError> {
-        self.call(|c| {
+    pub async fn leases(&self, now_ms: i64) -> Result<Vec<Lease>, StoreError> {
+        self.call(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT instance, holder, expires_ms, fence FROM lease ORDER BY instance",
+                "SELECT instance, holder, expires_ms, fence, expires_ms > ?1
+                 FROM lease ORDER BY instance",
             )?;
-            let rows = stmt.query_map([], |r| {
+            let rows = stmt.query_map([now_ms], |r| {
                 Ok(Lease {
                     instance: r.get(0)?,
                     holder: r.get(1)?,
                     expires_ms: r.get(2)?,
                     fence: r.get(3)?,
+                    live: r.get(4)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -954,7 +993,8 @@ fn mutes(conn: &Connection, now: i64) -> Result<Vec<Mute>, StoreError> {
 fn source(conn: &Connection, instance: &str) -> Result<SourceState, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT failing_since, last_error, blind, last_ok_at, complete_chats
+            "SELECT failing_since, last_error, blind, last_ok_at, complete_chats, mark_policy,
+                    short_since
              FROM source WHERE instance = ?1",
             [instance],
             |r| {
@@ -964,6 +1004,8 @@ fn source(conn: &Connection, instance: &str) -> Result<SourceState, StoreError> 
                     blind: r.get(2)?,
                     last_ok_at: r.get(3)?,
                     complete_chats: r.get::<_, Option<i64>>(4)?.map(|n| n.max(0) as usize),
+                    mark_policy: r.get(5)?,
+                    short_since: r.get(6)?,
                 })
             },
         )
@@ -977,18 +1019,22 @@ fn write_source(
     s: &SourceState,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO source (instance, failing_since, last_error, blind, last_ok_at, complete_chats)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO source (instance, failing_since, last_error, blind, last_ok_at, complete_chats,
+                             mark_policy, short_since)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
          ON CONFLICT (instance) DO UPDATE SET failing_since = excluded.failing_since,
             last_error = excluded.last_error, blind = excluded.blind,
-            last_ok_at = excluded.last_ok_at, complete_chats = excluded.complete_chats",
+            last_ok_at = excluded.last_ok_at, complete_chats = excluded.complete_chats,
+            mark_policy = excluded.mark_policy, short_since = excluded.short_since",
         params![
             instance,
             s.failing_since,
             s.last_error,
             s.blind,
             s.last_ok_at,
-            s.complete_chats.map(|n| n as i64)
+            s.complete_chats.map(|n| n as i64),
+            s.mark_policy,
+            s.short_since,
         ],
     )?;
     Ok(())

@@ -1189,6 +1189,63 @@ pub fn slack_texts(rx: &Receiver) -> Vec<String> {
 // ----------------------------------------------------------------------------- PostgreSQL
 
 /// The throwaway PostgreSQL server `.ci/run` starts, as an admin URL (trust auth).
+/// An `LD_PRELOAD` library that shifts this process's wall clock (`CLOCK_REALTIME`, which
+/// is what `SystemTime::now` reads) by `INBOX_SLA_TEST_SKEW_SECONDS`, and leaves the
+/// monotonic clock alone: one node of an HA group whose clock is wrong by minutes, as
+/// `faketime` would make it, with nothing in the product that knows. Built once per test
+/// run with the C compiler; `None`, after a loud skip, when there is none.
+pub fn clock_skew_library(test: &str) -> Option<PathBuf> {
+    static BUILT: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("inbox-sla-skew-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let source = dir.join("skew.c");
+        std::fs::write(
+            &source,
+            r#"#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+static int (*real_clock_gettime)(clockid_t, struct timespec *);
+int clock_gettime(clockid_t id, struct timespec *ts) {
+    if (!real_clock_gettime) real_clock_gettime = dlsym(RTLD_NEXT, "clock_gettime");
+    int r = real_clock_gettime(id, ts);
+    if (r == 0 && (id == CLOCK_REALTIME || id == CLOCK_REALTIME_COARSE)) {
+        const char *skew = getenv("INBOX_SLA_TEST_SKEW_SECONDS");
+        if (skew) ts->tv_sec += atol(skew);
+    }
+    return r;
+}
+"#,
+        )
+        .ok()?;
+        let library = dir.join("libskew.so");
+        let built = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O2", "-o"])
+            .arg(&library)
+            .arg(&source)
+            .arg("-ldl")
+            .status()
+            .ok()?;
+        built.success().then_some(library)
+    });
+    if built.is_none() {
+        skip(
+            &format!("{test}: no C compiler (cc) to build the clock-skew library"),
+            true,
+        );
+    }
+    built.clone()
+}
+
+/// The environment that runs a daemon with its wall clock `seconds` off.
+pub fn skewed_clock(library: &Path, seconds: i64) -> Vec<(&'static str, String)> {
+    vec![
+        ("LD_PRELOAD", library.display().to_string()),
+        ("INBOX_SLA_TEST_SKEW_SECONDS", seconds.to_string()),
+    ]
+}
+
 pub const POSTGRES_ENV: &str = "INBOX_SLA_TEST_POSTGRES";
 
 /// A fresh, empty database on the test server, as a URL carrying [`DB_PASSWORD`] (trust
