@@ -6,7 +6,7 @@
 //! module decides nothing about *whether* to alert (that is `sla`) and sends nothing (that
 //! is `notify`).
 
-use crate::sla::{Event, EventKind};
+use crate::sla::{EndReason, Event, EventKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -73,6 +73,10 @@ pub struct AlertChat {
     /// label an alert with the highest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tiers_fired: Vec<u64>,
+    /// In a resolved document, `"unwatched"` when the chat was not answered but is no
+    /// longer watched (its instance was removed, or a rule now ignores it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,7 +132,14 @@ fn alert_chat(event: &Event) -> AlertChat {
     let ep = &event.episode;
     let (tier, repeat) = match event.kind {
         EventKind::Firing { tier, repeat, .. } => (tier, repeat),
-        EventKind::Resolved { tier } => (tier, false),
+        EventKind::Resolved { tier, .. } => (tier, false),
+    };
+    let reason = match event.kind {
+        EventKind::Resolved {
+            reason: EndReason::Unwatched,
+            ..
+        } => Some(EndReason::Unwatched.as_str().to_string()),
+        _ => None,
     };
     AlertChat {
         id: ep.jid.clone(),
@@ -147,6 +158,7 @@ fn alert_chat(event: &Event) -> AlertChat {
             has_media: m.has_media,
         }),
         tiers_fired: ep.fired.clone(),
+        reason,
     }
 }
 
@@ -278,6 +290,7 @@ mod tests {
             repeat: false,
             last_message: None,
             tiers_fired: vec![],
+            reason: None,
         };
         assert_eq!(c.link().as_deref(), Some("https://wa.me/201234567890"));
         c.id = "1203630@g.us".into();

@@ -364,7 +364,7 @@ fn alerts_json(o: &Overview, now: i64) -> Value {
         })).collect::<Vec<_>>(),
         "sources": o.sources.iter().map(|(instance, s)| json!({
             "instance": instance, "failing_since": s.failing_since, "last_error": s.last_error,
-            "blind": s.blind, "last_ok_at": s.last_ok_at,
+            "blind": s.blind, "last_ok_at": s.memory.mark,
         })).collect::<Vec<_>>(),
     })
 }
@@ -555,23 +555,15 @@ pub async fn report(
     let now = clock.now();
     let report = match existing_store(config).await? {
         Some(store) => {
-            let r =
-                crate::status::report(&store, config, now, d.as_secs() as i64, instance).await?;
-            if let Some(name) = instance
-                && r.overall.episodes == 0
-                && !config.instances.iter().any(|i| i.name == name)
-            {
-                let known: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
-                return Err(CliError::Usage(format!(
-                    "--instance {name}: no such instance in the config and no history for it \
-                     (configured: {})",
-                    known.join(", ")
-                )));
-            }
-            r
+            crate::status::report(&store, config, now, d.as_secs() as i64, instance).await?
         }
         None => crate::report::build(&[], &config.policy, now - d.as_secs() as i64, now),
     };
+    if let Some(name) = instance
+        && let Some(why) = crate::status::unknown_instance(config, &report, name)
+    {
+        return Err(CliError::Usage(format!("--instance {name}: {why}")));
+    }
     match format {
         ReportFormat::Text => say!("{}", report.text().trim_end_matches('\n')),
         ReportFormat::Json => say!("{}", report.json()),
@@ -613,6 +605,7 @@ pub fn test_document(channel: &str, now: i64) -> AlertDoc {
             repeat: false,
             last_message: None,
             tiers_fired: Vec::new(),
+            reason: None,
         }],
         message: Some(format!(
             "TEST: this is a test message from inbox-sla on {host} through channel \"{channel}\". No customer is waiting."

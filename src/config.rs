@@ -145,6 +145,14 @@ pub struct DeliveryConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// How people reach the status page (`http.external_url`): links in alerts and
+    /// Alertmanager's `generatorURL`. Never derived from `listen` (`0.0.0.0:9187` is
+    /// nowhere a person can go).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_url"
+    )]
+    pub external_url: Option<Url>,
     /// The bearer token the status page and `/api` require (from `auth_token_file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<Secret>,
@@ -274,6 +282,11 @@ pub struct EmailConfig {
     /// Extra roots to trust (PEM), for a relay with a private CA.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
+    /// The name said in EHLO. Default: the host's fully qualified name, or, without
+    /// one, the address literal of the interface that reaches the server (strict relays,
+    /// such as Postfix with `reject_non_fqdn_helo_hostname`, refuse a bare `vm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helo_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -387,6 +400,7 @@ struct RawDelivery {
 #[serde(deny_unknown_fields)]
 struct RawHttp {
     listen: String,
+    external_url: Option<String>,
     auth_token_file: Option<PathBuf>,
 }
 
@@ -417,6 +431,7 @@ struct RawChannel {
     from: Option<String>,
     to: Option<Vec<String>>,
     ca_file: Option<PathBuf>,
+    helo_name: Option<String>,
     routing_key: Option<String>,
     routing_key_file: Option<PathBuf>,
     severity: Option<Severity>,
@@ -541,6 +556,10 @@ impl Config {
             log: &self.log,
         };
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    pub fn instance(&self, name: &str) -> Option<&Instance> {
+        self.instances.iter().find(|i| i.name == name)
     }
 
     pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
@@ -915,7 +934,24 @@ fn build(raw: RawConfig, secrets: &mut SecretReader) -> Result<Config, String> {
                 }
                 None => None,
             };
-            Some(HttpConfig { listen, auth_token })
+            let external_url = match &h.external_url {
+                Some(u) => Some(
+                    Url::parse(u)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+                        .ok_or_else(|| {
+                            format!(
+                                "http.external_url: \"{u}\" is not an http(s) URL like https://sla.example.com/"
+                            )
+                        })?,
+                ),
+                None => None,
+            };
+            Some(HttpConfig {
+                listen,
+                external_url,
+                auth_token,
+            })
         }
         None => None,
     };
@@ -996,6 +1032,7 @@ fn build_channel(
         ("from", ch.from.is_some()),
         ("to", ch.to.is_some()),
         ("ca_file", ch.ca_file.is_some()),
+        ("helo_name", ch.helo_name.is_some()),
         ("routing_key", ch.routing_key.is_some()),
         ("routing_key_file", ch.routing_key_file.is_some()),
         ("severity", ch.severity.is_some()),
@@ -1016,6 +1053,7 @@ fn build_channel(
             "from",
             "to",
             "ca_file",
+            "helo_name",
         ],
         "console" => &[],
         "pagerduty" => &["routing_key", "routing_key_file", "severity", "url"],
@@ -1093,6 +1131,19 @@ fn build_channel(
                 ));
             }
             let ca_file = ch.ca_file.map(|p| base_dir.join(p));
+            if let Some(name) = &ch.helo_name {
+                let literal = name.starts_with('[') && name.ends_with(']');
+                let domain = !name.is_empty()
+                    && name.len() <= 255
+                    && name.split('.').all(|l| {
+                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    });
+                if !(literal || domain) {
+                    return Err(format!(
+                        "{key}.helo_name: \"{name}\" is not a host name like sla.example.com"
+                    ));
+                }
+            }
             ChannelKind::Email(EmailConfig {
                 smtp_host,
                 smtp_port: ch.smtp_port.unwrap_or(match tls {
@@ -1106,6 +1157,7 @@ fn build_channel(
                 from,
                 to,
                 ca_file,
+                helo_name: ch.helo_name,
             })
         }
         "pagerduty" => {
@@ -1283,6 +1335,13 @@ fn de_opt_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Dura
 
 fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
+}
+
+fn ser_opt_url<S: serde::Serializer>(v: &Option<Url>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(u) => s.serialize_str(u.as_str()),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_urls<S: serde::Serializer>(v: &[Url], s: S) -> Result<S::Ok, S::Error> {

@@ -102,7 +102,6 @@ pub async fn plan(
     // open episode's fingerprint and when it can next fall due, the high-water mark)
     // tells the parser which chats to build; then only the episodes of chats that are not
     // quiet are read.
-    let reply_mode = config.policy.uses_reply_mode();
     let engine_policy = &config.policy;
     let mut opened = None;
     let interest = async {
@@ -110,10 +109,10 @@ pub async fn plan(
             Some(store) => store.opening(&instance.name).await?,
             None => Opening::default(),
         };
-        let read_since = opening.source.last_ok_at.filter(|_| reply_mode);
+        let read_since = opening.source.memory.read_since(engine_policy);
         let open = opening.jids;
         opened = Some((opening.generation, opening.source));
-        let seed = xxhash_rust::xxh3::xxh3_64(format!("{:?}", engine_policy).as_bytes());
+        let seed = engine_policy.seed();
         Ok::<_, StoreError>(Interest::new(move |id| open.get(id), seed, read_since, now))
     };
     let started = Instant::now();
@@ -142,7 +141,7 @@ pub async fn plan(
     let chats = fetched.chats;
     let total = fetched.total;
     let read_whole = fetched.complete;
-    let (previous_chats, last_poll) = (source.complete_chats, source.last_ok_at);
+    let memory = source.memory.clone();
     // The engine is CPU work over possibly 100k chats: keep it off the async workers.
     let (eval, chat_count) = tokio::task::spawn_blocking(move || {
         let eval = sla::evaluate(&sla::Cycle {
@@ -150,8 +149,7 @@ pub async fn plan(
             chats: &chats,
             total,
             read_whole,
-            previous_chats,
-            last_poll,
+            memory: &memory,
             mutes: &mutes,
             policy: &engine_config.policy,
             now,
@@ -168,27 +166,18 @@ pub async fn plan(
     .map_err(|e| StoreError::Corrupt(format!("the evaluation task failed: {e}")))?;
     progress();
     if !eval.complete && read_whole && eval.waiting > 0 {
-        tracing::warn!(instance = %instance.name, chats = chat_count, previous = ?previous_chats,
-            "overview incomplete: empty or under half the size of the last one; absence proves nothing this cycle");
+        tracing::warn!(instance = %instance.name, chats = chat_count, previous = ?source.memory.complete_chats,
+            "overview incomplete: empty or under half the size of the last complete one; absence proves nothing this cycle");
     }
-    // Channels removed from the config since an episode was told hear nothing more.
-    let shape = |name: &str| config.channel(name).map(|c| c.kind.shape());
-    let mut outgoing = alert::digest(&instance.name, &eval.events, now, |c| {
-        shape(c).unwrap_or(alert::Shape::Digest)
-    });
-    outgoing.retain(|o| shape(&o.channel).is_some());
-    let mut next_source = SourceState {
+    let outgoing = outgoing(config, &instance.name, &eval.events, now);
+    let next_source = SourceState {
         failing_since: None,
         last_error: None,
         blind: false,
-        ..source.clone()
+        memory: source
+            .memory
+            .after(&config.policy, read_whole, eval.complete, chat_count, now),
     };
-    if config.policy.uses_reply_mode() {
-        next_source.last_ok_at = Some(now);
-    }
-    if read_whole && chat_count > 0 {
-        next_source.complete_chats = Some(chat_count);
-    }
     let count = |f: fn(&EventKind) -> bool| eval.events.iter().filter(|e| f(&e.kind)).count();
     let summary = Summary {
         instance: instance.name.clone(),
@@ -205,7 +194,7 @@ pub async fn plan(
         ended_waits: eval
             .closed
             .iter()
-            .filter(|c| c.reason != sla::EndReason::Ignored)
+            .filter(|c| c.reason != sla::EndReason::Unwatched)
             .map(|c| (c.ended_at - c.episode.started_at).max(0))
             .collect(),
     };
@@ -321,6 +310,82 @@ async fn source_failed(
         store.set_source(instance, &next, &outgoing, now).await?;
     }
     Ok(())
+}
+
+/// The notifications a cycle's events make, digested per channel. Channels removed from
+/// the config since an episode was told hear nothing more.
+fn outgoing(config: &Config, instance: &str, events: &[sla::Event], now: i64) -> Vec<Outgoing> {
+    let shape = |name: &str| config.channel(name).map(|c| c.kind.shape());
+    let mut outgoing = alert::digest(instance, events, now, |c| {
+        shape(c).unwrap_or(alert::Shape::Digest)
+    });
+    outgoing.retain(|o| shape(&o.channel).is_some());
+    outgoing
+}
+
+/// Ends the open episodes of instances no longer in the config (section 2, "an unwatched
+/// chat"): each closes with reason `unwatched`, and the channels that were told hear that
+/// it is no longer watched, so PagerDuty and Alertmanager close it. Only the daemon, which
+/// owns the config, calls this (a `once` run with a config of its own must leave other
+/// instances alone); under HA, an instance another node still holds a live lease on is
+/// that node's to judge. Returns how many episodes ended.
+pub async fn retire_unwatched(
+    store: &Store,
+    config: &Config,
+    now_ms: i64,
+) -> Result<usize, StoreError> {
+    let now = now_ms.div_euclid(1000);
+    let gone: Vec<String> = store
+        .episode_instances()
+        .await?
+        .into_iter()
+        .filter(|i| config.instance(i).is_none())
+        .collect();
+    if gone.is_empty() {
+        return Ok(0);
+    }
+    let node = config.ha.as_ref().map(|h| h.node.as_str());
+    let leases = match node {
+        Some(_) => store.leases(now_ms).await?,
+        None => Vec::new(),
+    };
+    let mut ended = 0;
+    for instance in gone {
+        if leases
+            .iter()
+            .any(|l| l.instance == instance && l.live && Some(l.holder.as_str()) != node)
+        {
+            continue;
+        }
+        let snapshot = store.snapshot(&instance, now).await?;
+        let eval = sla::unwatch(&snapshot.episodes, &config.policy, now);
+        let n = eval.closed.len();
+        let committed = store
+            .commit_cycle(CycleCommit {
+                instance: &instance,
+                generation: snapshot.generation,
+                fence: None,
+                upserts: Vec::new(),
+                outgoing: outgoing(config, &instance, &eval.events, now),
+                closed: eval.closed,
+                source: None,
+                now,
+            })
+            .await;
+        match committed {
+            Ok(_) => {
+                tracing::info!(
+                    instance,
+                    episodes = n,
+                    "the instance is no longer in the configuration: its open episodes ended (unwatched)"
+                );
+                ended += n;
+            }
+            Err(e) if e.is_conflict() => {} // another writer; the next pass looks again
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(ended)
 }
 
 fn to_every_channel(

@@ -60,12 +60,32 @@ struct Runtime {
 
 impl Runtime {
     fn build(config: Config) -> Result<Runtime, Error> {
+        let mut wawp = config.wawp.clone();
+        wawp.request_timeout = request_timeout(wawp.request_timeout, sd_notify::watchdog_enabled());
         Ok(Runtime {
             channels: notify::build(&config)?,
-            client: WawpClient::new(&config.wawp)
+            client: WawpClient::new(&wawp)
                 .map_err(|e| Error::Start(format!("cannot build the HTTP client: {e}")))?,
             config: Arc::new(config),
         })
+    }
+}
+
+/// A Wawp request's time limit: `wawp.request_timeout`, and under a systemd watchdog never
+/// more than half its interval (section 4). A hung source then fails the poll (and, if it
+/// goes on, raises the blind alert) instead of starving the watchdog into restarting a
+/// daemon that would only hang again.
+fn request_timeout(configured: Duration, watchdog: Option<Duration>) -> Duration {
+    match watchdog.map(|w| w / 2) {
+        Some(cap) if cap < configured => {
+            tracing::warn!(
+                "wawp.request_timeout ({}) is longer than half the systemd watchdog interval; each request is cut at {}",
+                crate::duration::format(configured),
+                crate::duration::format(cap)
+            );
+            cap
+        }
+        _ => configured,
     }
 }
 
@@ -83,11 +103,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs until SIGTERM, SIGINT or `shutdown` resolves. `path` is re-read on SIGHUP.
+/// Changes the log level of the running process (what `main` set up); `Err` says why not.
+pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// Runs until SIGTERM, SIGINT or `shutdown` resolves. `path` is re-read on SIGHUP, and the
+/// reload applies everything that can change without a restart (section 7), the log level
+/// through `set_log_level`.
 pub async fn run(
     path: PathBuf,
     config: Config,
     clock: Clock,
+    set_log_level: SetLogLevel,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), Error> {
     // First, so a SIGTERM during start-up is a clean stop, not the default death.
@@ -195,6 +221,12 @@ pub async fn run(
             _ = hup.recv() => {
                 if let Some(next) = reload(&path, &current, &store) {
                     notifier.reloading();
+                    outbox.set_limits(next.config.delivery.retry_for, next.config.delivery.timeout);
+                    if next.config.log.level != current.config.log.level
+                        && let Err(e) = set_log_level(&next.config.log.level)
+                    {
+                        tracing::warn!("SIGHUP: log.level stays as it was: {e}");
+                    }
                     pollers.stop(POLL_STOP_GRACE).await;
                     health.configure(instance_names(&next.config), next.config.sla().poll_interval);
                     deliverers.stop(next.config.delivery.timeout + Duration::from_secs(2)).await;
@@ -272,6 +304,9 @@ fn reload(path: &Path, current: &Runtime, store: &Store) -> Option<Arc<Runtime>>
     }
     if config.http.as_ref().map(|h| h.listen) != current.config.http.as_ref().map(|h| h.listen) {
         tracing::warn!("SIGHUP: http.listen changed; it takes effect at the next restart");
+    }
+    if config.log.format != current.config.log.format {
+        tracing::warn!("SIGHUP: log.format changed; it takes effect at the next restart");
     }
     match Runtime::build(config) {
         Ok(r) => Some(Arc::new(r)),
@@ -373,6 +408,7 @@ impl Loops {
                     self.store.clone(),
                     name.clone(),
                     channel.clone(),
+                    runtime.config.clone(),
                     self.clock.clone(),
                     self.health.clone(),
                     stop_rx.clone(),
@@ -383,7 +419,7 @@ impl Loops {
             self.outbox.clone(),
             runtime.config.clone(),
             self.health.clone(),
-            self.wake.subscribe(),
+            self.wake.clone(),
             stop_rx,
         ));
         Workers { stop, tasks }
@@ -637,6 +673,7 @@ async fn alertmanager_loop(
     store: Store,
     name: String,
     channel: Arc<notify::Channel>,
+    config: Arc<Config>,
     clock: Clock,
     health: Health,
     mut stop: watch::Receiver<bool>,
@@ -644,6 +681,9 @@ async fn alertmanager_loop(
     let Some(am) = channel.alertmanager() else {
         return;
     };
+    // This node's instances: configured (a removed one's alerts end, they are not
+    // re-sent), and not held by another node.
+    let here = |i: &str| config.instance(i).is_some() && !health.is_standby(i);
     let mut ticks = tokio::time::interval(am.resend_every());
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -651,10 +691,7 @@ async fn alertmanager_loop(
             _ = ticks.tick() => {}
             _ = stop.changed() => return,
         }
-        let refreshed = deliver::refresh_alertmanager(&store, &name, am, clock.now(), |i| {
-            !health.is_standby(i)
-        })
-        .await;
+        let refreshed = deliver::refresh_alertmanager(&store, &name, am, clock.now(), here).await;
         match refreshed {
             Ok((n, said)) => {
                 tracing::debug!(channel = %name, alerts = n, receiver = %said, "alerts re-sent to Alertmanager")
@@ -678,18 +715,26 @@ async fn outbox_gauges(store: &Store) {
 }
 
 /// Outbox gauges, outcomes still owed to the store, notifications of removed channels,
-/// and pruning of what is past its keep.
+/// episodes of removed instances, and pruning of what is past its keep. Runs at start,
+/// after every reload (the loops are rebuilt with the new config) and every
+/// [`HOUSEKEEPING_EVERY`].
 async fn housekeeping_loop(
     outbox: Arc<Outbox>,
     config: Arc<Config>,
     health: Health,
-    mut wake: watch::Receiver<u64>,
+    wake_delivery: watch::Sender<u64>,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut last_prune: Option<i64> = None;
     let channels = config.channel_names();
+    let mut wake = wake_delivery.subscribe();
     loop {
         let now = outbox.clock().now();
+        match cycle::retire_unwatched(outbox.store(), &config, outbox.clock().now_ms()).await {
+            Ok(0) => {}
+            Ok(_) => wake_delivery.send_modify(|n| *n += 1),
+            Err(e) => tracing::error!("ending the episodes of removed instances failed: {e}"),
+        }
         if let Err(e) = outbox.flush().await {
             tracing::error!(
                 owed = outbox.owed(),

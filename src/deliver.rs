@@ -58,8 +58,10 @@ pub async fn deliver_due(outbox: &Arc<Outbox>, channels: &Channels) -> Result<Re
 
 /// Re-sends to an Alertmanager channel what it must not forget: an alert for every open
 /// episode this channel was told about, and, resolved, those that ended in the last five
-/// minutes. Read from the store, so a restart loses nothing. `polled_here` keeps an HA
-/// node to the instances it holds (the peers deduplicate anyway; this halves the load).
+/// minutes; and the monitor's own alert for every instance that is blind now (a blind
+/// alert that is not re-sent would end in Alertmanager while polling still fails). Read
+/// from the store, so a restart loses nothing. `polled_here` keeps a node to the
+/// instances it watches and holds (the peers deduplicate anyway; this halves the load).
 pub async fn refresh_alertmanager(
     store: &crate::store::Store,
     channel: &str,
@@ -67,9 +69,10 @@ pub async fn refresh_alertmanager(
     now: i64,
     polled_here: impl Fn(&str) -> bool,
 ) -> Result<(usize, String), String> {
-    use crate::alert::{AlertChat, AlertMessage, chat_kind};
+    use crate::alert::{AlertChat, AlertDoc, AlertMessage, Status, chat_kind, utc_time};
     use crate::notify::alertmanager::{RESOLVED_FOR, Waiting};
     let open = store.all_episodes().await.map_err(|e| e.to_string())?;
+    let sources = store.sources().await.map_err(|e| e.to_string())?;
     let ended = store
         .history(now - RESOLVED_FOR, None)
         .await
@@ -96,6 +99,7 @@ pub async fn refresh_alertmanager(
                 has_media: m.has_media,
             }),
             tiers_fired: ep.fired.clone(),
+            reason: None,
         };
         alerts.push(am.alert(
             &Waiting {
@@ -106,6 +110,10 @@ pub async fn refresh_alertmanager(
             now,
         ));
     }
+    // A chat read between two polls may have ended one episode and fired the next with the
+    // same labels: Alertmanager knows them as one alert, and the firing one wins.
+    let firing: std::collections::HashSet<String> =
+        alerts.iter().map(|a| a["labels"].to_string()).collect();
     for p in ended
         .iter()
         .filter(|p| polled_here(&p.instance) && p.notified.iter().any(|n| n == channel))
@@ -122,12 +130,35 @@ pub async fn refresh_alertmanager(
             repeat: false,
             last_message: None,
             tiers_fired: p.fired.clone(),
+            reason: None,
         };
-        alerts.push(am.alert(
+        let alert = am.alert(
             &Waiting {
                 instance: &p.instance,
                 chat: &chat,
                 ended_at: Some(p.ended_at),
+            },
+            now,
+        );
+        if !firing.contains(&alert["labels"].to_string()) {
+            alerts.push(alert);
+        }
+    }
+    for (instance, source) in sources.iter().filter(|(i, s)| s.blind && polled_here(i)) {
+        let message = format!(
+            "Polling has failed since {}; last error: {}",
+            utc_time(source.failing_since.unwrap_or(now)),
+            source.last_error.as_deref().unwrap_or("unknown")
+        );
+        alerts.extend(am.alerts_for(
+            &AlertDoc {
+                version: 1,
+                status: Status::Blind,
+                instance: instance.clone(),
+                tier: None,
+                sent_at: now,
+                chats: Vec::new(),
+                message: Some(message),
             },
             now,
         ));

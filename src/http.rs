@@ -193,8 +193,6 @@ struct AppState {
     metrics: PrometheusHandle,
     health: Health,
     status: StatusSource,
-    /// Required on `/` and `/api` when set.
-    token: Option<Secret>,
 }
 
 /// Serves until `shutdown` resolves.
@@ -205,15 +203,10 @@ pub async fn serve(
     status: StatusSource,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let token = status.config().http.as_ref().and_then(|h| {
-        // Loopback needs no token, but one that is configured is still required.
-        h.auth_token.clone()
-    });
     let state = AppState {
         metrics,
         health,
         status,
-        token,
     };
     let private = Router::new()
         .route("/", get(status_page))
@@ -231,8 +224,13 @@ pub async fn serve(
 }
 
 /// 401 unless the request carries `Authorization: Bearer <token>` (when a token is set).
+/// The token is the running configuration's, read per request: after a reload (SIGHUP) a
+/// rotated token works at once and the old one no longer does (section 7). Loopback needs
+/// no token, but one that is configured is still required.
 async fn require_token(State(s): State<AppState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &s.token
+    let config = s.status.config();
+    let token = config.http.as_ref().and_then(|h| h.auth_token.as_ref());
+    if let Some(token) = token
         && !bearer_matches(request.headers(), token)
     {
         return (
@@ -245,12 +243,15 @@ async fn require_token(State(s): State<AppState>, request: Request, next: Next) 
     next.run(request).await
 }
 
-/// Compares in time independent of where the first difference is.
+/// Compares in time independent of where the first difference is. The scheme is matched
+/// case-insensitively (RFC 9110 section 11.1: `bearer`, `BEARER` are the same scheme).
 fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, credentials)| credentials)
     else {
         return false;
     };
@@ -326,7 +327,18 @@ async fn api_report(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> 
     )
     .await
     {
-        Ok(r) => axum::Json(r.json()).into_response(),
+        Ok(r) => match q
+            .instance
+            .as_deref()
+            .and_then(|i| status::unknown_instance(&config, &r, i).map(|why| (i, why)))
+        {
+            Some((i, why)) => (
+                StatusCode::BAD_REQUEST,
+                format!("instance \"{i}\": {why}\n"),
+            )
+                .into_response(),
+            None => axum::Json(r.json()).into_response(),
+        },
         Err(e) => unavailable(e),
     }
 }

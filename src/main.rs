@@ -116,7 +116,7 @@ fn main() -> ExitCode {
         return ExitCode::from(commands::EXIT_USAGE);
     }
     if matches!(command, Command::Demo) {
-        init_logging("warn", LogFormat::Text);
+        let _ = init_logging("warn", LogFormat::Text);
         return finish(runtime.block_on(inbox_sla::demo::run()));
     }
     let path = config::resolve_path(cli.config);
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
             return ExitCode::from(commands::EXIT_USAGE);
         }
     };
-    init_logging(&config.log.level, config.log.format);
+    let set_log_level = init_logging(&config.log.level, config.log.format);
     if !matches!(command, Command::Check { .. }) {
         for w in &config.warnings {
             tracing::warn!("{w}");
@@ -155,7 +155,7 @@ fn main() -> ExitCode {
             }
             // `demo` returned above; `run` is also what no command means.
             Command::Run | Command::Demo => {
-                inbox_sla::daemon::run(path, config, clock, std::future::pending())
+                inbox_sla::daemon::run(path, config, clock, set_log_level, std::future::pending())
                     .await
                     .map(|()| ExitCode::SUCCESS)
                     .map_err(CliError::from)
@@ -176,20 +176,36 @@ fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
 }
 
 /// Logs to stderr; `RUST_LOG` overrides `log.level`. Under journald (`JOURNAL_STREAM`),
-/// text lines carry no timestamp of their own: the journal adds one.
-fn init_logging(level: &str, format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+/// text lines carry no timestamp of their own: the journal adds one. Returns how to change
+/// the level later (a reload's `log.level`; not while `RUST_LOG` rules).
+fn init_logging(level: &str, format: LogFormat) -> inbox_sla::daemon::SetLogLevel {
     use std::io::IsTerminal;
+    use tracing_subscriber::{EnvFilter, Layer, prelude::*, reload};
+    let from_env = EnvFilter::try_from_default_env().ok();
+    let pinned = from_env.is_some();
+    let (filter, handle) = reload::Layer::new(from_env.unwrap_or_else(|| EnvFilter::new(level)));
     // Colours only on a terminal: a log file or the journal gets plain text.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let lines = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
-    let _ = match (format, journald) {
-        (LogFormat::Json, _) => builder.json().try_init(),
-        (LogFormat::Text, true) => builder.without_time().try_init(),
-        (LogFormat::Text, false) => builder.try_init(),
+    let lines = match (format, journald) {
+        (LogFormat::Json, _) => lines.json().boxed(),
+        (LogFormat::Text, true) => lines.without_time().boxed(),
+        (LogFormat::Text, false) => lines.boxed(),
     };
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(lines)
+        .try_init();
+    Box::new(move |level: &str| {
+        if pinned {
+            return Err("RUST_LOG is set, and it wins over log.level".into());
+        }
+        handle
+            .reload(EnvFilter::new(level))
+            .map_err(|e| e.to_string())?;
+        tracing::info!("log level is now {level}");
+        Ok(())
+    })
 }

@@ -20,7 +20,7 @@ use crate::alert::AlertDoc;
 use crate::clock::Clock;
 use crate::notify::SendError;
 use crate::store::{Store, StoreError};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
@@ -179,12 +179,30 @@ pub struct Outbox {
     /// for another process's.
     owner: String,
     clock: Clock,
-    retry_for: Duration,
-    /// How long a claim holds: one send with its timeout, and then some.
-    claim_for: Duration,
+    /// `delivery.retry_for` and how long a claim holds; a reload changes them.
+    limits: RwLock<Limits>,
     /// Transitions decided but not yet recorded (the store failed): retried before any
     /// new claim, and their rows are never sent again by this process.
     unrecorded: Mutex<Vec<Transition>>,
+}
+
+/// What the configuration says about a notification's life.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    retry_for: Duration,
+    /// How long a claim holds: one send with its timeout, and then some.
+    claim_for: Duration,
+}
+
+impl Limits {
+    fn new(retry_for: Duration, send_timeout: Duration) -> Limits {
+        Limits {
+            retry_for,
+            // One attempt is bounded by the send timeout (plus a second of pacing); the
+            // rest is room to record the outcome. A crashed owner's row waits this long.
+            claim_for: send_timeout + Duration::from_secs(10),
+        }
+    }
 }
 
 impl Outbox {
@@ -194,12 +212,19 @@ impl Outbox {
             store,
             owner: format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..)),
             clock,
-            retry_for,
-            // One attempt is bounded by the send timeout (plus a second of pacing); the
-            // rest is room to record the outcome. A crashed owner's row waits this long.
-            claim_for: send_timeout + Duration::from_secs(10),
+            limits: RwLock::new(Limits::new(retry_for, send_timeout)),
             unrecorded: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Applies a reloaded `delivery.retry_for` and `delivery.timeout`.
+    pub fn set_limits(&self, retry_for: Duration, send_timeout: Duration) {
+        *self.limits.write().unwrap_or_else(|p| p.into_inner()) =
+            Limits::new(retry_for, send_timeout);
+    }
+
+    fn limits(&self) -> Limits {
+        *self.limits.read().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn owner(&self) -> &str {
@@ -224,7 +249,7 @@ impl Outbox {
                 &self.owner,
                 channel,
                 now_ms,
-                self.claim_for.as_millis() as i64,
+                self.limits().claim_for.as_millis() as i64,
             )
             .await
     }
@@ -239,7 +264,7 @@ impl Outbox {
                 q.id,
                 &self.owner,
                 self.clock.now_ms(),
-                self.claim_for.as_millis() as i64,
+                self.limits().claim_for.as_millis() as i64,
             )
             .await?;
         if !held {
@@ -262,8 +287,8 @@ impl Outbox {
         result: &Result<String, SendError>,
         report: &mut Report,
     ) -> Transition {
-        let now_ms = self.clock.now_ms();
-        let now = now_ms / 1000;
+        let now = self.clock.now();
+        let retry_for = self.limits().retry_for;
         let status = q.doc.status.as_str();
         let transition = match result {
             Ok(said) => {
@@ -275,7 +300,7 @@ impl Outbox {
             Err(e) => {
                 let reason = e.to_string();
                 report.failures.push((q.channel.clone(), reason.clone()));
-                let expired = now - q.created_at >= self.retry_for.as_secs() as i64;
+                let expired = now - q.created_at >= retry_for.as_secs() as i64;
                 match e {
                     SendError::Retry { retry_after, .. } if !expired => {
                         let delay = backoff(q.attempts + 1, *retry_after);
@@ -292,7 +317,7 @@ impl Outbox {
                         let why = match other {
                             SendError::Retry { .. } => format!(
                                 "{reason} (giving up: undelivered for delivery.retry_for = {})",
-                                crate::duration::format(self.retry_for)
+                                crate::duration::format(retry_for)
                             ),
                             SendError::Permanent(_) => reason,
                         };
@@ -387,7 +412,7 @@ impl Outbox {
     /// calls this: a `once` run with another config must leave them alone.
     pub async fn kill_orphans(&self, known: &[String]) -> Result<Vec<(i64, String)>, StoreError> {
         let now = self.clock.now();
-        let before = now - self.retry_for.as_secs() as i64;
+        let before = now - self.limits().retry_for.as_secs() as i64;
         self.store.kill_orphans(known, before, now).await
     }
 }

@@ -106,10 +106,12 @@ pub struct Tier {
     pub notify: Vec<String>,
 }
 
-/// A glob: `*` any run of characters, `?` one byte.
+/// A glob: `*` any run of characters, `?` one character.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Glob {
     pattern: String,
+    /// The pattern as characters, for the general matcher.
+    chars: Vec<char>,
     /// Every chat of every cycle meets every glob: the usual shapes ("*@broadcast",
     /// "2010*@c.us", "0@c.us") are decided once, here, not on each match.
     shape: Shape,
@@ -133,7 +135,12 @@ impl Glob {
             (false, Some(head)) if pattern.matches('*').count() == 1 => Shape::HeadTail { head },
             _ => Shape::General,
         };
-        Glob { pattern, shape }
+        let chars = pattern.chars().collect();
+        Glob {
+            pattern,
+            chars,
+            shape,
+        }
     }
 
     pub fn matches(&self, text: &str) -> bool {
@@ -143,7 +150,7 @@ impl Glob {
                 let (h, t) = (&self.pattern[..head], &self.pattern[head + 1..]);
                 text.len() >= h.len() + t.len() && text.starts_with(h) && text.ends_with(t)
             }
-            Shape::General => glob_match(self.pattern.as_bytes(), text.as_bytes()),
+            Shape::General => glob_match(&self.chars, text),
         }
     }
 }
@@ -160,15 +167,18 @@ impl<'de> Deserialize<'de> for Glob {
     }
 }
 
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+/// `?` is one character, not one byte: `caf?` matches `café` (section 4, JID globs and
+/// `sla.auto_replies`, where names and messages are any language).
+fn glob_match(pattern: &[char], text: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
     // Iterative wildcard match with single-star backtracking: linear in practice.
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == text[t]) {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
             p += 1;
             t += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
+        } else if p < pattern.len() && pattern[p] == '*' {
             star = Some((p, t));
             p += 1;
         } else if let Some((sp, st)) = star {
@@ -179,7 +189,16 @@ fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
             return false;
         }
     }
-    pattern[p..].iter().all(|&c| c == b'*')
+    pattern[p..].iter().all(|&c| c == '*')
+}
+
+/// A hash of what a policy value *means*: its serialized form, which is the config as
+/// written (no cached tables, no addresses), hashed with a fixed function.
+fn meaning_hash(value: &impl Serialize) -> u64 {
+    // The policy types serialize to strings, numbers, lists and maps with string keys:
+    // serde_json cannot fail on them.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    xxhash_rust::xxh3::xxh3_64(&bytes)
 }
 
 /// A text pattern: a glob over the whole text, or a regex written `/…/`.
@@ -348,6 +367,28 @@ impl Policy {
             || self.rules.iter().any(|r| r.stop_on == Some(StopOn::Reply))
     }
 
+    /// Which chats are judged in reply mode, as a number (`None` when none is): reply
+    /// mode's high-water mark is kept with it, and a mark taken under another signature
+    /// is not trusted (section 2: a switch to reply mode starts from the switch).
+    pub fn reply_signature(&self) -> Option<i64> {
+        if !self.uses_reply_mode() {
+            return None;
+        }
+        let rules: Vec<_> = self
+            .rules
+            .iter()
+            .map(|r| (&r.matchers, r.ignore, r.stop_on))
+            .collect();
+        Some(meaning_hash(&(self.sla.stop_on, &self.sla.ignore, rules)) as i64)
+    }
+
+    /// A stable number for everything that decides how a chat is judged: the same policy
+    /// gives the same seed in every process and at every moment (it feeds the chats'
+    /// fingerprints, so a seed that changed would make every chat look new once).
+    pub fn seed(&self) -> u64 {
+        meaning_hash(&(&self.sla, &self.tiers, &self.rules))
+    }
+
     /// `repeat_after`, when set.
     pub fn repeat_after(&self) -> Option<Duration> {
         (!self.sla.repeat_after.is_zero()).then_some(self.sla.repeat_after)
@@ -396,6 +437,13 @@ mod tests {
             ("a?c*", "abcd", true),
             ("a?c*", "ac", false),
             ("*x", "yyy", false),
+            // `?` is a character, whatever its length in bytes.
+            ("caf?", "café", true),
+            ("caf??", "café", false),
+            ("?@c.us", "é@c.us", true),
+            ("Thanks*?", "Thanks 🙏", true),
+            ("*?ق", "مرحبا بك في الدعم ق", true),
+            ("👋?", "👋x", true),
         ];
         for (pattern, text, want) in cases {
             assert_eq!(
@@ -541,5 +589,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("300000000000y"), "{err}");
+    }
+    /// The fingerprint seed is a function of what the policy means (section 2's rules as
+    /// configured), not of how it happens to be held in memory: the business-hours
+    /// calendar fills a table of clock changes the first time an age needs it, and a
+    /// seed taken from the `Debug` text changed then, so every chat looked new once per
+    /// start and a cycle rewrote every open episode.
+    #[test]
+    fn the_fingerprint_seed_is_a_stable_function_of_the_policys_meaning() {
+        let text = r#"
+            threshold = "2h"
+            [business_hours]
+            timezone = "Africa/Cairo"
+            mon = "09:00-18:00"
+            thu = "09:00-18:00"
+        "#;
+        let policy = |text: &str| Policy {
+            sla: toml::from_str(text).unwrap(),
+            tiers: vec![Tier {
+                after: Duration::from_secs(7200),
+                notify: vec!["oncall".into()],
+            }],
+            rules: Vec::new(),
+        };
+        let a = policy(text);
+        let before = (a.seed(), format!("{a:?}"));
+        // Two years back: the calendar tabulates Cairo's clock changes.
+        let cp = a.for_chat("1@c.us", None).unwrap();
+        assert!(cp.age(1_700_000_000, 1_780_000_000) > 0);
+        let after = (a.seed(), format!("{a:?}"));
+        assert_ne!(
+            before.1, after.1,
+            "the lazy table was filled (the old seed changed)"
+        );
+        assert_eq!(before.0, after.0, "the seed did not");
+        assert_eq!(a.seed(), policy(text).seed(), "same config, same seed");
+        let mut other = policy(text);
+        other.tiers[0].after = Duration::from_secs(3600);
+        assert_ne!(
+            a.seed(),
+            other.seed(),
+            "another tier judges chats otherwise"
+        );
+        let mut other = policy(text);
+        other.sla.stop_on = StopOn::Reply;
+        assert_ne!(a.seed(), other.seed());
     }
 }

@@ -201,14 +201,15 @@ pub fn build(history: &[Past], policy: &Policy, since: i64, until: i64) -> Repor
 }
 
 /// When the episode's first tier fired: its start plus the tier's `after` on the chat's
-/// SLA clock (found on the calendar where business hours apply). `None` when none fired.
+/// SLA clock (found on the calendar where business hours apply), and never after the
+/// episode ended (a nudge fires a tier before its `after`). `None` when none fired.
 fn breach_start(p: &Past, policy: &Policy) -> Option<i64> {
     let after = *p.fired.first()? as i64;
     let calendar = policy
         .for_chat(&p.jid, p.name.as_deref())
         .and_then(|c| c.calendar);
     let Some(calendar) = calendar else {
-        return Some(p.started_at + after);
+        return Some((p.started_at + after).min(p.ended_at.max(p.started_at)));
     };
     // The first instant at which `after` open seconds have passed: open time only grows,
     // so a binary search over the episode's span finds it.
@@ -674,6 +675,17 @@ mod tests {
         let r = build(&h, &policy, MONDAY - 7 * 86400, MONDAY + 86400);
         assert_eq!(r.breach_starts[0][10], 1);
         assert_eq!(r.timezone, Tz::UTC);
+    }
+
+    /// A tier fired early by a nudge: the wait ended at 10:45, before the 2h tier's
+    /// `after` was reached. The breach started within the wait, not at 12:00.
+    #[test]
+    fn a_breach_never_starts_after_its_wait_ended() {
+        let ten = MONDAY + 10 * 3600;
+        let h = [past("support", "1@c.us", ten, 45 * 60, &[7200])];
+        let r = build(&h, &Policy::default(), MONDAY, MONDAY + 86400);
+        assert_eq!(r.breach_starts[0][10], 1, "{:?}", r.breach_starts[0]);
+        assert_eq!(r.breach_starts[0][12], 0);
     }
 
     #[test]

@@ -88,8 +88,9 @@ pub enum EventKind {
         after_secs: u64,
         repeat: bool,
     },
-    /// The episode ended after at least one tier fired; `tier` is its highest.
-    Resolved { tier: usize },
+    /// The episode ended after at least one tier fired; `tier` is its highest. `reason`
+    /// tells an answer from a chat that is no longer watched.
+    Resolved { tier: usize, reason: EndReason },
 }
 
 /// Why an episode ended.
@@ -101,8 +102,10 @@ pub enum EndReason {
     Reply,
     /// Missing from `sla.absent_polls` complete overviews.
     Absent,
-    /// A rule or `sla.ignore` now excludes the chat: dropped without a notice.
-    Ignored,
+    /// No longer watched: a rule or `sla.ignore` now excludes the chat, or its instance
+    /// was removed from the config. Channels that were told hear that it is no longer
+    /// watched (so on-call tools close it), not that it was answered.
+    Unwatched,
 }
 
 impl EndReason {
@@ -111,7 +114,7 @@ impl EndReason {
             EndReason::Read => "read",
             EndReason::Reply => "reply",
             EndReason::Absent => "absent",
-            EndReason::Ignored => "ignored",
+            EndReason::Unwatched => "unwatched",
         }
     }
 }
@@ -137,10 +140,9 @@ pub struct Cycle<'a> {
     pub total: usize,
     /// The client read every page and element (no `max_chats` cut, nothing unreadable).
     pub read_whole: bool,
-    /// How many chats the last whole overview held, if one was seen.
-    pub previous_chats: Option<usize>,
-    /// The instance's last successful poll: the high-water mark of reply mode.
-    pub last_poll: Option<i64>,
+    /// What the instance remembers from earlier polls: the reference size for judging
+    /// this overview complete, and reply mode's high-water mark.
+    pub memory: &'a Memory,
     /// JIDs and the instant their mute ends.
     pub mutes: &'a HashMap<String, i64>,
     pub policy: &'a Policy,
@@ -162,11 +164,78 @@ pub struct Evaluation {
     pub complete: bool,
 }
 
+/// How long overviews that were read whole but judged incomplete must go on before they
+/// are believed: the inbox really shrank (most of its chats were deleted or archived).
+/// No resync lasts a day; without this, the episodes of chats that are gone would stay
+/// open for ever.
+pub const ADOPT_SHORT_AFTER: i64 = 24 * 3600;
+
+/// What an instance remembers from one poll to the next (kept in the store): what the
+/// engine needs to judge an overview and reply mode's read chats. Nothing here is taken
+/// from an overview that was not complete: a bad sample never becomes the reference.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// How many chats the last complete overview held.
+    pub complete_chats: Option<usize>,
+    /// Since when every overview read whole was judged incomplete.
+    pub short_since: Option<i64>,
+    /// Reply mode's high-water mark: the last poll whose overview was complete.
+    pub mark: Option<i64>,
+    /// The reply-mode policy the mark was taken under ([`Policy::reply_signature`]).
+    pub mark_policy: Option<i64>,
+}
+
+impl Memory {
+    /// Reply mode's mark, if it may be trusted under `policy`: taken under the same
+    /// reply-mode policy. After reply mode was off, or a rule put other chats in it, the
+    /// mark is as good as none (section 2: a switch starts from the switch, like a first
+    /// start), so old read chats do not page.
+    pub fn read_since(&self, policy: &Policy) -> Option<i64> {
+        let sig = policy.reply_signature()?;
+        self.mark.filter(|_| self.mark_policy == Some(sig))
+    }
+
+    /// The memory after a successful poll: a complete overview becomes the reference and
+    /// moves the mark on; one read whole but incomplete starts (or continues) the short
+    /// stretch; a partial read changes nothing. A policy without reply mode drops the
+    /// mark, so that switching reply mode on again starts afresh.
+    pub fn after(
+        &self,
+        policy: &Policy,
+        read_whole: bool,
+        complete: bool,
+        chats: usize,
+        now: i64,
+    ) -> Memory {
+        let mut next = self.clone();
+        if complete {
+            if chats > 0 {
+                next.complete_chats = Some(chats);
+            }
+            next.short_since = None;
+        } else if read_whole {
+            next.short_since = Some(self.short_since.unwrap_or(now));
+        }
+        match policy.reply_signature() {
+            None => (next.mark, next.mark_policy) = (None, None),
+            Some(sig) if complete => (next.mark, next.mark_policy) = (Some(now), Some(sig)),
+            Some(_) => {}
+        }
+        next
+    }
+}
+
 /// Whether an overview can prove absence (section 2, "absence is confirmed"): it was read
 /// whole, it is not empty while episodes are open, and it holds at least half the chats
-/// of the previous whole one (engines answer `[]` or a part while they resync).
-pub fn is_complete(read_whole: bool, chats: usize, open: usize, previous: Option<usize>) -> bool {
-    read_whole && !(chats == 0 && open > 0) && previous.is_none_or(|p| chats * 2 >= p)
+/// of the last complete one (engines answer `[]` or a part while they resync). Short
+/// answers that have gone on for [`ADOPT_SHORT_AFTER`] are believed.
+pub fn is_complete(read_whole: bool, chats: usize, open: usize, memory: &Memory, now: i64) -> bool {
+    let shrank = memory
+        .short_since
+        .is_some_and(|since| now - since >= ADOPT_SHORT_AFTER);
+    read_whole
+        && (shrank
+            || (!(chats == 0 && open > 0) && memory.complete_chats.is_none_or(|p| chats * 2 >= p)))
 }
 
 /// Whether a chat is waiting (section 2). `open`: an episode is running, which matters for
@@ -213,10 +282,10 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
     // Quiet chats' episodes were not read (see `Chat::quiet`); they are open all the same.
     let open = c.episodes.len() + c.chats.iter().filter(|chat| chat.quiet).count();
     let mut out = Evaluation {
-        complete: is_complete(c.read_whole, c.total, open, c.previous_chats),
+        complete: is_complete(c.read_whole, c.total, open, c.memory, now),
         ..Evaluation::default()
     };
-    let read_since = c.last_poll.filter(|_| policy.uses_reply_mode());
+    let read_since = c.memory.read_since(policy);
     // Chats with an episode, or that started one: the rest need no bookkeeping.
     let mut seen: HashSet<&str> = HashSet::with_capacity(c.episodes.len() + 16);
     for chat in c.chats {
@@ -254,7 +323,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
         }
         let Some(cp) = policy.for_chat(&chat.id, chat.name.as_deref()) else {
             if let Some(ep) = prev {
-                close(&mut out, ep, None, policy, EndReason::Ignored, now);
+                close(&mut out, ep, None, policy, EndReason::Unwatched, now);
             }
             continue;
         };
@@ -262,7 +331,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
         let last = chat.last_message.as_ref();
         let auto = last.is_some_and(|m| m.from_me == Some(true))
             && policy.is_auto_reply(last.and_then(|m| m.body.as_deref()));
-        let waiting = is_waiting(chat, cp.stop_on, prev.is_some(), auto, c.last_poll);
+        let waiting = is_waiting(chat, cp.stop_on, prev.is_some(), auto, read_since);
         let prev = match prev {
             None if !waiting => continue,
             Some(ep) if !waiting => {
@@ -355,7 +424,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
             continue;
         }
         let Some(cp) = policy.for_chat(jid, ep.name.as_deref()) else {
-            close(&mut out, ep, None, policy, EndReason::Ignored, now);
+            close(&mut out, ep, None, policy, EndReason::Unwatched, now);
             continue;
         };
         let ep = adopt_legacy(ep, &cp);
@@ -373,11 +442,24 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
     out
 }
 
+/// Ends every open episode of an instance that is no longer watched (it was removed from
+/// the config): each closes with reason `unwatched`, and the channels that were told of it
+/// hear so (section 2, "an unwatched chat").
+pub fn unwatch(episodes: &HashMap<String, Episode>, policy: &Policy, now: i64) -> Evaluation {
+    let mut out = Evaluation::default();
+    let mut open: Vec<&Episode> = episodes.values().collect();
+    open.sort_by(|a, b| a.jid.cmp(&b.jid));
+    for ep in open {
+        close(&mut out, ep, None, policy, EndReason::Unwatched, now);
+    }
+    out
+}
+
 /// The quiet path for a chat the overview shows exactly as its episode last saw it.
 fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
     let policy = c.policy;
     let Some(cp) = policy.for_chat(&ep.jid, ep.name.as_deref()) else {
-        close(out, ep, None, policy, EndReason::Ignored, now);
+        close(out, ep, None, policy, EndReason::Unwatched, now);
         return;
     };
     let ep = adopt_legacy(ep, &cp);
@@ -479,16 +561,13 @@ fn close(
     let age = cp.map_or((ended_at - ep.started_at).max(0), |cp| {
         cp.age(ep.started_at, ended_at)
     });
-    if let Some(cp) = cp
-        && !ep.fired.is_empty()
-        && policy.sla.send_resolved
-    {
+    if !ep.fired.is_empty() && policy.sla.send_resolved {
         let highest = ep.fired.iter().copied().max().unwrap_or(0);
         let tier = cp
-            .tier_index(highest)
+            .and_then(|cp| cp.tier_index(highest))
             .unwrap_or_else(|| ep.fired.len().saturating_sub(1));
         out.events.push(Event {
-            kind: EventKind::Resolved { tier },
+            kind: EventKind::Resolved { tier, reason },
             episode: ep.clone(),
             channels: ep.notified.clone(),
             age,

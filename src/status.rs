@@ -174,6 +174,20 @@ pub async fn report(
     Ok(report::build(&history, &config.policy, from, now))
 }
 
+/// Why a report asked for `instance` would be a typo's empty report, if it would: the
+/// instance is neither configured nor in the report's history. `report --instance` (exit
+/// 2) and `GET /api/v1/report?instance=` (400) answer the same (section 11).
+pub fn unknown_instance(config: &Config, report: &Report, instance: &str) -> Option<String> {
+    if report.overall.episodes > 0 || config.instance(instance).is_some() {
+        return None;
+    }
+    let known: Vec<&str> = config.instances.iter().map(|i| i.name.as_str()).collect();
+    Some(format!(
+        "no such instance in the config and no history for it (configured: {})",
+        known.join(", ")
+    ))
+}
+
 impl Now {
     /// `GET /api/v1/waiting`.
     pub fn json(&self) -> Value {

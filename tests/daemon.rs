@@ -271,73 +271,124 @@ fn a_supervisor_that_never_reads_its_socket_freezes_nothing() {
     assert_eq!(d.wait(PATIENCE), Some(0), "{}", d.log());
 }
 
+/// The daemon under a systemd watchdog of one second, once it said READY=1.
+fn under_a_one_second_watchdog(env: &Env) -> (Daemon, NotifySocket) {
+    let mut socket = NotifySocket::bind(env.dir.path());
+    let d = Daemon::start(
+        env,
+        &[
+            ("NOTIFY_SOCKET", socket.path.display().to_string()),
+            ("WATCHDOG_USEC", "1000000".into()),
+        ],
+    );
+    assert!(socket.read_until("READY=1", PATIENCE), "{}", d.log());
+    (d, socket)
+}
+
+/// A slow but progressing cycle never starves the watchdog (section 7): six pages, each
+/// dripping its body for 250ms (under the 500ms a request may take under a 1s watchdog),
+/// make a cycle longer than the watchdog interval, and the pings go on.
 #[test]
-fn a_hung_poll_stops_the_watchdog_pings_and_a_slow_but_progressing_one_does_not() {
-    // A source that dribbles its body for 3 seconds, with a 600ms watchdog: progressing.
-    let drip = raw_server(|mut s| {
+fn a_slow_but_progressing_cycle_keeps_the_watchdog_fed() {
+    fn drip(mut s: std::net::TcpStream) {
         use std::io::Write;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static SERVED: AtomicUsize = AtomicUsize::new(0);
         read_request_head(&mut s);
-        let body =
-            br#"[{"id": "201001234567@c.us", "unreadCount": 1, "lastMessage": {"timestamp": 1}}]"#;
+        let n = SERVED.fetch_add(1, Ordering::SeqCst) % 7;
+        let body = if n == 6 {
+            "[]".to_string()
+        } else {
+            format!(
+                r#"[{{"id": "20100123456{n}@c.us", "unreadCount": 1, "lastMessage": {{"timestamp": 1}}}}]"#
+            )
+        };
         let _ = write!(
             s,
             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        for chunk in body.chunks(body.len() / 15 + 1) {
+        for chunk in body.as_bytes().chunks(body.len() / 5 + 1) {
             if s.write_all(chunk).and_then(|_| s.flush()).is_err() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(50));
         }
-    });
+    }
+    let port = raw_server(drip);
     let wawp = FakeWawp::start();
     let env = Env::new(
         Setup::new(&wawp)
-            .wawp("base_url", &toml_str(&format!("http://127.0.0.1:{drip}")))
+            .wawp("base_url", &toml_str(&format!("http://127.0.0.1:{port}")))
             .wawp("request_timeout", "\"60s\"")
+            .wawp("page_size", "1")
             .poll("5s")
             .channel(Channel::console()),
     );
-    let mut socket = NotifySocket::bind(env.dir.path());
-    let d = Daemon::start(
-        &env,
-        &[
-            ("NOTIFY_SOCKET", socket.path.display().to_string()),
-            ("WATCHDOG_USEC", "600000".into()),
-        ],
-    );
-    assert!(socket.read_until("READY=1", PATIENCE));
+    let (d, mut socket) = under_a_one_second_watchdog(&env);
     let during = socket.listen(Duration::from_millis(2500));
     assert!(
         during.contains("WATCHDOG=1"),
         "a progressing cycle keeps the watchdog fed: {during}"
     );
-    assert!(!d.log().contains("not pinging the watchdog"), "{}", d.log());
-    drop(d);
+    let log = d.log();
+    assert!(!log.contains("not pinging the watchdog"), "{log}");
+    assert!(
+        !log.contains("timed out"),
+        "no page ran into the cap: {log}"
+    );
+}
 
-    // A source that never answers: no progress, no pings.
+/// Section 4: under a watchdog a request never runs past half its interval. A source that
+/// never answers (with `request_timeout = "60s"`) fails the poll after 500ms under a 1s
+/// watchdog: the pings go on, and the monitor goes blind instead of the daemon being
+/// restarted into the same hang for ever.
+#[test]
+fn a_hung_source_fails_the_poll_within_half_the_watchdog_and_the_monitor_goes_blind() {
+    let wawp = FakeWawp::start();
     wawp.set(Reply::Hang);
     let env = Env::new(
         Setup::new(&wawp)
             .wawp("request_timeout", "\"60s\"")
             .poll("1s")
+            .set("sla", "blind_after", "\"2s\"")
             .channel(Channel::console()),
     );
-    let mut socket = NotifySocket::bind(env.dir.path());
-    let d = Daemon::start(
-        &env,
-        &[
-            ("NOTIFY_SOCKET", socket.path.display().to_string()),
-            ("WATCHDOG_USEC", "600000".into()),
-        ],
-    );
-    assert!(d.wait_log("not pinging the watchdog"), "{}", d.log());
+    let (d, mut socket) = under_a_one_second_watchdog(&env);
+    assert!(d.wait_log("timed out"), "{}", d.log());
     let later = socket.listen(Duration::from_secs(2));
     assert!(
-        !later.contains("WATCHDOG=1"),
-        "pings went on while the poll hung: {later}"
+        later.contains("WATCHDOG=1"),
+        "the pings go on while the source hangs: {later}"
     );
+    assert!(d.wait_log("monitor blind"), "{}", d.log());
+    let log = d.log();
+    assert!(!log.contains("not pinging the watchdog"), "{log}");
+    assert!(
+        log.contains("longer than half the systemd watchdog interval"),
+        "{log}"
+    );
+}
+
+/// A cycle that is stuck (here: its commit waits on a store another process holds locked)
+/// makes no progress, and the pings stop: systemd restarts what cannot move.
+#[test]
+fn a_stuck_cycle_stops_the_watchdog_pings() {
+    let wawp = FakeWawp::start();
+    let env = Env::new(Setup::new(&wawp).poll("1s").channel(Channel::console()));
+    let (d, mut socket) = under_a_one_second_watchdog(&env);
+    let lock = rusqlite::Connection::open(env.store()).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    // A breached chat: the next cycle must write, and waits on the lock.
+    wawp.chats(vec![breached_chat()]);
+    assert!(d.wait_log("not pinging the watchdog"), "{}", d.log());
+    socket.drain();
+    let later = socket.listen(Duration::from_millis(1500));
+    assert!(
+        !later.contains("WATCHDOG=1"),
+        "pings went on while the cycle was stuck: {later}"
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn sample_chat(i: usize, name: &str, body: &str) -> AlertChat {
             has_media: false,
         }),
         tiers_fired: vec![7200],
+        reason: None,
     }
 }
 
@@ -484,6 +485,38 @@ fn check_strictly(data: &str) {
             true,
         ),
     }
+}
+
+/// A strict relay (Postfix with `reject_non_fqdn_helo_hostname`, as the test server is)
+/// refuses a bare host name in EHLO, for good. Without `helo_name` the client says the
+/// host's fully qualified name or, on a host without one (like this test machine's `vm`),
+/// the address literal of its interface; with `helo_name`, that name.
+#[test]
+fn a_strict_relay_gets_a_qualified_ehlo_name() {
+    let smtp = Smtp::start();
+    let b = Bench::new(&[email(smtp.port)]);
+    b.enqueue("leads", firing(vec![sample_chat(1, "Amina", "hi")]));
+    let r = b.deliver();
+    assert_eq!(r.sent, 1, "{r:?}");
+    let helo = smtp.mails()[0].helo.clone();
+    assert!(fqdn_or_literal(&helo), "EHLO {helo}");
+
+    let smtp = Smtp::start();
+    let b = Bench::new(&[email(smtp.port).key("helo_name", "\"sla.example.com\"")]);
+    b.enqueue("leads", firing(vec![sample_chat(1, "Amina", "hi")]));
+    assert_eq!(b.deliver().sent, 1);
+    assert_eq!(smtp.mails()[0].helo, "sla.example.com");
+
+    // A bare name is what the relay refuses: permanent, so dead at once, and said why.
+    let smtp = Smtp::start();
+    let b = Bench::new(&[email(smtp.port).key("helo_name", "\"vm\"")]);
+    b.enqueue("leads", firing(vec![sample_chat(1, "Amina", "hi")]));
+    let r = b.deliver();
+    assert_eq!(r.dead, 1, "{r:?}");
+    assert!(
+        r.failures[0].1.contains("need fully-qualified hostname"),
+        "{r:?}"
+    );
 }
 
 #[test]

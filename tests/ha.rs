@@ -457,3 +457,50 @@ fn skewed_clocks_neither_steal_a_live_lease_nor_stretch_a_takeover() {
         );
     }
 }
+
+/// Section 9: a firing Alertmanager alert's `endsAt` outlasts a takeover, at least
+/// `ha.lease` plus two poll intervals ahead. With `resend = 5s`, `lease = 30s`,
+/// `poll_interval = 10s` an `endsAt` four resends ahead (20 s) let Alertmanager resolve a
+/// waiting chat for the 13 s between a killed holder's last alert and the new holder's
+/// first. Every alert of the group must reach past the slowest takeover.
+#[test]
+fn an_alertmanager_alert_outlasts_a_takeover() {
+    let Some(url) = postgres_db("ha: alertmanager endsAt") else {
+        return;
+    };
+    let (wawp, rx, am) = (FakeWawp::start(), Receiver::start(), Receiver::start());
+    wawp.chats(vec![breached_chat()]);
+    let env = Env::new(
+        ha_setup(&wawp, &url, "node-a", &rx)
+            .instances(&[("north", "id-north")])
+            .poll("10s")
+            .set("ha", "lease", "\"30s\"")
+            .tiers_clear()
+            .tier("2h", &["pager", "am"])
+            .channel(Channel::alertmanager("am", &[&am.base]).key("resend", "\"5s\"")),
+    );
+    let d = env.start();
+    assert!(
+        wait_for(PATIENCE, || am
+            .posts()
+            .iter()
+            .any(|p| p.as_array().is_some_and(|a| !a.is_empty()))),
+        "{}",
+        d.log()
+    );
+    let sent = now();
+    for alert in am
+        .posts()
+        .iter()
+        .flat_map(|p| p.as_array().cloned().unwrap_or_default())
+    {
+        let ends = chrono::DateTime::parse_from_rfc3339(alert["endsAt"].as_str().unwrap())
+            .unwrap()
+            .timestamp();
+        assert!(
+            ends - sent >= 30 + 2 * 10,
+            "endsAt only {}s ahead: {alert}",
+            ends - sent
+        );
+    }
+}

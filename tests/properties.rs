@@ -216,8 +216,7 @@ struct World {
     policy: Policy,
     inbox: Vec<Option<Chat>>,
     episodes: HashMap<String, Episode>,
-    previous_chats: Option<usize>,
-    last_poll: Option<i64>,
+    memory: sla::Memory,
     /// Tiers (by `after`) fired per episode, keyed by (jid, start).
     fired: HashMap<(String, i64), HashSet<u64>>,
     now: i64,
@@ -273,8 +272,7 @@ impl World {
             policy,
             inbox: vec![None; 4],
             episodes: HashMap::new(),
-            previous_chats: None,
-            last_poll: None,
+            memory: sla::Memory::default(),
             fired: HashMap::new(),
             now: 1_790_000_000,
             n: 0,
@@ -339,8 +337,7 @@ impl World {
             chats: &chats,
             total: chats.len(),
             read_whole,
-            previous_chats: self.previous_chats,
-            last_poll: self.last_poll,
+            memory: &self.memory,
             mutes: &mutes,
             policy: &self.policy,
             now: self.now,
@@ -424,18 +421,20 @@ impl World {
         for ep in &eval.upserts {
             self.episodes.insert(ep.jid.clone(), ep.clone());
         }
-        if read_whole && !chats.is_empty() {
-            self.previous_chats = Some(chats.len());
-        }
-        self.last_poll = Some(self.now);
+        self.memory = self.memory.after(
+            &self.policy,
+            read_whole,
+            eval.complete,
+            chats.len(),
+            self.now,
+        );
         // Re-evaluating the same input at the same instant changes and says nothing.
         let again = sla::evaluate(&sla::Cycle {
             episodes: &self.episodes,
             chats: &chats,
             total: chats.len(),
             read_whole,
-            previous_chats: self.previous_chats,
-            last_poll: self.last_poll,
+            memory: &self.memory,
             mutes: &mutes,
             policy: &self.policy,
             now: self.now,
@@ -599,8 +598,7 @@ proptest! {
             chats: &chats,
             total: chats.len(),
             read_whole: true,
-            previous_chats: None,
-            last_poll: None,
+            memory: &sla::Memory::default(),
             mutes: &HashMap::new(),
             policy: &policy,
             now,

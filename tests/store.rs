@@ -245,7 +245,7 @@ fn closed_episodes_leave_the_open_set_and_are_kept_for_reports() {
                     episode: eps[1].clone(),
                     ended_at: T0,
                     age: 100,
-                    reason: EndReason::Ignored,
+                    reason: EndReason::Unwatched,
                 },
             ];
             let reopened = [Episode {
@@ -734,10 +734,12 @@ fn orphans_sources_mutes_and_pruning_behave_alike() {
                 failing_since: Some(T0),
                 last_error: Some("http_401".into()),
                 blind: true,
-                last_ok_at: Some(T0 - 60),
-                mark_policy: Some(-0x1234_5678_9abc_def0),
-                complete_chats: Some(1234),
-                short_since: Some(T0 - 3600),
+                memory: inbox_sla::sla::Memory {
+                    mark: Some(T0 - 60),
+                    mark_policy: Some(-0x1234_5678_9abc_def0),
+                    complete_chats: Some(1234),
+                    short_since: Some(T0 - 3600),
+                },
             };
             store
                 .set_source("support", &state, &[out("oncall", Status::Blind)], T0)

@@ -6,10 +6,13 @@
 //! `preview` and `link`; `startsAt` the episode start. It goes to every URL in `urls`: an
 //! Alertmanager cluster deduplicates itself, so one peer taking it is delivery.
 //!
-//! Alertmanager forgets an alert that is not re-sent: firing alerts carry `endsAt` a few
-//! resend intervals ahead (as Prometheus does) and are re-sent every `resend` from the
-//! store by `deliver::refresh_alertmanager`; an ended episode is sent with `endsAt` its end
-//! for the next five minutes. Nothing here decides which episodes those are.
+//! Alertmanager forgets an alert that is not re-sent: firing alerts carry `endsAt` far
+//! enough ahead to outlast a missed resend *and* an HA takeover (four resend intervals, and
+//! at least `ha.lease` plus two polls plus one resend: the node that takes over re-sends
+//! only after it holds the instance), and are re-sent every `resend` from the store by
+//! `deliver::refresh_alertmanager`; an ended episode is sent with `endsAt` its end for the
+//! next five minutes. Peers are posted to at once, so a hung peer costs nothing while
+//! another answers. Nothing here decides which episodes those are.
 
 use super::{SendError, post_json, text};
 use crate::alert::{AlertChat, AlertDoc, Status, rfc3339, short_duration};
@@ -18,8 +21,11 @@ use crate::untrusted;
 use reqwest::Url;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// Once one peer has taken the alerts, how long the others still get to answer.
+const PEER_GRACE: Duration = Duration::from_secs(2);
 
 /// How long an ended episode is still sent (resolved) after it ended.
 pub const RESOLVED_FOR: i64 = 300;
@@ -28,8 +34,10 @@ pub struct Alertmanager {
     http: reqwest::Client,
     urls: Vec<Url>,
     resend: Duration,
+    /// How far ahead a firing alert's `endsAt` is (see the module's doc).
+    ends_in: Duration,
     labels: BTreeMap<String, String>,
-    /// The status page, when `http.listen` is set.
+    /// `http.external_url`, when set: where a person sees the alert's context.
     generator_url: Option<String>,
     redactor: Redactor,
 }
@@ -43,20 +51,24 @@ pub struct Waiting<'a> {
 }
 
 impl Alertmanager {
+    /// `takeover`: how long the alert must outlast the daemon that sent it, at least
+    /// (`ha.lease` plus two poll intervals under HA; two poll intervals alone).
     pub fn new(
         http: reqwest::Client,
         urls: Vec<Url>,
         resend: Duration,
         labels: BTreeMap<String, String>,
-        listen: Option<SocketAddr>,
+        external_url: Option<&Url>,
+        takeover: Duration,
         redactor: Redactor,
     ) -> Self {
         Alertmanager {
             http,
             urls,
             resend,
+            ends_in: (resend * 4).max(takeover + resend),
             labels,
-            generator_url: listen.map(|a| format!("http://{a}/")),
+            generator_url: external_url.map(Url::to_string),
             redactor,
         }
     }
@@ -105,8 +117,10 @@ impl Alertmanager {
                     } else {
                         rfc3339(now)
                     },
-                    "generatorURL": self.generator_url.clone().unwrap_or_default(),
                 })]
+                .into_iter()
+                .map(|a| self.with_generator(a))
+                .collect()
             }
             Status::Test => {
                 let mut labels = self.labels.clone();
@@ -123,10 +137,18 @@ impl Alertmanager {
         }
     }
 
-    /// How far ahead a firing alert's `endsAt` is: four resend intervals, as Prometheus
-    /// does, so a missed resend or two is not a false resolution.
-    fn ends_in(&self) -> i64 {
-        4 * self.resend.as_secs() as i64
+    /// How far ahead a firing alert's `endsAt` is, in seconds.
+    pub fn ends_in(&self) -> i64 {
+        self.ends_in.as_secs() as i64
+    }
+
+    /// Adds `generatorURL` when `http.external_url` is set; without it there is none (a
+    /// listen address such as `0.0.0.0:9187` is nowhere a person can go).
+    fn with_generator(&self, mut alert: Value) -> Value {
+        if let Some(g) = &self.generator_url {
+            alert["generatorURL"] = json!(g);
+        }
+        alert
     }
 
     /// One alert for one episode.
@@ -159,33 +181,62 @@ impl Alertmanager {
         if let Some(link) = c.link() {
             annotations.insert("link".to_string(), link);
         }
-        let mut alert = json!({
+        self.with_generator(json!({
             "labels": labels,
             "annotations": annotations,
             "startsAt": rfc3339(c.waiting_since),
             "endsAt": rfc3339(w.ended_at.unwrap_or(now + self.ends_in())),
-        });
-        if let Some(g) = &self.generator_url {
-            alert["generatorURL"] = json!(g);
-        }
-        alert
+        }))
     }
 
-    /// POSTs alerts to every peer: delivered when at least one took them. When none did,
+    /// POSTs alerts to every peer at once: delivered when at least one took them (the
+    /// cluster gossips the rest). Once one has, the others get [`PEER_GRACE`] more, so a
+    /// peer that accepts the connection and never answers cannot hold the delivery for
+    /// the whole timeout, nor make it fail while a healthy peer took it. When none did,
     /// the failure is worth a retry if any peer's was.
     pub async fn post(&self, alerts: &Value) -> Result<String, SendError> {
         if alerts.as_array().is_some_and(Vec::is_empty) {
             return Ok("nothing to send".into());
         }
-        let mut failures = Vec::new();
-        let mut accepted = 0;
+        let body = Arc::new(alerts.clone());
+        let mut peers = tokio::task::JoinSet::new();
         for url in &self.urls {
             let mut endpoint = url.clone();
             let base = endpoint.path().trim_end_matches('/').to_string();
             endpoint.set_path(&format!("{base}/api/v2/alerts"));
-            match post_json(self.http.post(endpoint), alerts, &self.redactor).await {
-                Ok(_) => accepted += 1,
-                Err(e) => failures.push((url.as_str().to_string(), e)),
+            let (request, body, redactor) = (
+                self.http.post(endpoint),
+                body.clone(),
+                self.redactor.clone(),
+            );
+            let peer = url.as_str().to_string();
+            peers.spawn(async move { (peer, post_json(request, &body, &redactor).await) });
+        }
+        let mut failures = Vec::new();
+        let mut accepted = 0;
+        let mut grace_until = None;
+        loop {
+            let next = match grace_until {
+                None => peers.join_next().await,
+                Some(until) => match tokio::time::timeout_at(until, peers.join_next()).await {
+                    Ok(next) => next,
+                    Err(_) => break, // the slow peers hear it at the next resend
+                },
+            };
+            match next {
+                None => break,
+                Some(Ok((_, Ok(_)))) => {
+                    accepted += 1;
+                    grace_until.get_or_insert(tokio::time::Instant::now() + PEER_GRACE);
+                }
+                Some(Ok((peer, Err(e)))) => failures.push((peer, e)),
+                Some(Err(e)) => failures.push((
+                    "(a peer)".into(),
+                    SendError::Retry {
+                        reason: format!("the send task failed: {e}"),
+                        retry_after: None,
+                    },
+                )),
             }
         }
         if accepted > 0 {

@@ -13,13 +13,22 @@ use crate::alert::AlertDoc;
 use crate::config::{EmailConfig, TlsMode};
 use crate::secret::Redactor;
 use lettre::message::{Mailbox, header::ContentType, header::MIME_VERSION_1_0};
+use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use std::net::IpAddr;
 use std::time::Duration;
 
 pub struct Email {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    /// With a known EHLO name (`helo_name` or the host's fully qualified name).
+    transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
+    /// Without one: a transport is built per send, saying the address literal of the
+    /// interface that reaches the server (RFC 5321 section 4.1.4).
+    builder: AsyncSmtpTransportBuilder,
+    host: String,
+    port: u16,
     from: Mailbox,
     to: Vec<Mailbox>,
     /// Scrubs the SMTP password out of server answers and errors.
@@ -76,8 +85,17 @@ impl Email {
                     .map_err(|e| format!("to \"{t}\" is not an address: {e}"))
             })
             .collect::<Result<_, _>>()?;
+        let hello = config
+            .helo_name
+            .as_deref()
+            .map(client_id)
+            .or_else(fully_qualified_name);
+        let transport = hello.map(|h| builder.clone().hello_name(h).build());
         Ok(Email {
-            transport: builder.build(),
+            transport,
+            builder,
+            host: config.smtp_host.clone(),
+            port: config.smtp_port,
             from,
             to,
             redactor,
@@ -106,7 +124,21 @@ impl Email {
 
     pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let message = self.message(doc)?;
-        match self.transport.send(message).await {
+        let built;
+        let transport = match &self.transport {
+            Some(t) => t,
+            None => {
+                let hello = local_address_toward(&self.host, self.port)
+                    .await
+                    .map_or_else(ClientId::default, |ip| match ip {
+                        IpAddr::V4(a) => ClientId::Ipv4(a),
+                        IpAddr::V6(a) => ClientId::Ipv6(a),
+                    });
+                built = self.builder.clone().hello_name(hello).build();
+                &built
+            }
+        };
+        match transport.send(message).await {
             Ok(response) => Ok(self.redactor.redact(&format!(
                 "{} {}",
                 response.code(),
@@ -131,6 +163,48 @@ impl Email {
             }
         }
     }
+}
+
+/// `helo_name` as written: a name, or an address literal such as `[192.0.2.1]`.
+fn client_id(name: &str) -> ClientId {
+    let literal = name.strip_prefix('[').and_then(|n| n.strip_suffix(']'));
+    match literal.map(|l| l.trim_start_matches("IPv6:").parse::<IpAddr>()) {
+        Some(Ok(IpAddr::V4(a))) => ClientId::Ipv4(a),
+        Some(Ok(IpAddr::V6(a))) => ClientId::Ipv6(a),
+        _ => ClientId::Domain(name.to_string()),
+    }
+}
+
+/// The host's fully qualified name: the kernel's host name when it has a dot, else the
+/// first dotted name `/etc/hosts` gives it (Debian writes `127.0.1.1 vm.example.com vm`).
+/// `None` when the host has none.
+fn fully_qualified_name() -> Option<ClientId> {
+    let host = crate::outbox::hostname();
+    if host.contains('.') {
+        return Some(ClientId::Domain(host));
+    }
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    hosts
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .filter(|l| l.split_whitespace().skip(1).any(|n| n == host))
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .find(|n| n.starts_with(&format!("{host}.")))
+        .map(|n| ClientId::Domain(n.to_string()))
+}
+
+/// The local address this host would use to reach the SMTP server (a UDP "connect" sends
+/// nothing; it only picks the route).
+async fn local_address_toward(host: &str, port: u16) -> Option<IpAddr> {
+    let server = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
+    let any: std::net::SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect(server).ok()?;
+    Some(socket.local_addr().ok()?.ip())
 }
 
 fn describe(e: &lettre::transport::smtp::Error) -> String {

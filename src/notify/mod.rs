@@ -46,7 +46,8 @@ pub struct Channel {
 enum Kind {
     Console(console::Console),
     Slack(slack::Slack),
-    Email(email::Email),
+    /// Boxed: an SMTP transport and its builder are large beside the HTTP channels.
+    Email(Box<email::Email>),
     Webhook(webhook::Webhook),
     PagerDuty(pagerduty::PagerDuty),
     Alertmanager(alertmanager::Alertmanager),
@@ -154,12 +155,12 @@ pub fn build(config: &Config) -> Result<Channels, BuildError> {
                 headers.clone(),
                 redactor.clone(),
             )),
-            ChannelKind::Email(e) => Kind::Email(
+            ChannelKind::Email(e) => Kind::Email(Box::new(
                 email::Email::new(e, timeout, redactor.clone()).map_err(|message| BuildError {
                     channel: c.name.clone(),
                     message,
                 })?,
-            ),
+            )),
             ChannelKind::PagerDuty {
                 routing_key,
                 severity,
@@ -180,7 +181,8 @@ pub fn build(config: &Config) -> Result<Channels, BuildError> {
                 urls.clone(),
                 *resend,
                 labels.clone(),
-                config.http.as_ref().map(|h| h.listen),
+                config.http.as_ref().and_then(|h| h.external_url.as_ref()),
+                takeover(config),
                 redactor.clone(),
             )),
             ChannelKind::Teams { webhook_url } => Kind::Teams(teams::Teams::new(
@@ -192,6 +194,14 @@ pub fn build(config: &Config) -> Result<Channels, BuildError> {
         out.insert(c.name.clone(), Arc::new(Channel { kind, timeout }));
     }
     Ok(Arc::new(out))
+}
+
+/// How long a firing Alertmanager alert must outlast the daemon that last sent it: a dying
+/// node's alerts must not end in Alertmanager before another node (after `ha.lease` and a
+/// poll) or the restarted daemon (a couple of polls) sends them again (section 9).
+fn takeover(config: &Config) -> Duration {
+    let poll = config.sla().poll_interval;
+    config.ha.as_ref().map_or(Duration::ZERO, |h| h.lease) + poll * 2
 }
 
 /// Receivers' answers are read up to this many bytes; the rest is cut, never buffered

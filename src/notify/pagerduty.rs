@@ -59,7 +59,7 @@ impl PagerDuty {
 
     /// A test: a `trigger` of a clearly marked test incident, then its `resolve`.
     pub async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
-        let key = format!("inbox-sla/test/{}/{}", doc.instance, doc.sent_at);
+        let key = bounded_key(format!("inbox-sla/test/{}/{}", doc.instance, doc.sent_at));
         let trigger = json!({
             "routing_key": self.routing_key.expose(),
             "event_action": "trigger",
@@ -93,9 +93,32 @@ impl PagerDuty {
     }
 }
 
+/// PagerDuty's limit on `dedup_key` (Events API v2: "Maximum length 255"). Counted in
+/// bytes here, which also keeps it within 255 characters.
+pub const DEDUP_KEY_MAX: usize = 255;
+
 /// The incident key of one episode.
 pub fn dedup_key(instance: &str, chat: &AlertChat) -> String {
-    format!("inbox-sla/{instance}/{}/{}", chat.id, chat.waiting_since)
+    bounded_key(format!(
+        "inbox-sla/{instance}/{}/{}",
+        chat.id, chat.waiting_since
+    ))
+}
+
+/// A key within [`DEDUP_KEY_MAX`]: as it is when it fits; otherwise its head, cut at a
+/// character boundary, and a hash of the whole, so that it stays the same for the episode
+/// and differs from every other episode's. A 400 for a long instance name or chat id
+/// would page nobody.
+fn bounded_key(key: String) -> String {
+    if key.len() <= DEDUP_KEY_MAX {
+        return key;
+    }
+    let tail = format!("~{:016x}", xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
+    let mut cut = DEDUP_KEY_MAX - tail.len();
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{tail}", &key[..cut])
 }
 
 fn resolve(routing_key: &str, key: &str) -> Value {
@@ -104,7 +127,7 @@ fn resolve(routing_key: &str, key: &str) -> Value {
 
 /// The Events API v2 events for a document.
 pub fn events(doc: &AlertDoc, routing_key: &str, severity: Severity) -> Vec<Value> {
-    let blind_key = format!("inbox-sla/{}/blind", doc.instance);
+    let blind_key = bounded_key(format!("inbox-sla/{}/blind", doc.instance));
     match doc.status {
         Status::Firing => doc
             .chats
@@ -134,7 +157,7 @@ pub fn events(doc: &AlertDoc, routing_key: &str, severity: Severity) -> Vec<Valu
         Status::Test => vec![json!({
             "routing_key": routing_key,
             "event_action": "trigger",
-            "dedup_key": format!("inbox-sla/test/{}/{}", doc.instance, doc.sent_at),
+            "dedup_key": bounded_key(format!("inbox-sla/test/{}/{}", doc.instance, doc.sent_at)),
             "payload": {
                 "summary": "TEST from inbox-sla: no customer is waiting",
                 "source": "inbox-sla",
@@ -187,4 +210,63 @@ fn trigger(doc: &AlertDoc, c: &AlertChat, routing_key: &str, severity: Severity)
         event["links"] = json!([{"href": link, "text": "Open in WhatsApp"}]);
     }
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chat(id: &str, since: i64) -> AlertChat {
+        AlertChat {
+            id: id.into(),
+            name: None,
+            kind: "individual".into(),
+            unread_count: None,
+            waiting_since: since,
+            waiting_seconds: 0,
+            sla_seconds: 0,
+            tier: 0,
+            repeat: false,
+            last_message: None,
+            tiers_fired: Vec::new(),
+            reason: None,
+        }
+    }
+
+    /// PagerDuty answers 400 to a `dedup_key` over 255 characters, and 400 is permanent:
+    /// an instance named with 240 characters, or a long chat id, must still page.
+    #[test]
+    fn every_dedup_key_fits_pagerdutys_limit_and_stays_the_episodes_own() {
+        let short = dedup_key("support", &chat("201234567890@c.us", 1_790_000_000));
+        assert_eq!(short, "inbox-sla/support/201234567890@c.us/1790000000");
+        for instance in ["s".repeat(240), "ß".repeat(200), "客服".repeat(90)] {
+            for id in [
+                "201234567890@c.us".to_string(),
+                format!("{}@g.us", "9".repeat(200)),
+            ] {
+                let a = dedup_key(&instance, &chat(&id, 1_790_000_000));
+                assert!(a.len() <= DEDUP_KEY_MAX, "{} bytes: {a}", a.len());
+                assert!(a.chars().count() <= DEDUP_KEY_MAX);
+                assert_eq!(a, dedup_key(&instance, &chat(&id, 1_790_000_000)), "stable");
+                assert_ne!(
+                    a,
+                    dedup_key(&instance, &chat(&id, 1_790_000_001)),
+                    "the next episode is another incident"
+                );
+                let doc = AlertDoc {
+                    version: 1,
+                    status: Status::Blind,
+                    instance: instance.clone(),
+                    tier: None,
+                    sent_at: 1,
+                    chats: Vec::new(),
+                    message: None,
+                };
+                for event in events(&doc, "key", Severity::Error) {
+                    let key = event["dedup_key"].as_str().unwrap();
+                    assert!(key.len() <= DEDUP_KEY_MAX, "blind key: {key}");
+                }
+            }
+        }
+    }
 }

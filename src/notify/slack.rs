@@ -124,12 +124,7 @@ fn chat_text(status: Status, c: &AlertChat) -> String {
         c.tier + 1
     );
     match status {
-        Status::Resolved => out.push_str(&format!(
-            "\nwaited {}{} (since {})",
-            short_duration(c.waiting_seconds),
-            text::business_note(c),
-            utc_time(c.waiting_since)
-        )),
+        Status::Resolved => out.push_str(&format!("\n{}", text::ended(c))),
         _ => out.push_str(&format!(
             "\n{} · waiting since {} ({}{})",
             text::unread(c),

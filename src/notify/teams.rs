@@ -79,12 +79,7 @@ fn chat_container(status: Status, c: &AlertChat) -> Value {
         "wrap": true,
     })];
     let detail = match status {
-        Status::Resolved => format!(
-            "waited {}{} (since {})",
-            short_duration(c.waiting_seconds),
-            text::business_note(c),
-            utc_time(c.waiting_since)
-        ),
+        Status::Resolved => text::ended(c),
         _ => format!(
             "{} · waiting since {} ({}{})",
             text::unread(c),

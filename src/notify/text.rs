@@ -41,6 +41,9 @@ pub fn summary(doc: &AlertDoc) -> String {
             format!("{chats} still waiting over {after} ({})", doc.instance)
         }
         Status::Firing => format!("{chats} waiting over {after} ({})", doc.instance),
+        Status::Resolved if doc.chats.iter().all(is_unwatched) => {
+            format!("{chats} no longer watched ({})", doc.instance)
+        }
         Status::Resolved => format!("{chats} no longer waiting ({})", doc.instance),
         Status::Blind => format!("monitor blind: cannot poll instance {}", doc.instance),
         Status::Recovered => format!(
@@ -91,6 +94,27 @@ pub fn preview(c: &AlertChat) -> Option<String> {
     }
 }
 
+/// Whether a resolved chat ended because it is no longer watched, not answered.
+pub fn is_unwatched(c: &AlertChat) -> bool {
+    c.reason.as_deref() == Some("unwatched")
+}
+
+/// How a resolved chat's wait ended: "waited 3h 5m (since …)", or, for a chat that is no
+/// longer watched, that nobody answered it here.
+pub fn ended(c: &AlertChat) -> String {
+    let head = if is_unwatched(c) {
+        "no longer watched (its instance was removed or a rule now ignores it) after"
+    } else {
+        "waited"
+    };
+    format!(
+        "{head} {}{} (since {})",
+        short_duration(c.waiting_seconds),
+        business_note(c),
+        utc_time(c.waiting_since)
+    )
+}
+
 fn chat_block(out: &mut String, status: Status, c: &AlertChat) {
     let _ = writeln!(
         out,
@@ -102,13 +126,7 @@ fn chat_block(out: &mut String, status: Status, c: &AlertChat) {
     );
     match status {
         Status::Resolved => {
-            let _ = writeln!(
-                out,
-                "  waited {}{} (since {})",
-                short_duration(c.waiting_seconds),
-                business_note(c),
-                utc_time(c.waiting_since)
-            );
+            let _ = writeln!(out, "  {}", ended(c));
         }
         _ => {
             let _ = writeln!(

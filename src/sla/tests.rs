@@ -54,8 +54,8 @@ struct Sim {
     episodes: HashMap<String, Episode>,
     mutes: HashMap<String, i64>,
     policy: Policy,
-    previous_chats: Option<usize>,
-    last_poll: Option<i64>,
+    /// What the store keeps between polls, moved on as the cycle moves it.
+    memory: Memory,
     /// Every episode that ended, in order.
     history: Vec<Closed>,
 }
@@ -66,8 +66,7 @@ impl Sim {
             episodes: HashMap::new(),
             mutes: HashMap::new(),
             policy,
-            previous_chats: None,
-            last_poll: None,
+            memory: Memory::default(),
             history: Vec::new(),
         }
     }
@@ -82,8 +81,7 @@ impl Sim {
             chats,
             total: chats.len(),
             read_whole,
-            previous_chats: self.previous_chats,
-            last_poll: self.last_poll,
+            memory: &self.memory,
             mutes: &self.mutes,
             policy: &self.policy,
             now,
@@ -95,10 +93,9 @@ impl Sim {
         for ep in &eval.upserts {
             self.episodes.insert(ep.jid.clone(), ep.clone());
         }
-        if read_whole && !chats.is_empty() {
-            self.previous_chats = Some(chats.len());
-        }
-        self.last_poll = Some(now);
+        self.memory = self
+            .memory
+            .after(&self.policy, read_whole, eval.complete, chats.len(), now);
         eval
     }
 }
@@ -119,7 +116,11 @@ fn fired(tier: usize, after: i64) -> EventKind {
 }
 
 fn resolved(tier: usize) -> EventKind {
-    EventKind::Resolved { tier }
+    resolved_by(tier, EndReason::Read)
+}
+
+fn resolved_by(tier: usize, reason: EndReason) -> EventKind {
+    EventKind::Resolved { tier, reason }
 }
 
 #[test]
@@ -230,8 +231,12 @@ fn completeness_needs_a_whole_non_empty_overview_of_at_least_half_the_last_size(
         (true, 1, 1, None, true),
     ];
     for (read_whole, chats, open, previous, want) in cases {
+        let memory = Memory {
+            complete_chats: previous,
+            ..Memory::default()
+        };
         assert_eq!(
-            is_complete(read_whole, chats, open, previous),
+            is_complete(read_whole, chats, open, &memory, T0),
             want,
             "{read_whole} {chats} {open} {previous:?}"
         );
@@ -327,7 +332,10 @@ fn reading_is_not_answering_with_stop_on_reply() {
         &[chat("1@c.us", Some(0), Some(T0 + 3 * H), Some(true))],
         T0 + 3 * H + 60,
     );
-    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
+    assert_eq!(
+        kinds(&e),
+        vec![("1@c.us".into(), resolved_by(0, EndReason::Reply))]
+    );
     assert_eq!(e.closed[0].reason, EndReason::Reply);
     // The notice says how long the customer waited, from the first message to now.
     assert_eq!(e.events[0].waited, 3 * H + 60);
@@ -358,6 +366,89 @@ fn reply_mode_pages_a_chat_opened_within_one_poll_and_never_answered() {
     late.push(customer("late@c.us", 0, T0 + 59));
     let e = sim.cycle(&late, T0 + 3 * H);
     assert!(e.upserts.is_empty() && e.events.is_empty());
+}
+
+/// Section 2: reply mode a month ago, read mode since, reply mode again. The old mark is
+/// not trusted: the switch starts like a first start, and the read chats whose last
+/// message is the customer's (old "thanks!") page nobody. The same for a rule that puts
+/// other chats in reply mode.
+#[test]
+fn switching_back_to_reply_mode_starts_from_the_switch() {
+    let mut p = policy();
+    p.sla.stop_on = StopOn::Reply;
+    let mut sim = Sim::new(p);
+    sim.cycle(&[], T0);
+    assert_eq!(sim.memory.mark, Some(T0));
+    sim.policy.sla.stop_on = StopOn::Read;
+    // A month of read mode: customers wrote, agents read and did not need to answer.
+    let read: Vec<Chat> = (0..50)
+        .map(|i| customer(&format!("r{i}@c.us"), 0, T0 + 86400 + i))
+        .collect();
+    for day in 1..30 {
+        sim.cycle(&read, T0 + day * 86400 + 3600);
+    }
+    assert_eq!(sim.memory.mark, None, "read mode keeps no mark");
+    sim.policy.sla.stop_on = StopOn::Reply;
+    let now = T0 + 30 * 86400;
+    let e = sim.cycle(&read, now);
+    assert!(e.upserts.is_empty(), "{} chats opened", e.upserts.len());
+    assert_eq!(sim.memory.mark, Some(now), "the mark starts at the switch");
+    // From then on reply mode works as ever: a chat opened within one poll pages.
+    let mut later = read.clone();
+    later.push(customer("new@c.us", 0, now + 30));
+    let e = sim.cycle(&later, now + 60);
+    assert_eq!(e.upserts.len(), 1);
+
+    // A rule that puts other chats in reply mode changes the signature as well.
+    let vip = Rule {
+        matchers: vec![Matcher::parse("r1*").unwrap()],
+        ignore: false,
+        business_hours: None,
+        escalation: None,
+        stop_on: Some(StopOn::Reply),
+    };
+    sim.policy.sla.stop_on = StopOn::Read;
+    sim.policy.rules = vec![Rule {
+        matchers: vec![Matcher::parse("nobody*").unwrap()],
+        ..vip.clone()
+    }];
+    sim.cycle(&later, now + 120);
+    let mark = sim.memory.mark;
+    sim.policy.rules = vec![vip];
+    let mut fresh = later.clone();
+    fresh.push(customer("r1x@c.us", 0, now + 130));
+    let e = sim.cycle(&fresh, now + 180);
+    assert!(
+        e.upserts.is_empty(),
+        "a mark from another reply-mode policy ({mark:?}) is not trusted"
+    );
+}
+
+/// Reply mode's mark moves only with a complete overview: a chat that a partial read
+/// missed is still judged against the mark it would have been judged against.
+#[test]
+fn reply_modes_mark_does_not_move_on_a_partial_overview() {
+    let mut p = policy();
+    p.sla.stop_on = StopOn::Reply;
+    let mut sim = Sim::new(p);
+    let others: Vec<Chat> = (0..4)
+        .map(|i| chat(&format!("o{i}@c.us"), Some(0), Some(T0 - H), Some(true)))
+        .collect();
+    sim.cycle(&others, T0);
+    // The customer writes at T0+30 and is read at once; the next poll is cut short and
+    // does not see the chat; the one after does.
+    let partial = sim.cycle_with(&others[..2], false, T0 + 60);
+    assert!(!partial.complete);
+    assert_eq!(sim.memory.mark, Some(T0), "a partial read keeps the mark");
+    let mut all = others.clone();
+    all.push(customer("x@c.us", 0, T0 + 30));
+    let e = sim.cycle(&all, T0 + 120);
+    assert_eq!(
+        e.upserts.len(),
+        1,
+        "read within a poll and unanswered: waiting"
+    );
+    assert_eq!(e.upserts[0].jid, "x@c.us");
 }
 
 #[test]
@@ -588,7 +679,10 @@ fn a_chat_missing_from_one_page_keeps_its_clock_and_absence_is_confirmed_over_po
     assert!(sim.cycle(&with(None), T0 + 4 * H).events.is_empty());
     assert!(sim.cycle(&with(None), T0 + 4 * H + 60).events.is_empty());
     let e = sim.cycle(&with(None), T0 + 4 * H + 120);
-    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
+    assert_eq!(
+        kinds(&e),
+        vec![("1@c.us".into(), resolved_by(0, EndReason::Absent))]
+    );
     assert_eq!(e.closed[0].reason, EndReason::Absent);
     // An incomplete overview neither counts nor resets absence.
     let mut sim = Sim::new(policy());
@@ -615,6 +709,70 @@ fn an_overview_of_under_half_the_last_one_ends_nothing() {
     let e = sim.cycle(&all[..5], T0 + 3 * H + 120);
     assert!(e.complete, "half is enough");
     assert_eq!(e.closed.len(), 5);
+}
+
+/// Section 2: an overview judged incomplete never becomes the reference. 20 chats, then
+/// the engine answers the same 8 for four polls (it is still resyncing), then 20 again:
+/// the breached chat missing from the 8 is neither resolved nor paged twice.
+#[test]
+fn a_short_overview_repeated_during_a_resync_never_becomes_the_reference() {
+    let mut sim = Sim::new(policy());
+    let mut all: Vec<Chat> = (0..19)
+        .map(|i| customer(&format!("c{i}@c.us"), 0, T0))
+        .collect();
+    all.push(customer("waiting@c.us", 1, T0));
+    let e = sim.cycle(&all, T0 + 3 * H);
+    assert_eq!(kinds(&e), vec![("waiting@c.us".into(), fired(0, 2 * H))]);
+    for poll in 1..=4 {
+        let e = sim.cycle(&all[..8], T0 + 3 * H + poll * 60);
+        assert!(
+            !e.complete,
+            "poll {poll}: 8 of 20 is a resync, however often"
+        );
+        assert!(e.events.is_empty() && e.closed.is_empty(), "poll {poll}");
+        assert_eq!(sim.memory.complete_chats, Some(20), "poll {poll}");
+    }
+    let e = sim.cycle(&all, T0 + 3 * H + 300);
+    assert!(e.events.is_empty(), "no second firing: {:?}", kinds(&e));
+    assert_eq!(sim.episodes["waiting@c.us"].started_at, T0);
+}
+
+/// The liveness twin: an inbox that really shrank (most chats deleted) is believed after
+/// a day of short answers, so the episodes of chats that are gone end at last.
+#[test]
+fn an_inbox_that_really_shrank_is_believed_after_a_day() {
+    let mut sim = Sim::new(policy());
+    let mut all: Vec<Chat> = (0..19)
+        .map(|i| customer(&format!("c{i}@c.us"), 0, T0))
+        .collect();
+    all.push(customer("gone@c.us", 1, T0));
+    sim.cycle(&all, T0 + 3 * H);
+    let start = T0 + 3 * H + 60;
+    let e = sim.cycle(&all[..8], start);
+    assert!(!e.complete);
+    assert_eq!(sim.memory.short_since, Some(start));
+    let e = sim.cycle(&all[..8], start + ADOPT_SHORT_AFTER - 1);
+    assert!(!e.complete, "a day is not over");
+    let mut ended = None;
+    for poll in 0..3 {
+        let e = sim.cycle(&all[..8], start + ADOPT_SHORT_AFTER + poll * 60);
+        assert!(e.complete, "after a day the short inbox is the inbox");
+        if !e.closed.is_empty() {
+            ended = Some(e);
+        }
+    }
+    let e = ended.expect("the gone chat ended after absent_polls complete overviews");
+    assert_eq!(
+        kinds(&e),
+        vec![("gone@c.us".into(), resolved_by(0, EndReason::Absent))]
+    );
+    assert_eq!(sim.memory.complete_chats, Some(8));
+    assert_eq!(sim.memory.short_since, None);
+    // A partial read (max_chats, an unreadable element) proves nothing either way.
+    let before = sim.memory.clone();
+    sim.cycle_with(&all[..2], false, start + ADOPT_SHORT_AFTER + 600);
+    assert_eq!(sim.memory.complete_chats, before.complete_chats);
+    assert_eq!(sim.memory.short_since, None);
 }
 
 #[test]
@@ -729,7 +887,10 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
     });
     sim.episodes.insert(old.jid.clone(), old.clone());
     let e = sim.cycle(&[customer("2@c.us", 0, T0)], T0 + 3 * H);
-    assert_eq!(kinds(&e), vec![("1@c.us".into(), resolved(0))]);
+    assert_eq!(
+        kinds(&e),
+        vec![("1@c.us".into(), resolved_by(0, EndReason::Absent))]
+    );
     assert_eq!(e.events[0].channels, vec!["oncall"]);
     // While incomplete, it counts as breached.
     let mut sim = Sim::new(policy());
@@ -826,23 +987,42 @@ fn ignored_globs_and_excluded_groups_are_never_escalated() {
     assert_eq!(e.waiting, 1);
 }
 
+/// Section 2, "an unwatched chat": a rule or `sla.ignore` that now excludes a chat ends its
+/// episode as `unwatched`; the channels that were told hear that it is no longer watched
+/// (so PagerDuty and Alertmanager close it), and a chat nobody was told of ends quietly.
 #[test]
-fn a_chat_that_becomes_ignored_is_dropped_without_a_notice() {
+fn a_chat_that_becomes_ignored_ends_as_unwatched_and_who_was_told_hears_so() {
     let mut sim = Sim::new(policy());
     sim.cycle(
-        &[customer("1@c.us", 1, T0), customer("2@c.us", 1, T0)],
+        &[
+            customer("1@c.us", 1, T0),
+            customer("2@c.us", 1, T0),
+            customer("3@c.us", 1, T0 + 2 * H),
+        ],
         T0 + 3 * H,
     );
-    sim.policy
-        .sla
-        .ignore
-        .push(crate::policy::Glob::new("1@c.us"));
-    sim.policy
-        .sla
-        .ignore
-        .push(crate::policy::Glob::new("2@c.us"));
-    let e = sim.cycle(&[customer("1@c.us", 1, T0)], T0 + 3 * H + 60);
-    assert!(e.events.is_empty());
+    for jid in ["1@c.us", "2@c.us", "3@c.us"] {
+        sim.policy.sla.ignore.push(crate::policy::Glob::new(jid));
+    }
+    let e = sim.cycle(
+        &[customer("1@c.us", 1, T0), customer("3@c.us", 1, T0 + 2 * H)],
+        T0 + 3 * H + 60,
+    );
+    let mut told: Vec<_> = e
+        .events
+        .iter()
+        .map(|ev| (ev.episode.jid.clone(), ev.kind, ev.channels.clone()))
+        .collect();
+    told.sort_by(|a, b| a.0.cmp(&b.0));
+    let unwatched = resolved_by(0, EndReason::Unwatched);
+    assert_eq!(
+        told,
+        vec![
+            ("1@c.us".into(), unwatched, vec!["oncall".to_string()]),
+            ("2@c.us".into(), unwatched, vec!["oncall".to_string()]),
+        ],
+        "the two that paged hear it; the third never paged"
+    );
     let mut reasons: Vec<_> = e
         .closed
         .iter()
@@ -852,10 +1032,32 @@ fn a_chat_that_becomes_ignored_is_dropped_without_a_notice() {
     assert_eq!(
         reasons,
         vec![
-            ("1@c.us".into(), EndReason::Ignored),
-            ("2@c.us".into(), EndReason::Ignored)
+            ("1@c.us".into(), EndReason::Unwatched),
+            ("2@c.us".into(), EndReason::Unwatched),
+            ("3@c.us".into(), EndReason::Unwatched)
         ]
     );
+}
+
+/// An instance removed from the config: every open episode ends as `unwatched`, and only
+/// those that paged send a notice, to whom they paged.
+#[test]
+fn a_removed_instance_ends_every_episode_as_unwatched() {
+    let mut sim = Sim::new(policy());
+    sim.cycle(
+        &[customer("1@c.us", 1, T0), customer("2@c.us", 1, T0 + 2 * H)],
+        T0 + 3 * H,
+    );
+    let e = unwatch(&sim.episodes, &sim.policy, T0 + 4 * H);
+    assert_eq!(
+        kinds(&e),
+        vec![("1@c.us".into(), resolved_by(0, EndReason::Unwatched))]
+    );
+    assert_eq!(e.events[0].channels, vec!["oncall"]);
+    assert_eq!(e.events[0].waited, 4 * H);
+    assert_eq!(e.closed.len(), 2);
+    assert!(e.closed.iter().all(|c| c.reason == EndReason::Unwatched));
+    assert!(e.upserts.is_empty());
 }
 
 #[test]
@@ -1143,12 +1345,12 @@ fn end_reasons_have_their_documented_names() {
         EndReason::Read,
         EndReason::Reply,
         EndReason::Absent,
-        EndReason::Ignored,
+        EndReason::Unwatched,
     ]
     .into_iter()
     .map(EndReason::as_str)
     .collect();
-    assert_eq!(names, ["read", "reply", "absent", "ignored"]);
+    assert_eq!(names, ["read", "reply", "absent", "unwatched"]);
 }
 
 /// A chat the cycle did not even read (unchanged, nothing due before `quiet_until`) is
@@ -1251,9 +1453,13 @@ fn an_unchanged_chat_is_judged_from_its_episode() {
     assert_eq!((e.waiting, e.breached), (1, 1));
     sim.policy.sla.ignore = vec![crate::policy::Glob::new("1@c.us")];
     let e = sim.cycle(std::slice::from_ref(&same), T0 + 6 * H);
-    assert!(e.events.is_empty(), "ignored: no notice");
+    assert_eq!(
+        kinds(&e),
+        vec![("1@c.us".into(), resolved_by(0, EndReason::Unwatched))],
+        "ignored now: who was told hears it is no longer watched"
+    );
     assert_eq!(e.closed.len(), 1);
-    assert_eq!(e.closed[0].reason, EndReason::Ignored);
+    assert_eq!(e.closed[0].reason, EndReason::Unwatched);
 }
 
 /// A new last message is a new id *or* a new time: either one, with a lower unread count,

@@ -61,21 +61,9 @@ pub struct SourceState {
     pub last_error: Option<String>,
     /// A `blind` alert was enqueued and no `recovered` since.
     pub blind: bool,
-    /// Reply mode's high-water mark: the last poll whose overview was complete, taken
-    /// while reply mode applied (section 2, "read is not answered").
-    pub last_ok_at: Option<i64>,
-    /// Which reply-mode policy the mark was taken under (`Policy::reply_signature`): a
-    /// mark from another policy (reply mode switched off and on again, a rule that now
-    /// puts other chats in reply mode) is not trusted, like a first start.
-    pub mark_policy: Option<i64>,
-    /// How many chats the last complete overview held (for judging the next one). Only a
-    /// complete overview becomes the reference: a short answer repeated during a resync
-    /// never does.
-    pub complete_chats: Option<usize>,
-    /// Since when every overview read whole has been judged incomplete (empty, or under
-    /// half the reference). After [`crate::sla::ADOPT_SHORT_AFTER`] of that the inbox
-    /// really shrank, and the short size becomes the reference.
-    pub short_since: Option<i64>,
+    /// What the engine remembers between polls: the reference size for judging an
+    /// overview complete, and reply mode's high-water mark.
+    pub memory: crate::sla::Memory,
 }
 
 /// What a cycle reads, from one consistent snapshot.
@@ -468,6 +456,11 @@ impl Store {
     /// Mutes still in force at `now`, soonest to end first.
     pub async fn mutes(&self, now: i64) -> Result<Vec<Mute>, StoreError> {
         both!(self.mutes(now))
+    }
+
+    /// The instances that have open episodes.
+    pub async fn episode_instances(&self) -> Result<Vec<String>, StoreError> {
+        both!(self.episode_instances())
     }
 
     /// Every open episode of every instance, longest waiting first.

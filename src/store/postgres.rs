@@ -19,7 +19,7 @@ use crate::alert::Outgoing;
 use crate::outbox::{Queued, State};
 use crate::overview::OpenEpisode;
 use crate::secret::{Redactor, Secret};
-use crate::sla::{EndReason, Episode, Preview};
+use crate::sla::{EndReason, Episode, Memory, Preview};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -454,7 +454,7 @@ impl Postgres {
                 .execute(&delete, &[&c.instance, &ep.jid])
                 .await
                 .map_err(|e| self.error(e))?;
-            if closed.reason != EndReason::Ignored {
+            if closed.reason != EndReason::Unwatched {
                 written += tx
                     .execute(
                         &keep,
@@ -788,6 +788,15 @@ impl Postgres {
         self.query_mutes(&client, now).await
     }
 
+    pub async fn episode_instances(&self) -> Result<Vec<String>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query("SELECT DISTINCT instance FROM episode", &[])
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     pub async fn all_episodes(&self) -> Result<Vec<(String, Episode)>, StoreError> {
         let client = self.client().await?;
         let rows = client
@@ -992,10 +1001,10 @@ impl Postgres {
                 &s.failing_since,
                 &s.last_error,
                 &s.blind,
-                &s.last_ok_at,
-                &s.complete_chats.map(|n| n as i64),
-                &s.mark_policy,
-                &s.short_since,
+                &s.memory.mark,
+                &s.memory.complete_chats.map(|n| n as i64),
+                &s.memory.mark_policy,
+                &s.memory.short_since,
             ],
         )
         .await
@@ -1069,10 +1078,12 @@ fn source_from(r: &Row, at: usize) -> SourceState {
         failing_since: r.get(at),
         last_error: r.get(at + 1),
         blind: r.get(at + 2),
-        last_ok_at: r.get(at + 3),
-        complete_chats: r.get::<_, Option<i64>>(at + 4).map(|n| n.max(0) as usize),
-        mark_policy: r.get(at + 5),
-        short_since: r.get(at + 6),
+        memory: Memory {
+            mark: r.get(at + 3),
+            complete_chats: r.get::<_, Option<i64>>(at + 4).map(|n| n.max(0) as usize),
+            mark_policy: r.get(at + 5),
+            short_since: r.get(at + 6),
+        },
     }
 }
 

@@ -9,7 +9,7 @@ use super::{
 use crate::alert::Outgoing;
 use crate::outbox::{Queued, State};
 use crate::overview::OpenEpisode;
-use crate::sla::{Episode, Preview};
+use crate::sla::{Episode, Memory, Preview};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -369,7 +369,7 @@ impl Sqlite {
                 for c in &closed {
                     let ep = &c.episode;
                     delete.execute(params![instance, ep.jid])?;
-                    if c.reason != crate::sla::EndReason::Ignored {
+                    if c.reason != crate::sla::EndReason::Unwatched {
                         keep.execute(params![
                             instance,
                             ep.jid,
@@ -704,6 +704,15 @@ impl Sqlite {
         self.call(move |c| mutes(c, now)).await
     }
 
+    pub async fn episode_instances(&self) -> Result<Vec<String>, StoreError> {
+        self.call(|c| {
+            let mut stmt = c.prepare_cached("SELECT DISTINCT instance FROM episode")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     pub async fn all_episodes(&self) -> Result<Vec<(String, Episode)>, StoreError> {
         self.call(|c| {
             let mut stmt = c.prepare_cached(&format!(
@@ -1002,10 +1011,12 @@ fn source(conn: &Connection, instance: &str) -> Result<SourceState, StoreError> 
                     failing_since: r.get(0)?,
                     last_error: r.get(1)?,
                     blind: r.get(2)?,
-                    last_ok_at: r.get(3)?,
-                    complete_chats: r.get::<_, Option<i64>>(4)?.map(|n| n.max(0) as usize),
-                    mark_policy: r.get(5)?,
-                    short_since: r.get(6)?,
+                    memory: Memory {
+                        mark: r.get(3)?,
+                        complete_chats: r.get::<_, Option<i64>>(4)?.map(|n| n.max(0) as usize),
+                        mark_policy: r.get(5)?,
+                        short_since: r.get(6)?,
+                    },
                 })
             },
         )
@@ -1031,10 +1042,10 @@ fn write_source(
             s.failing_since,
             s.last_error,
             s.blind,
-            s.last_ok_at,
-            s.complete_chats.map(|n| n as i64),
-            s.mark_policy,
-            s.short_since,
+            s.memory.mark,
+            s.memory.complete_chats.map(|n| n as i64),
+            s.memory.mark_policy,
+            s.memory.short_since,
         ],
     )?;
     Ok(())

@@ -487,6 +487,8 @@ pub struct Mail {
     pub data: String,
     /// The user that authenticated, if any.
     pub user: Option<String>,
+    /// The name the client gave in EHLO.
+    pub helo: String,
 }
 
 #[derive(Clone, Default)]
@@ -497,10 +499,30 @@ struct SmtpHandler {
     refuse: Arc<Mutex<u32>>,
 }
 
+/// Whether an EHLO name is what Postfix's `reject_non_fqdn_helo_hostname` lets through: a
+/// fully qualified domain name or an address literal.
+pub fn fqdn_or_literal(name: &str) -> bool {
+    (name.starts_with('[') && name.ends_with(']'))
+        || (name.contains('.') && !name.starts_with('.') && !name.ends_with('.'))
+}
+
 impl mailin_embedded::Handler for SmtpHandler {
+    /// As strict as a Postfix with `reject_non_fqdn_helo_hostname`, which many relays
+    /// run: a bare host name such as `vm` is refused for good.
+    fn helo(&mut self, _ip: std::net::IpAddr, domain: &str) -> mailin_embedded::Response {
+        if fqdn_or_literal(domain) {
+            mailin_embedded::response::OK
+        } else {
+            mailin_embedded::Response::custom(
+                504,
+                format!("5.5.2 <{domain}>: Helo command rejected: need fully-qualified hostname"),
+            )
+        }
+    }
+
     fn data_start(
         &mut self,
-        _domain: &str,
+        domain: &str,
         from: &str,
         _is8bit: bool,
         to: &[String],
@@ -511,6 +533,7 @@ impl mailin_embedded::Handler for SmtpHandler {
             to: to.to_vec(),
             data: String::new(),
             user,
+            helo: domain.to_string(),
         };
         mailin_embedded::response::OK
     }
