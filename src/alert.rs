@@ -114,6 +114,27 @@ pub fn chat_kind(jid: &str) -> &'static str {
 pub struct Outgoing {
     pub channel: String,
     pub doc: AlertDoc,
+    /// What the notice is about, for keeping notices in order (section 6): notices of one
+    /// subject on one channel never overtake one another across kinds. A per-chat
+    /// channel's subject is the chat, so one chat's firing in backoff holds back only that
+    /// chat's resolved notice; a digest's is all the instance's chats; blind and recovered
+    /// are the monitor's own.
+    pub subject: String,
+}
+
+impl Outgoing {
+    pub fn new(channel: impl Into<String>, doc: AlertDoc, shape: Shape) -> Outgoing {
+        let subject = match (doc.status, shape, doc.chats.as_slice()) {
+            (Status::Firing | Status::Resolved, Shape::PerChat, [one]) => one.id.clone(),
+            (Status::Firing | Status::Resolved, _, _) => "chats".to_string(),
+            (Status::Blind | Status::Recovered | Status::Test, _, _) => "monitor".to_string(),
+        };
+        Outgoing {
+            channel: channel.into(),
+            doc,
+            subject,
+        }
+    }
 }
 
 /// How a channel takes a cycle's events.
@@ -219,18 +240,17 @@ pub fn digest(
         .map(|((channel, status, _, _), (tier, mut chats))| {
             // Longest wait first: the chat most at risk leads the message.
             chats.sort_by(|a, b| a.waiting_since.cmp(&b.waiting_since).then(a.id.cmp(&b.id)));
-            Outgoing {
-                channel,
-                doc: AlertDoc {
-                    version: 1,
-                    status,
-                    instance: instance.to_string(),
-                    tier,
-                    sent_at: now,
-                    chats,
-                    message: None,
-                },
-            }
+            let doc = AlertDoc {
+                version: 1,
+                status,
+                instance: instance.to_string(),
+                tier,
+                sent_at: now,
+                chats,
+                message: None,
+            };
+            let channel_shape = shape(&channel);
+            Outgoing::new(channel, doc, channel_shape)
         })
         .collect()
 }

@@ -360,7 +360,7 @@ fn alerts_json(o: &Overview, now: i64) -> Value {
         "sent": o.sent.iter().map(queued_json).collect::<Vec<_>>(),
         "leases": o.leases.iter().map(|l| json!({
             "instance": l.instance, "holder": l.holder, "fence": l.fence,
-            "expires_at": l.expires_ms / 1000, "live": l.live,
+            "expires_at": l.expires_ms / 1000, "live": l.live(),
         })).collect::<Vec<_>>(),
         "sources": o.sources.iter().map(|(instance, s)| json!({
             "instance": instance, "failing_since": s.failing_since, "last_error": s.last_error,
@@ -465,7 +465,7 @@ fn alerts_text(o: &Overview, all: bool, now: i64) {
     if !o.leases.is_empty() {
         say!("Leases (who polls which instance):");
         for l in &o.leases {
-            let live = l.live;
+            let live = l.live();
             say!(
                 "  {}  held by {}  {}",
                 l.instance,

@@ -176,7 +176,7 @@ pub async fn plan(
         blind: false,
         memory: source
             .memory
-            .after(&config.policy, read_whole, eval.complete, chat_count, now),
+            .after(&config.policy, eval.judged, chat_count, now),
     };
     let count = |f: fn(&EventKind) -> bool| eval.events.iter().filter(|e| f(&e.kind)).count();
     let summary = Summary {
@@ -272,6 +272,7 @@ pub async fn commit(
             closed: eval.closed,
             outgoing,
             source: changed,
+            forget: false,
             now,
         })
         .await?;
@@ -279,8 +280,9 @@ pub async fn commit(
 }
 
 /// Records a failed poll; after `blind_after` of continuous failure, enqueues one `blind`
-/// alert to every channel.
-async fn source_failed(
+/// alert to every channel. (What [`run`] does when the poll fails; public for callers that
+/// plan and commit in steps, as the simulator does.)
+pub async fn source_failed(
     store: &Store,
     config: &Arc<Config>,
     instance: &str,
@@ -323,52 +325,68 @@ fn outgoing(config: &Config, instance: &str, events: &[sla::Event], now: i64) ->
     outgoing
 }
 
-/// Ends the open episodes of instances no longer in the config (section 2, "an unwatched
-/// chat"): each closes with reason `unwatched`, and the channels that were told hear that
-/// it is no longer watched, so PagerDuty and Alertmanager close it. Only the daemon, which
-/// owns the config, calls this (a `once` run with a config of its own must leave other
-/// instances alone); under HA, an instance another node still holds a live lease on is
-/// that node's to judge. Returns how many episodes ended.
+/// Retires the instances no longer in the config (section 2, "an unwatched chat"): each
+/// open episode ends with reason `unwatched`, and the channels that were told hear that it
+/// is no longer watched, so PagerDuty and Alertmanager close it; a blind monitor's alert
+/// ends too; and the instance's memory (polling health, reply mode's mark) goes, so that
+/// adding it back later starts afresh instead of trusting a month-old mark.
+///
+/// Only the daemon, which owns the config, calls this (a `once` run with a config of its
+/// own must leave other instances alone). Under HA the config may be changed one node at
+/// a time: an instance is retired only once no node has held its lease for a whole
+/// lease term, so a node still watching it keeps it, and a node restarting to add it does
+/// not lose it. Returns how many notifications it enqueued.
 pub async fn retire_unwatched(
     store: &Store,
     config: &Config,
     now_ms: i64,
 ) -> Result<usize, StoreError> {
     let now = now_ms.div_euclid(1000);
-    let gone: Vec<String> = store
-        .episode_instances()
-        .await?
-        .into_iter()
-        .filter(|i| config.instance(i).is_none())
-        .collect();
+    let sources = store.sources().await?;
+    let mut gone: Vec<String> = store.episode_instances().await?;
+    gone.extend(sources.iter().map(|(i, _)| i.clone()));
+    gone.retain(|i| config.instance(i).is_none());
+    gone.sort();
+    gone.dedup();
     if gone.is_empty() {
         return Ok(0);
     }
-    let node = config.ha.as_ref().map(|h| h.node.as_str());
-    let leases = match node {
+    let leases = match &config.ha {
         Some(_) => store.leases(now_ms).await?,
         None => Vec::new(),
     };
-    let mut ended = 0;
+    let lease_term = config.ha.as_ref().map_or(0, |h| h.lease.as_millis() as i64);
+    let mut enqueued = 0;
     for instance in gone {
         if leases
             .iter()
-            .any(|l| l.instance == instance && l.live && Some(l.holder.as_str()) != node)
+            .any(|l| l.instance == instance && l.remaining_ms > -lease_term)
         {
-            continue;
+            continue; // some node watched it within the last lease term
         }
         let snapshot = store.snapshot(&instance, now).await?;
         let eval = sla::unwatch(&snapshot.episodes, &config.policy, now);
-        let n = eval.closed.len();
+        let mut outgoing = outgoing(config, &instance, &eval.events, now);
+        if snapshot.source.blind {
+            outgoing.extend(to_every_channel(
+                config,
+                &instance,
+                Status::Recovered,
+                "The instance was removed from the configuration: it is no longer watched.".into(),
+                now,
+            ));
+        }
+        let (n, sent) = (eval.closed.len(), outgoing.len());
         let committed = store
             .commit_cycle(CycleCommit {
                 instance: &instance,
                 generation: snapshot.generation,
                 fence: None,
                 upserts: Vec::new(),
-                outgoing: outgoing(config, &instance, &eval.events, now),
+                outgoing,
                 closed: eval.closed,
                 source: None,
+                forget: true,
                 now,
             })
             .await;
@@ -377,15 +395,16 @@ pub async fn retire_unwatched(
                 tracing::info!(
                     instance,
                     episodes = n,
-                    "the instance is no longer in the configuration: its open episodes ended (unwatched)"
+                    notices = sent,
+                    "the instance is no longer in the configuration: its open episodes ended (unwatched) and its state is forgotten"
                 );
-                ended += n;
+                enqueued += sent;
             }
             Err(e) if e.is_conflict() => {} // another writer; the next pass looks again
             Err(e) => return Err(e),
         }
     }
-    Ok(ended)
+    Ok(enqueued)
 }
 
 fn to_every_channel(
@@ -398,9 +417,8 @@ fn to_every_channel(
     config
         .channels
         .iter()
-        .map(|c| Outgoing {
-            channel: c.name.clone(),
-            doc: AlertDoc {
+        .map(|c| {
+            let doc = AlertDoc {
                 version: 1,
                 status,
                 instance: instance.to_string(),
@@ -408,7 +426,8 @@ fn to_every_channel(
                 sent_at: now,
                 chats: Vec::new(),
                 message: Some(message.clone()),
-            },
+            };
+            Outgoing::new(c.name.clone(), doc, c.kind.shape())
         })
         .collect()
 }

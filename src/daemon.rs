@@ -194,6 +194,7 @@ pub async fn run(
         progress: progress.clone(),
         health: health.clone(),
         wake: wake.clone(),
+        took_over: watch::channel(0u64).0,
         notifier: notifier.clone(),
     };
     let mut deliverers = loops.deliverers(&runtime);
@@ -221,20 +222,24 @@ pub async fn run(
             _ = hup.recv() => {
                 if let Some(next) = reload(&path, &current, &store) {
                     notifier.reloading();
+                    // What requests are judged by (the token, users) changes first: a
+                    // rotated token must not keep working while the loops turn over.
+                    *current_config.write().unwrap_or_else(|p| p.into_inner()) =
+                        next.config.clone();
                     outbox.set_limits(next.config.delivery.retry_for, next.config.delivery.timeout);
                     if next.config.log.level != current.config.log.level
                         && let Err(e) = set_log_level(&next.config.log.level)
                     {
                         tracing::warn!("SIGHUP: log.level stays as it was: {e}");
                     }
-                    pollers.stop(POLL_STOP_GRACE).await;
+                    pollers.stop(Stop::Reload, POLL_STOP_GRACE).await;
                     health.configure(instance_names(&next.config), next.config.sla().poll_interval);
-                    deliverers.stop(next.config.delivery.timeout + Duration::from_secs(2)).await;
-                    deliverers = loops.deliverers(&next);
                     pollers = loops.pollers(&next);
+                    // Old delivery loops finish the send in hand, without a last pass:
+                    // the new ones take over the outbox (claims keep them apart).
+                    deliverers.stop(Stop::Reload, next.config.delivery.timeout + Duration::from_secs(2)).await;
+                    deliverers = loops.deliverers(&next);
                     current = next;
-                    *current_config.write().unwrap_or_else(|p| p.into_inner()) =
-                        current.config.clone();
                     tracing::info!("configuration reloaded from {}", path.display());
                     notifier.ready("configuration reloaded");
                 }
@@ -243,8 +248,8 @@ pub async fn run(
     }
 
     notifier.stopping();
-    pollers.stop(POLL_STOP_GRACE).await;
-    if !deliverers.stop(SHUTDOWN_GRACE).await {
+    pollers.stop(Stop::Shutdown, POLL_STOP_GRACE).await;
+    if !deliverers.stop(Stop::Shutdown, SHUTDOWN_GRACE).await {
         tracing::warn!(
             "deliveries still in flight after {}s; they stay queued and go out after the next start",
             SHUTDOWN_GRACE.as_secs()
@@ -258,7 +263,7 @@ pub async fn run(
     }
     if let Some(ha) = &current.config.ha {
         // Another node takes over now instead of after ha.lease.
-        if let Err(e) = store.release_leases(&ha.node).await {
+        if let Err(e) = store.release_leases(&ha.node, clock.now_ms()).await {
             tracing::warn!("could not release this node's leases: {e}");
         }
     }
@@ -317,17 +322,28 @@ fn reload(path: &Path, current: &Runtime, store: &Store) -> Option<Arc<Runtime>>
     }
 }
 
+/// Why running loops are told to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Run,
+    /// New loops take over at once: finish what is in hand, nothing more.
+    Reload,
+    /// The process exits: delivery loops make one last pass for what the final cycles
+    /// enqueued.
+    Shutdown,
+}
+
 /// A set of running loops that stop together.
 struct Workers {
-    stop: watch::Sender<bool>,
+    stop: watch::Sender<Stop>,
     tasks: JoinSet<()>,
 }
 
 impl Workers {
     /// Tells every loop to stop and waits up to `grace`; loops still running then are
     /// dropped. Returns whether all finished in time.
-    async fn stop(&mut self, grace: Duration) -> bool {
-        let _ = self.stop.send(true);
+    async fn stop(&mut self, why: Stop, grace: Duration) -> bool {
+        let _ = self.stop.send(why);
         let drained = tokio::time::timeout(grace, async {
             while self.tasks.join_next().await.is_some() {}
         })
@@ -349,6 +365,9 @@ struct Loops {
     health: Health,
     /// Bumped when a cycle enqueued something: the delivery loops look at once.
     wake: watch::Sender<u64>,
+    /// Bumped when this node takes an instance over: Alertmanager hears its alerts at
+    /// once, before the dying node's last ones run out.
+    took_over: watch::Sender<u64>,
     notifier: Notifier,
 }
 
@@ -356,7 +375,7 @@ impl Loops {
     /// One poll loop per instance. Stopping them drops a cycle still under way after the
     /// grace: an unfinished fetch loses nothing, and a commit is one transaction either way.
     fn pollers(&self, runtime: &Arc<Runtime>) -> Workers {
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(Stop::Run);
         let limit = Arc::new(Semaphore::new(runtime.config.wawp.max_concurrent));
         let mut tasks = JoinSet::new();
         {
@@ -374,6 +393,7 @@ impl Loops {
                 progress: self.progress.clone(),
                 health: self.health.clone(),
                 wake: self.wake.clone(),
+                took_over: self.took_over.clone(),
                 notifier: self.notifier.clone(),
                 limit: limit.clone(),
                 index,
@@ -393,27 +413,23 @@ impl Loops {
     /// plus one for housekeeping. Stopping them lets each make a last pass; what is still
     /// in flight after the grace stays pending in the store.
     fn deliverers(&self, runtime: &Arc<Runtime>) -> Workers {
-        let (stop, stop_rx) = watch::channel(false);
+        let (stop, stop_rx) = watch::channel(Stop::Run);
         let mut tasks = JoinSet::new();
         for (name, channel) in runtime.channels.iter() {
+            let resend = channel.alertmanager().is_some().then(|| Resend {
+                config: runtime.config.clone(),
+                clock: self.clock.clone(),
+                health: self.health.clone(),
+                took_over: self.took_over.subscribe(),
+            });
             tasks.spawn(channel_loop(
                 self.outbox.clone(),
                 name.clone(),
                 channel.clone(),
+                resend,
                 self.wake.subscribe(),
                 stop_rx.clone(),
             ));
-            if channel.alertmanager().is_some() {
-                tasks.spawn(alertmanager_loop(
-                    self.store.clone(),
-                    name.clone(),
-                    channel.clone(),
-                    runtime.config.clone(),
-                    self.clock.clone(),
-                    self.health.clone(),
-                    stop_rx.clone(),
-                ));
-            }
         }
         tasks.spawn(housekeeping_loop(
             self.outbox.clone(),
@@ -433,13 +449,14 @@ struct PollContext {
     progress: Shared<Progress>,
     health: Health,
     wake: watch::Sender<u64>,
+    took_over: watch::Sender<u64>,
     notifier: Notifier,
     limit: Arc<Semaphore>,
     index: usize,
     offset: Duration,
 }
 
-async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<bool>) {
+async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
     let config = &ctx.runtime.config;
     let instance = &config.instances[ctx.index];
     let name = instance.name.clone();
@@ -551,8 +568,9 @@ async fn lease(ctx: &PollContext, ha: &HaConfig, name: &str) -> Option<crate::st
     ];
     match held {
         Ok(Some(fence)) => {
-            if ctx.health.is_standby(name) {
+            if ctx.health.holding(name) {
                 tracing::info!(instance = name, node = %ha.node, fence = fence.value, "this node now polls the instance");
+                ctx.took_over.send_modify(|n| *n += 1);
             }
             metrics::gauge!("inbox_sla_instance_held", &labels).set(1.0);
             Some(fence)
@@ -628,23 +646,53 @@ async fn watchdog_loop(every: Duration, progress: Shared<Progress>, notifier: No
     }
 }
 
-/// Delivers one channel's notifications as they fall due, until told to stop, then makes
-/// one last pass.
+/// An Alertmanager channel's re-send: Alertmanager forgets what is not re-sent.
+struct Resend {
+    config: Arc<Config>,
+    clock: Clock,
+    health: Health,
+    took_over: watch::Receiver<u64>,
+}
+
+/// Delivers one channel's notifications as they fall due, until told to stop (at a
+/// shutdown after one last pass). An Alertmanager channel also re-sends its firing (and
+/// lately resolved) alerts every `resend`, starting at once and again whenever this node
+/// takes an instance over; in this same task, so a re-send read from the store never
+/// overtakes a resolved or recovered notice delivered meanwhile.
 async fn channel_loop(
     outbox: Arc<Outbox>,
     name: String,
     channel: Arc<notify::Channel>,
+    mut resend: Option<Resend>,
     mut wake: watch::Receiver<u64>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stop>,
 ) {
+    let mut next_resend = Instant::now();
     loop {
-        match deliver::drain_channel(&outbox, &name, &channel).await {
+        match deliver::drain_channel(&outbox, &name, channel.as_ref()).await {
             Ok(r) if r.sent + r.retrying + r.dead > 0 => outbox_gauges(outbox.store()).await,
             Ok(_) => {}
             Err(e) => tracing::error!(channel = %name, "delivery pass failed: {e}"),
         }
-        if *stop.borrow() {
+        if *stop.borrow() != Stop::Run {
             return;
+        }
+        if let (Some(r), Some(am)) = (&resend, channel.alertmanager())
+            && Instant::now() >= next_resend
+        {
+            // This node's instances: configured (a removed one's alerts end, they are not
+            // re-sent), and not held by another node.
+            let here = |i: &str| r.config.instance(i).is_some() && !r.health.is_standby(i);
+            let now = r.clock.now();
+            match deliver::refresh_alertmanager(outbox.store(), &name, am, now, here).await {
+                Ok((n, said)) => {
+                    tracing::debug!(channel = %name, alerts = n, receiver = %said, "alerts re-sent to Alertmanager")
+                }
+                Err(e) => {
+                    tracing::warn!(channel = %name, "re-sending alerts to Alertmanager failed (next try in {}): {e}", crate::duration::format(am.resend_every()))
+                }
+            }
+            next_resend = Instant::now() + am.resend_every();
         }
         let wait = match outbox
             .store()
@@ -659,45 +707,27 @@ async fn channel_loop(
                 Duration::from_secs(5)
             }
         };
+        let wait = match resend {
+            Some(_) => wait.min(next_resend.saturating_duration_since(Instant::now())),
+            None => wait,
+        };
+        let took_over = async {
+            match resend.as_mut() {
+                Some(r) => {
+                    let _ = r.took_over.changed().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = wake.changed() => {}
-            _ = stop.changed() => {} // one last pass for what the final cycles enqueued
-        }
-    }
-}
-
-/// Re-sends an Alertmanager channel's firing (and lately resolved) alerts every
-/// `resend`, starting at once: Alertmanager forgets what is not re-sent.
-async fn alertmanager_loop(
-    store: Store,
-    name: String,
-    channel: Arc<notify::Channel>,
-    config: Arc<Config>,
-    clock: Clock,
-    health: Health,
-    mut stop: watch::Receiver<bool>,
-) {
-    let Some(am) = channel.alertmanager() else {
-        return;
-    };
-    // This node's instances: configured (a removed one's alerts end, they are not
-    // re-sent), and not held by another node.
-    let here = |i: &str| config.instance(i).is_some() && !health.is_standby(i);
-    let mut ticks = tokio::time::interval(am.resend_every());
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stop.changed() => return,
-        }
-        let refreshed = deliver::refresh_alertmanager(&store, &name, am, clock.now(), here).await;
-        match refreshed {
-            Ok((n, said)) => {
-                tracing::debug!(channel = %name, alerts = n, receiver = %said, "alerts re-sent to Alertmanager")
-            }
-            Err(e) => {
-                tracing::warn!(channel = %name, "re-sending alerts to Alertmanager failed (next try in {}): {e}", crate::duration::format(am.resend_every()))
+            _ = took_over => next_resend = Instant::now(),
+            _ = stop.changed() => {
+                if *stop.borrow() == Stop::Reload {
+                    return; // the new loop takes over
+                }
+                // A shutdown: one last pass for what the final cycles enqueued.
             }
         }
     }
@@ -723,7 +753,7 @@ async fn housekeeping_loop(
     config: Arc<Config>,
     health: Health,
     wake_delivery: watch::Sender<u64>,
-    mut stop: watch::Receiver<bool>,
+    mut stop: watch::Receiver<Stop>,
 ) {
     let mut last_prune: Option<i64> = None;
     let channels = config.channel_names();

@@ -4,17 +4,31 @@
 //! wait their turn. Each channel drains on its own task, so a slow receiver never holds up
 //! another channel. What to do after a failure (backoff, dead letters) is `outbox`'s call.
 
+use crate::alert::AlertDoc;
 use crate::notify::{Channel, Channels, SendError};
 use crate::outbox::{Outbox, Report};
 use crate::store::StoreError;
+use std::future::Future;
 use std::sync::Arc;
+
+/// What delivery sends through: a configured [`Channel`], or, in the simulator, a
+/// receiver of its own with the failures it wants.
+pub trait Deliver {
+    fn send(&self, doc: &AlertDoc) -> impl Future<Output = Result<String, SendError>> + Send;
+}
+
+impl Deliver for Channel {
+    fn send(&self, doc: &AlertDoc) -> impl Future<Output = Result<String, SendError>> + Send {
+        Channel::send(self, doc)
+    }
+}
 
 /// Sends `channel`'s due notifications, oldest first, until none is due or one fails
 /// in a way worth retrying later.
 pub async fn drain_channel(
     outbox: &Outbox,
     name: &str,
-    channel: &Channel,
+    channel: &impl Deliver,
 ) -> Result<Report, StoreError> {
     let mut report = Report::default();
     while let Some(q) = outbox.claim(name).await? {
@@ -37,7 +51,7 @@ pub async fn deliver_due(outbox: &Arc<Outbox>, channels: &Channels) -> Result<Re
     let mut tasks = tokio::task::JoinSet::new();
     for (name, channel) in channels.iter() {
         let (outbox, name, channel) = (outbox.clone(), name.clone(), channel.clone());
-        tasks.spawn(async move { drain_channel(&outbox, &name, &channel).await });
+        tasks.spawn(async move { drain_channel(&outbox, &name, channel.as_ref()).await });
     }
     let mut total = Report::default();
     let mut first_error = None;
@@ -56,12 +70,7 @@ pub async fn deliver_due(outbox: &Arc<Outbox>, channels: &Channels) -> Result<Re
     }
 }
 
-/// Re-sends to an Alertmanager channel what it must not forget: an alert for every open
-/// episode this channel was told about, and, resolved, those that ended in the last five
-/// minutes; and the monitor's own alert for every instance that is blind now (a blind
-/// alert that is not re-sent would end in Alertmanager while polling still fails). Read
-/// from the store, so a restart loses nothing. `polled_here` keeps a node to the
-/// instances it watches and holds (the peers deduplicate anyway; this halves the load).
+/// Re-sends to an Alertmanager channel what it must not forget (see [`alertmanager_batch`]).
 pub async fn refresh_alertmanager(
     store: &crate::store::Store,
     channel: &str,
@@ -69,12 +78,34 @@ pub async fn refresh_alertmanager(
     now: i64,
     polled_here: impl Fn(&str) -> bool,
 ) -> Result<(usize, String), String> {
+    let alerts = alertmanager_batch(store, channel, am, now, polled_here).await?;
+    let n = alerts.len();
+    let said = am
+        .post(&serde_json::Value::Array(alerts))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((n, said))
+}
+
+/// What an Alertmanager channel must be told again now: an alert for every open episode
+/// this channel was told about, and, resolved, those that ended in the last five minutes;
+/// and the monitor's own alert for every instance that is blind now (a blind alert that
+/// is not re-sent would end in Alertmanager while polling still fails). Read from the
+/// store, so a restart loses nothing. `polled_here` keeps a node to the instances it
+/// watches and holds (the peers deduplicate anyway; this halves the load).
+pub async fn alertmanager_batch(
+    store: &crate::store::Store,
+    channel: &str,
+    am: &crate::notify::alertmanager::Alertmanager,
+    now: i64,
+    polled_here: impl Fn(&str) -> bool,
+) -> Result<Vec<serde_json::Value>, String> {
     use crate::alert::{AlertChat, AlertDoc, AlertMessage, Status, chat_kind, utc_time};
-    use crate::notify::alertmanager::{RESOLVED_FOR, Waiting};
+    use crate::notify::alertmanager::Waiting;
     let open = store.all_episodes().await.map_err(|e| e.to_string())?;
     let sources = store.sources().await.map_err(|e| e.to_string())?;
     let ended = store
-        .history(now - RESOLVED_FOR, None)
+        .history(now - am.resolved_for(), None)
         .await
         .map_err(|e| e.to_string())?;
     let mut alerts = Vec::new();
@@ -163,10 +194,5 @@ pub async fn refresh_alertmanager(
             now,
         ));
     }
-    let n = alerts.len();
-    let said = am
-        .post(&serde_json::Value::Array(alerts))
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok((n, said))
+    Ok(alerts)
 }

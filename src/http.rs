@@ -59,6 +59,12 @@ impl Health {
         h.standby.remove(instance);
     }
 
+    /// This node holds `instance`'s lease: it is no longer a standby (even while its polls
+    /// fail: then `/healthz` must say so). Returns whether it was one until now.
+    pub fn holding(&self, instance: &str) -> bool {
+        self.lock().standby.remove(instance)
+    }
+
     /// Another node holds `instance`: this node is its standby.
     pub fn standby(&self, instance: &str) {
         let mut h = self.lock();

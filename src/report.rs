@@ -79,6 +79,9 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Waits that a chat no longer watched cut short (its instance removed, a rule that
+    /// now ignores it) count as breaches they caused and as ended, but not as waits: nobody
+    /// answered them, so they say nothing of how fast the team answers.
     fn of(episodes: &[&Past]) -> Self {
         let mut breaches = BTreeMap::new();
         let mut ended = BTreeMap::new();
@@ -88,11 +91,12 @@ impl Stats {
             }
             *ended.entry(p.reason.clone()).or_insert(0) += 1;
         }
+        let waits: Vec<&&Past> = episodes.iter().filter(|p| is_a_wait(p)).collect();
         Stats {
-            episodes: episodes.len(),
-            within_sla: episodes.iter().filter(|p| p.fired.is_empty()).count(),
-            sla: Spread::of(episodes.iter().map(|p| p.business_seconds).collect()),
-            wall: Spread::of(episodes.iter().map(|p| p.wall_seconds).collect()),
+            episodes: waits.len(),
+            within_sla: waits.iter().filter(|p| p.fired.is_empty()).count(),
+            sla: Spread::of(waits.iter().map(|p| p.business_seconds).collect()),
+            wall: Spread::of(waits.iter().map(|p| p.wall_seconds).collect()),
             breaches,
             ended,
         }
@@ -169,7 +173,7 @@ pub fn build(history: &[Past], policy: &Policy, since: i64, until: i64) -> Repor
             }
         }
     }
-    let mut longest: Vec<&Past> = shown.clone();
+    let mut longest: Vec<&Past> = shown.iter().copied().filter(|p| is_a_wait(p)).collect();
     longest.sort_by_key(|p| {
         (
             std::cmp::Reverse(p.business_seconds),
@@ -177,7 +181,7 @@ pub fn build(history: &[Past], policy: &Policy, since: i64, until: i64) -> Repor
         )
     });
     let mut distribution = [0usize; 9];
-    for p in &shown {
+    for p in shown.iter().filter(|p| is_a_wait(p)) {
         let bucket = WAIT_BUCKETS
             .iter()
             .position(|le| p.business_seconds as f64 <= *le)
@@ -198,6 +202,12 @@ pub fn build(history: &[Past], policy: &Policy, since: i64, until: i64) -> Repor
         days: days(&shown, timezone, since, until),
         distribution,
     }
+}
+
+/// Whether a closed episode is a wait that ended (answered, read, or gone), not one cut
+/// short because the chat is no longer watched.
+fn is_a_wait(p: &Past) -> bool {
+    p.reason != crate::sla::EndReason::Unwatched.as_str()
 }
 
 /// When the episode's first tier fired: its start plus the tier's `after` on the chat's
@@ -239,7 +249,7 @@ fn days(shown: &[&Past], tz: Tz, since: i64, until: i64) -> Vec<Day> {
         .take(400)
         .map(|d| (d, (0, 0)))
         .collect();
-    for p in shown {
+    for p in shown.iter().filter(|p| is_a_wait(p)) {
         if let Some(entry) = date(p.ended_at).and_then(|d| out.get_mut(&d)) {
             entry.0 += 1;
             entry.1 += usize::from(p.fired.is_empty());
@@ -686,6 +696,21 @@ mod tests {
         let r = build(&h, &Policy::default(), MONDAY, MONDAY + 86400);
         assert_eq!(r.breach_starts[0][10], 1, "{:?}", r.breach_starts[0]);
         assert_eq!(r.breach_starts[0][12], 0);
+    }
+
+    /// A chat no longer watched was never answered: its breach counts, its "wait" does
+    /// not (it would make the team look faster or slower than it is).
+    #[test]
+    fn an_unwatched_episode_counts_its_breaches_not_its_wait() {
+        let mut cut = past("support", "1@c.us", MONDAY, 30 * 3600, &[7200]);
+        cut.reason = "unwatched".into();
+        let h = [cut, past("support", "2@c.us", MONDAY, 600, &[])];
+        let r = build(&h, &Policy::default(), MONDAY, MONDAY + 7 * 86400);
+        assert_eq!((r.overall.episodes, r.overall.within_sla), (1, 1));
+        assert_eq!(r.overall.wall.longest, Some(600));
+        assert_eq!(r.overall.breaches, BTreeMap::from([(7200, 1)]));
+        assert_eq!(r.overall.ended.get("unwatched"), Some(&1));
+        assert!(r.longest.iter().all(|p| p.jid == "2@c.us"));
     }
 
     #[test]

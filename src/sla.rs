@@ -162,6 +162,8 @@ pub struct Evaluation {
     pub breached: usize,
     /// Whether this overview counted as complete: only then can absence end an episode.
     pub complete: bool,
+    /// How the overview was judged (what the instance's memory learns from it).
+    pub judged: Judged,
 }
 
 /// How long overviews that were read whole but judged incomplete must go on before they
@@ -195,47 +197,64 @@ impl Memory {
         self.mark.filter(|_| self.mark_policy == Some(sig))
     }
 
-    /// The memory after a successful poll: a complete overview becomes the reference and
-    /// moves the mark on; one read whole but incomplete starts (or continues) the short
-    /// stretch; a partial read changes nothing. A policy without reply mode drops the
+    /// The memory after a successful poll judged `judged`: a complete overview becomes
+    /// the reference; a short one read whole starts (or continues) the short stretch; an
+    /// empty one or a partial read leaves both. Reply mode's mark moves with every poll
+    /// that is not a resync (a partial read still shows the newest chats: an inbox too big
+    /// to read whole must keep its mark moving), and stays put through a resync, whose
+    /// missing chats are judged against it later. A policy without reply mode drops the
     /// mark, so that switching reply mode on again starts afresh.
-    pub fn after(
-        &self,
-        policy: &Policy,
-        read_whole: bool,
-        complete: bool,
-        chats: usize,
-        now: i64,
-    ) -> Memory {
+    pub fn after(&self, policy: &Policy, judged: Judged, chats: usize, now: i64) -> Memory {
         let mut next = self.clone();
-        if complete {
+        if judged.complete {
             if chats > 0 {
                 next.complete_chats = Some(chats);
             }
             next.short_since = None;
-        } else if read_whole {
+        } else if judged.read_whole && judged.resync && chats > 0 {
             next.short_since = Some(self.short_since.unwrap_or(now));
         }
         match policy.reply_signature() {
             None => (next.mark, next.mark_policy) = (None, None),
-            Some(sig) if complete => (next.mark, next.mark_policy) = (Some(now), Some(sig)),
+            Some(sig) if !judged.resync => (next.mark, next.mark_policy) = (Some(now), Some(sig)),
             Some(_) => {}
         }
         next
     }
 }
 
-/// Whether an overview can prove absence (section 2, "absence is confirmed"): it was read
-/// whole, it is not empty while episodes are open, and it holds at least half the chats
-/// of the last complete one (engines answer `[]` or a part while they resync). Short
-/// answers that have gone on for [`ADOPT_SHORT_AFTER`] are believed.
-pub fn is_complete(read_whole: bool, chats: usize, open: usize, memory: &Memory, now: i64) -> bool {
+/// What an overview can prove (section 2, "absence is confirmed").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Judged {
+    /// Every page and element was read (no `max_chats` cut, nothing unreadable).
+    pub read_whole: bool,
+    /// Empty while episodes are open, or under half the last complete one: an engine
+    /// resyncing, not an inbox that changed.
+    pub resync: bool,
+    /// Read whole and no resync: only then can absence end an episode.
+    pub complete: bool,
+}
+
+/// Judges an overview of `chats` chats while `open` episodes are open. A short answer
+/// (not an empty one) that has gone on for [`ADOPT_SHORT_AFTER`] is believed: the inbox
+/// shrank. An empty one never is: an engine that answers `[]` proves nothing.
+pub fn judge(read_whole: bool, chats: usize, open: usize, memory: &Memory, now: i64) -> Judged {
+    let empty = chats == 0 && open > 0;
+    let small = memory.complete_chats.is_some_and(|p| chats * 2 < p);
     let shrank = memory
         .short_since
         .is_some_and(|since| now - since >= ADOPT_SHORT_AFTER);
-    read_whole
-        && (shrank
-            || (!(chats == 0 && open > 0) && memory.complete_chats.is_none_or(|p| chats * 2 >= p)))
+    let resync = empty || (small && !shrank);
+    Judged {
+        read_whole,
+        resync,
+        complete: read_whole && !resync,
+    }
+}
+
+/// Whether an overview can prove absence: see [`judge`].
+pub fn is_complete(read_whole: bool, chats: usize, open: usize, memory: &Memory, now: i64) -> bool {
+    judge(read_whole, chats, open, memory, now).complete
 }
 
 /// Whether a chat is waiting (section 2). `open`: an episode is running, which matters for
@@ -281,8 +300,10 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
     let now = c.now;
     // Quiet chats' episodes were not read (see `Chat::quiet`); they are open all the same.
     let open = c.episodes.len() + c.chats.iter().filter(|chat| chat.quiet).count();
+    let judged = judge(c.read_whole, c.total, open, c.memory, now);
     let mut out = Evaluation {
-        complete: is_complete(c.read_whole, c.total, open, c.memory, now),
+        complete: judged.complete,
+        judged,
         ..Evaluation::default()
     };
     let read_since = c.memory.read_since(policy);

@@ -85,7 +85,7 @@ pub async fn now(
         .leases(now * 1000)
         .await?
         .into_iter()
-        .filter(|l| l.live)
+        .filter(|l| l.live())
         .map(|l| (l.instance.clone(), l))
         .collect();
     let counts = store.outbox_counts().await?;

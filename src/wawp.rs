@@ -2,14 +2,75 @@
 //!
 //! It owns the HTTP details (query, paging, size limit, timeouts) and turns every failure
 //! into a [`PollError`] that says what the user can do and never carries the access token.
-//! It does not judge chats; that is `sla`'s job.
+//! It does not judge chats; that is `sla`'s job. The bytes come through a [`Transport`]:
+//! HTTP in production, the simulator's own inboxes in its tests, through the same paging,
+//! limits and parser.
 
 use crate::config::{Instance, WawpConfig};
 use crate::overview::{self, Chat, Interest, Page, StreamParser};
 use crate::secret::Redactor;
+use bytes::Bytes;
 use reqwest::{StatusCode, Url};
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A boxed future, for the object-safe [`Transport`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where an overview page comes from: one GET, answered or not. `Err` is a failure with no
+/// answer (connection refused, timed out), said in words; it may carry the URL, which the
+/// client redacts.
+pub trait Transport: Send + Sync {
+    fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Response, String>>;
+}
+
+/// An answer: its status, the length it announced, and its body as it arrives.
+pub struct Response {
+    pub status: StatusCode,
+    pub content_length: Option<u64>,
+    pub body: Body,
+}
+
+/// A body read chunk by chunk, never whole.
+pub enum Body {
+    Http(reqwest::Response),
+    /// Chunks as a simulated engine sends them; an `Err` is the connection breaking there.
+    Chunks(VecDeque<Result<Bytes, String>>),
+}
+
+impl Body {
+    async fn chunk(&mut self) -> Result<Option<Bytes>, String> {
+        match self {
+            Body::Http(r) => r.chunk().await.map_err(|e| describe(&e.without_url())),
+            Body::Chunks(c) => c.pop_front().transpose(),
+        }
+    }
+}
+
+/// The production transport: HTTP through one reqwest client (one connection pool).
+struct Http(reqwest::Client);
+
+impl Transport for Http {
+    fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Response, String>> {
+        Box::pin(async move {
+            let response = self
+                .0
+                .get(url.clone())
+                .header("accept", "application/json")
+                .send()
+                .await
+                .map_err(|e| describe(&e.without_url()))?;
+            Ok(Response {
+                status: response.status(),
+                content_length: response.content_length(),
+                body: Body::Http(response),
+            })
+        })
+    }
+}
 
 /// The whole overview of one instance, as far as it could be read.
 #[derive(Debug, Default)]
@@ -74,7 +135,7 @@ impl PollError {
 /// One HTTP client for every instance; cheap to clone.
 #[derive(Clone)]
 pub struct WawpClient {
-    http: reqwest::Client,
+    transport: Arc<dyn Transport>,
     config: WawpConfig,
 }
 
@@ -85,10 +146,15 @@ impl WawpClient {
             .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("inbox-sla/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        Ok(WawpClient {
-            http,
+        Ok(WawpClient::with_transport(config, Arc::new(Http(http))))
+    }
+
+    /// A client over another transport (the simulator's).
+    pub fn with_transport(config: &WawpConfig, transport: Arc<dyn Transport>) -> Self {
+        WawpClient {
+            transport,
             config: config.clone(),
-        })
+        }
     }
 
     /// Fetches every page of the instance's overview, building the chats `interest`
@@ -120,7 +186,7 @@ impl WawpClient {
     async fn pages(
         &self,
         instance: &Instance,
-        first: Result<reqwest::Response, PollError>,
+        first: Result<Response, PollError>,
         interest: Interest,
         redactor: &Redactor,
         progress: &(dyn Fn() + Send + Sync),
@@ -218,16 +284,14 @@ impl WawpClient {
         instance: &Instance,
         url: &Url,
         redactor: &Redactor,
-    ) -> Result<reqwest::Response, PollError> {
-        self.http
-            .get(url.clone())
-            .header("accept", "application/json")
-            .send()
+    ) -> Result<Response, PollError> {
+        self.transport
+            .get(url)
             .await
-            .map_err(|e| PollError::Transport {
+            .map_err(|reason| PollError::Transport {
                 instance: instance.name.clone(),
                 url: redactor.redact(url.as_str()),
-                reason: redactor.redact(&describe(&e.without_url())),
+                reason: redactor.redact(&reason),
             })
     }
 
@@ -237,36 +301,36 @@ impl WawpClient {
         &self,
         instance: &Instance,
         url: &Url,
-        mut response: reqwest::Response,
+        mut response: Response,
         redactor: &Redactor,
         interest: &Interest,
         progress: &(dyn Fn() + Send + Sync),
     ) -> Result<(Page, u64), PollError> {
         let shown = redactor.redact(url.as_str());
-        let transport = |e: reqwest::Error| PollError::Transport {
+        let transport = |reason: String| PollError::Transport {
             instance: instance.name.clone(),
             url: shown.clone(),
-            reason: redactor.redact(&describe(&e.without_url())),
+            reason: redactor.redact(&reason),
         };
         let parse_error = |e: overview::ParseError| PollError::Parse {
             instance: instance.name.clone(),
             url: shown.clone(),
             reason: redactor.redact(&e.to_string()),
         };
-        let status = response.status();
+        let status = response.status;
         let limit = self.config.max_response_bytes;
         let too_large = || PollError::TooLarge {
             instance: instance.name.clone(),
             url: shown.clone(),
             limit,
         };
-        if response.content_length().is_some_and(|n| n > limit) {
+        if response.content_length.is_some_and(|n| n > limit) {
             return Err(too_large());
         }
         if !status.is_success() {
             // Error bodies are read only as far as a message needs.
             let mut body = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(transport)? {
+            while let Some(chunk) = response.body.chunk().await.map_err(transport)? {
                 body.extend_from_slice(&chunk);
                 if body.len() > 64 * 1024 {
                     break;
@@ -284,7 +348,7 @@ impl WawpClient {
         }
         let mut parser = StreamParser::new(interest.clone());
         let mut total = 0u64;
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
+        while let Some(chunk) = response.body.chunk().await.map_err(transport)? {
             total += chunk.len() as u64;
             if total > limit {
                 return Err(too_large());

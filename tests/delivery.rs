@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use inbox_sla::alert::{AlertChat, AlertDoc, AlertMessage, Outgoing, Status, TierRef};
+use inbox_sla::alert::{AlertChat, AlertDoc, AlertMessage, Outgoing, Shape, Status, TierRef};
 use inbox_sla::clock::Clock;
 use inbox_sla::config::Config;
 use inbox_sla::deliver;
@@ -104,10 +104,7 @@ impl Bench {
     }
 
     fn enqueue(&self, channel: &str, doc: AlertDoc) -> i64 {
-        let out = Outgoing {
-            channel: channel.to_string(),
-            doc,
-        };
+        let out = Outgoing::new(channel, doc, Shape::Digest);
         rt().block_on(self.outbox.store().enqueue(&[out], self.clock.now()))
             .unwrap()[0]
     }

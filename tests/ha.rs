@@ -361,8 +361,8 @@ fn once_with_another_config_leaves_the_daemons_notifications_alone() {
 }
 
 /// Section 6: with PostgreSQL every claim is judged by the database's clock. Node A (true
-/// time) claims a firing and waits 3 s for a slow receiver; node B, whose clock is 120 s
-/// ahead, starts meanwhile. Judged by B's clock, A's claim (15 s) ran out long ago: B
+/// time) claims a firing and waits 8 s for a slow receiver; node B, whose clock is 120 s
+/// ahead, starts meanwhile. Judged by B's clock, A's claim (20 s) ran out long ago: B
 /// would take the row and send the same firing again.
 #[test]
 fn a_node_whose_clock_runs_minutes_ahead_never_sends_a_claimed_notification_again() {
@@ -373,20 +373,24 @@ fn a_node_whose_clock_runs_minutes_ahead_never_sends_a_claimed_notification_agai
         return;
     };
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
-    rx.script(&[Answer::Delay(Duration::from_secs(3))]);
+    rx.script(&[Answer::Delay(Duration::from_secs(8))]);
     wawp.set_for("id-north", Reply::Chats(vec![breached_chat()]));
-    let setup = |node: &str| ha_setup(&wawp, &url, node, &rx).set("delivery", "timeout", "\"5s\"");
+    let setup = |node: &str| ha_setup(&wawp, &url, node, &rx).set("delivery", "timeout", "\"10s\"");
     let (a, b) = (Env::new(setup("node-a")), Env::new(setup("node-b")));
     let da = a.start();
     assert!(wait_for(PATIENCE, || rx.all().len() == 1), "{}", da.log());
     let db = Daemon::start(&b, &skewed_clock(&library, 120));
+    assert!(db.wait_log("inbox-sla is running"), "{}", db.log());
+    assert!(
+        rx.answered_at(0).is_none(),
+        "inconclusive: node-b started only after node-a's send was answered"
+    );
+    assert_clock_skewed(&db, 120);
     assert!(
         wait_for(PATIENCE, || rx.answered_at(0).is_some()),
         "{}",
         da.log()
     );
-    assert!(db.wait_log("inbox-sla is running"), "{}", db.log());
-    assert_clock_skewed(&db, 120);
     // Both delivery loops have looked at the outbox since (each does at start and when
     // woken); nothing else is due.
     std::thread::sleep(Duration::from_millis(1500));
@@ -448,7 +452,7 @@ fn skewed_clocks_neither_steal_a_live_lease_nor_stretch_a_takeover() {
         );
         let takeover = killed.elapsed();
         assert!(
-            takeover <= Duration::from_secs(3 + 1 + 2),
+            takeover <= Duration::from_secs(3 + 1 + 3),
             "skew {skew}: took over in {takeover:?} (lease 3s + poll 1s)"
         );
         eprintln!(
@@ -503,4 +507,124 @@ fn an_alertmanager_alert_outlasts_a_takeover() {
             ends - sent
         );
     }
+}
+
+/// A node that takes over an instance re-sends its alerts to Alertmanager at once, and
+/// even while the instance's polls fail: the dying node's alerts must not run out first.
+/// (The standby flag used to clear only on a successful poll, so a node that took over a
+/// failing instance never re-sent its alerts, and Alertmanager resolved every waiting
+/// chat; and it re-sent only at its next `resend` tick.) Its `/healthz` says the
+/// instance is failing.
+#[test]
+fn a_node_taking_over_resends_the_instances_alerts_at_once_even_while_polls_fail() {
+    let Some(url) = postgres_db("ha: takeover resends") else {
+        return;
+    };
+    let (wawp, rx, am) = (FakeWawp::start(), Receiver::start(), Receiver::start());
+    wawp.chats(vec![breached_chat()]);
+    let setup = |node: &str| {
+        ha_setup(&wawp, &url, node, &rx)
+            .instances(&[("north", "id-north")])
+            .tiers_clear()
+            .tier("2h", &["pager", "am"])
+            .channel(Channel::alertmanager("am", &[&am.base]).key("resend", "\"30s\""))
+    };
+    let (a, b) = (Env::new(setup("node-a")), Env::new(setup("node-b")));
+    let mut da = a.start();
+    assert!(
+        wait_for(PATIENCE, || holder(&a, "north").as_deref()
+            == Some("node-a")),
+        "{}",
+        da.log()
+    );
+    let db = b.start();
+    assert!(db.wait_log("standing by"), "{}", db.log());
+    assert!(
+        wait_for(PATIENCE, || !am.posts().is_empty()),
+        "{}",
+        da.log()
+    );
+    // The engine fails from now on; node-a dies.
+    wawp.set(Reply::Status(500, "engine down".into()));
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = am.posts().len();
+    let killed = Instant::now();
+    da.kill();
+    let north_alert = |p: &Value| {
+        p.as_array()
+            .is_some_and(|a| a.iter().any(|x| x["labels"]["wawp_instance"] == "north"))
+    };
+    assert!(
+        wait_for(PATIENCE, || am.posts()[seen..].iter().any(north_alert)),
+        "node-b never re-sent north's alerts:\n{}",
+        db.log()
+    );
+    let resent = killed.elapsed();
+    assert!(
+        resent <= Duration::from_secs(3 + 1 + 3),
+        "re-sent {resent:?} after the kill (lease 3s, poll 1s; resend 30s must not be waited for)"
+    );
+    let base = db.http_base();
+    assert!(
+        wait_for(PATIENCE, || get(&format!("{base}/healthz")).0 == 503),
+        "node-b holds a failing instance: /healthz must say so"
+    );
+    eprintln!(
+        "takeover of a failing instance: Alertmanager heard its alerts {} ms after the kill",
+        resent.as_millis()
+    );
+}
+
+/// Under HA the config is often changed one node at a time. Node A drops `north` from its
+/// config while node B still watches it: the chat must stay watched (B takes it over
+/// after A's lease runs out), with no "unwatched" resolved notice and no second firing.
+/// Only once no node has held north for a whole lease term (B dropped it too) does it
+/// end, once, as no longer watched.
+#[test]
+fn an_instance_removed_on_one_node_stays_watched_while_another_keeps_it() {
+    let Some(url) = postgres_db("ha: rolling removal") else {
+        return;
+    };
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    wawp.set_for("id-north", Reply::Chats(vec![breached_chat()]));
+    let two = [("north", "id-north"), ("south", "id-south")];
+    let setup = |node: &str| ha_setup(&wawp, &url, node, &rx).instances(&two);
+    let (mut a, mut b) = (Env::new(setup("node-a")), Env::new(setup("node-b")));
+    let da = a.start();
+    assert!(
+        wait_for(PATIENCE, || holder(&a, "north").as_deref()
+            == Some("node-a")),
+        "{}",
+        da.log()
+    );
+    assert!(wait_for(PATIENCE, || rx.accepted().len() == 1));
+    let db = b.start();
+    assert!(db.wait_log("standing by"), "{}", db.log());
+    a.update(|s| s.instances(&[("south", "id-south")]));
+    da.signal("HUP");
+    assert!(
+        wait_for(PATIENCE, || holder(&b, "north").as_deref()
+            == Some("node-b")),
+        "{}",
+        db.log()
+    );
+    // Both nodes' housekeeping has looked (it runs at every reload and every 15s).
+    std::thread::sleep(Duration::from_millis(2000));
+    let kinds: Vec<String> = rx
+        .accepted()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(kinds, vec!["firing"], "north is still watched by node-b");
+    b.update(|s| s.instances(&[("south", "id-south")]));
+    db.signal("HUP");
+    assert!(
+        wait_for(Duration::from_secs(45), || rx.accepted().len() == 2),
+        "nobody ended north once every node dropped it:\n{}\n{}",
+        da.log(),
+        db.log()
+    );
+    let last = &rx.accepted()[1];
+    assert_eq!(last["status"], "resolved", "{last}");
+    assert_eq!(last["chats"][0]["reason"], "unwatched", "{last}");
 }

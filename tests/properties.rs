@@ -421,13 +421,9 @@ impl World {
         for ep in &eval.upserts {
             self.episodes.insert(ep.jid.clone(), ep.clone());
         }
-        self.memory = self.memory.after(
-            &self.policy,
-            read_whole,
-            eval.complete,
-            chats.len(),
-            self.now,
-        );
+        self.memory = self
+            .memory
+            .after(&self.policy, eval.judged, chats.len(), self.now);
         // Re-evaluating the same input at the same instant changes and says nothing.
         let again = sla::evaluate(&sla::Cycle {
             episodes: &self.episodes,

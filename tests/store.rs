@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use inbox_sla::alert::{AlertDoc, Outgoing, Status};
+use inbox_sla::alert::{AlertChat, AlertDoc, Outgoing, Shape, Status};
 use inbox_sla::clock::Clock;
 use inbox_sla::outbox::State;
 use inbox_sla::sla::{Closed, EndReason, Episode, Preview};
@@ -81,10 +81,27 @@ fn doc(status: Status, instance: &str) -> AlertDoc {
 }
 
 fn out(channel: &str, status: Status) -> Outgoing {
-    Outgoing {
-        channel: channel.into(),
-        doc: doc(status, "support"),
-    }
+    Outgoing::new(channel, doc(status, "support"), Shape::Digest)
+}
+
+/// A per-chat notice (PagerDuty, Alertmanager) about one chat.
+fn about(chat: &str, status: Status) -> Outgoing {
+    let mut d = doc(status, "support");
+    d.chats = vec![AlertChat {
+        id: chat.into(),
+        name: None,
+        kind: "individual".into(),
+        unread_count: Some(1),
+        waiting_since: T0,
+        waiting_seconds: 0,
+        sla_seconds: 0,
+        tier: 0,
+        repeat: false,
+        last_message: None,
+        tiers_fired: vec![7200],
+        reason: None,
+    }];
+    Outgoing::new("pd", d, Shape::PerChat)
 }
 
 fn commit<'a>(
@@ -102,6 +119,7 @@ fn commit<'a>(
         closed: closed.to_vec(),
         outgoing: outgoing.to_vec(),
         source: None,
+        forget: false,
         now: T0,
     }
 }
@@ -232,8 +250,9 @@ fn closed_episodes_leave_the_open_set_and_are_kept_for_reports() {
                 .commit_cycle(commit("support", 0, &eps, &[], &[]))
                 .await
                 .unwrap();
-            // One read, one ignored (dropped without history), and one read between polls
-            // (closed and reopened in the same cycle).
+            // One read, one no longer watched (kept too, with its reason: its breaches
+            // count in reports), and one read between polls (closed and reopened in the
+            // same cycle).
             let closed = [
                 Closed {
                     episode: eps[0].clone(),
@@ -264,8 +283,10 @@ fn closed_episodes_leave_the_open_set_and_are_kept_for_reports() {
                 "{name}: the new episode"
             );
             let past = store.history(0, None).await.unwrap();
-            assert_eq!(past.len(), 1, "{name}: ignored chats are not history");
-            let p = &past[0];
+            assert_eq!(past.len(), 2, "{name}");
+            let unwatched = past.iter().find(|p| p.jid == "2@c.us").unwrap();
+            assert_eq!(unwatched.reason, "unwatched", "{name}");
+            let p = past.iter().find(|p| p.jid == "1@c.us").unwrap();
             assert_eq!(
                 (p.jid.as_str(), p.started_at, p.ended_at),
                 ("1@c.us", T0 - 9000, T0),
@@ -344,14 +365,17 @@ fn a_commit_with_a_stale_fence_is_refused() {
             fresh.fence = Some(&b);
             store.commit_cycle(fresh).await.unwrap();
             let leases = store.leases(at(&clock, T0 * 1000 + 41_500)).await.unwrap();
-            assert!(leases[0].live, "{name}");
+            assert!(leases[0].live(), "{name}");
             assert_eq!(
                 (leases[0].holder.as_str(), leases[0].fence),
                 ("node-b", 2),
                 "{name}"
             );
             // A clean stop lets go at once.
-            store.release_leases("node-b").await.unwrap();
+            store
+                .release_leases("node-b", at(&clock, T0 * 1000 + 41_600))
+                .await
+                .unwrap();
             let a2 = store
                 .acquire_lease("support", "node-a", at(&clock, T0 * 1000 + 42_000), 30_000)
                 .await
@@ -470,10 +494,7 @@ fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
 fn a_resolved_notice_is_not_due_while_its_firing_is_undelivered() {
     for (name, store, _dir, clock) in backends("store: resolved after firing") {
         rt().block_on(async {
-            let other = Outgoing {
-                channel: "oncall".into(),
-                doc: doc(Status::Firing, "sales"),
-            };
+            let other = Outgoing::new("oncall", doc(Status::Firing, "sales"), Shape::Digest);
             let ids = store
                 .enqueue(
                     &[
@@ -614,6 +635,48 @@ fn a_notice_never_overtakes_an_earlier_notice_of_another_kind() {
             assert_eq!(
                 q.id, ids[1],
                 "{name}: firings need no order among themselves"
+            );
+
+            // On a per-chat channel one chat's firing in backoff holds back its own
+            // resolved notice, not another chat's; and a held-back notice is not "due"
+            // (the delivery loop would otherwise spin until the backoff ends).
+            now += 120_000;
+            at(&clock, now);
+            let ids = store
+                .enqueue(
+                    &[
+                        about("a@c.us", Status::Firing),
+                        about("a@c.us", Status::Resolved),
+                        about("b@c.us", Status::Resolved),
+                    ],
+                    T0,
+                )
+                .await
+                .unwrap();
+            let q = store
+                .claim("a", "pd", at(&clock, now), 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(q.id, ids[0], "{name}");
+            store
+                .nack(q.id, "a", at(&clock, now), 60_000, "503")
+                .await
+                .unwrap();
+            let q = store
+                .claim("a", "pd", at(&clock, now), 30_000)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                q.id, ids[2],
+                "{name}: b's notice does not wait for a's firing"
+            );
+            store.ack(q.id, "a", T0).await.unwrap();
+            assert_eq!(
+                store.next_due_in_ms("pd", at(&clock, now)).await.unwrap(),
+                Some(60_000),
+                "{name}: a's resolved notice is due when its firing is, not now"
             );
         });
     }

@@ -27,8 +27,8 @@ use std::time::Duration;
 /// Once one peer has taken the alerts, how long the others still get to answer.
 const PEER_GRACE: Duration = Duration::from_secs(2);
 
-/// How long an ended episode is still sent (resolved) after it ended.
-pub const RESOLVED_FOR: i64 = 300;
+/// How long an ended episode is still sent (resolved) after it ended, at least.
+const RESOLVED_FOR: i64 = 300;
 
 pub struct Alertmanager {
     http: reqwest::Client,
@@ -135,6 +135,13 @@ impl Alertmanager {
                 })]
             }
         }
+    }
+
+    /// How long an ended episode is still re-sent as resolved: five minutes, and at least
+    /// two re-sends, so that a stale firing re-send (read from the store just before the
+    /// episode ended) is always followed by one that ends it.
+    pub fn resolved_for(&self) -> i64 {
+        RESOLVED_FOR.max(2 * self.resend.as_secs() as i64)
     }
 
     /// How far ahead a firing alert's `endsAt` is, in seconds.

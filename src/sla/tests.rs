@@ -95,7 +95,7 @@ impl Sim {
         }
         self.memory = self
             .memory
-            .after(&self.policy, read_whole, eval.complete, chats.len(), now);
+            .after(&self.policy, eval.judged, chats.len(), now);
         eval
     }
 }
@@ -424,10 +424,12 @@ fn switching_back_to_reply_mode_starts_from_the_switch() {
     );
 }
 
-/// Reply mode's mark moves only with a complete overview: a chat that a partial read
-/// missed is still judged against the mark it would have been judged against.
+/// Reply mode's mark stays put through a resync: a chat that a short answer missed is
+/// still judged against the mark it would have been judged against. A partial read that
+/// is no resync (an inbox larger than `max_chats`, an element that is not a chat) moves
+/// it: such an inbox is never read whole, and its mark must not freeze.
 #[test]
-fn reply_modes_mark_does_not_move_on_a_partial_overview() {
+fn reply_modes_mark_holds_through_a_resync_and_moves_on_a_partial_read() {
     let mut p = policy();
     p.sla.stop_on = StopOn::Reply;
     let mut sim = Sim::new(p);
@@ -435,11 +437,11 @@ fn reply_modes_mark_does_not_move_on_a_partial_overview() {
         .map(|i| chat(&format!("o{i}@c.us"), Some(0), Some(T0 - H), Some(true)))
         .collect();
     sim.cycle(&others, T0);
-    // The customer writes at T0+30 and is read at once; the next poll is cut short and
-    // does not see the chat; the one after does.
-    let partial = sim.cycle_with(&others[..2], false, T0 + 60);
-    assert!(!partial.complete);
-    assert_eq!(sim.memory.mark, Some(T0), "a partial read keeps the mark");
+    // The customer writes at T0+30 and is read at once; the next poll is a resync that
+    // does not show the chat; the one after does.
+    let resync = sim.cycle(&others[..1], T0 + 60);
+    assert!(!resync.complete && resync.judged.resync);
+    assert_eq!(sim.memory.mark, Some(T0), "a resync keeps the mark");
     let mut all = others.clone();
     all.push(customer("x@c.us", 0, T0 + 30));
     let e = sim.cycle(&all, T0 + 120);
@@ -449,6 +451,9 @@ fn reply_modes_mark_does_not_move_on_a_partial_overview() {
         "read within a poll and unanswered: waiting"
     );
     assert_eq!(e.upserts[0].jid, "x@c.us");
+    let partial = sim.cycle_with(&all, false, T0 + 180);
+    assert!(!partial.complete && !partial.judged.resync);
+    assert_eq!(sim.memory.mark, Some(T0 + 180), "a partial read moves it");
 }
 
 #[test]
@@ -768,6 +773,13 @@ fn an_inbox_that_really_shrank_is_believed_after_a_day() {
     );
     assert_eq!(sim.memory.complete_chats, Some(8));
     assert_eq!(sim.memory.short_since, None);
+    // An engine that answers `[]` for days proves nothing, however long.
+    let mut sim2 = Sim::new(policy());
+    sim2.cycle(&all, T0 + 3 * H);
+    for day in 0..3 {
+        let e = sim2.cycle(&[], T0 + 3 * H + 60 + day * ADOPT_SHORT_AFTER);
+        assert!(!e.complete && e.closed.is_empty(), "day {day}");
+    }
     // A partial read (max_chats, an unreadable element) proves nothing either way.
     let before = sim.memory.clone();
     sim.cycle_with(&all[..2], false, start + ADOPT_SHORT_AFTER + 600);

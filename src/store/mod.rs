@@ -165,6 +165,9 @@ pub struct CycleCommit<'a> {
     pub outgoing: Vec<Outgoing>,
     /// The instance's new source state, when it changed.
     pub source: Option<&'a SourceState>,
+    /// The instance is no longer watched: its source row (polling health, reply mode's
+    /// mark) goes, so that adding it back later starts afresh.
+    pub forget: bool,
     pub now: i64,
 }
 
@@ -174,6 +177,7 @@ impl CycleCommit<'_> {
             && self.closed.is_empty()
             && self.outgoing.is_empty()
             && self.source.is_none()
+            && !self.forget
     }
 }
 
@@ -191,9 +195,16 @@ pub struct Lease {
     pub holder: String,
     pub expires_ms: i64,
     pub fence: i64,
-    /// Whether it has not expired, judged by the store's clock (with PostgreSQL the
-    /// database's, never a node's).
-    pub live: bool,
+    /// How long until it expires (negative: how long ago it did), by the store's clock
+    /// (with PostgreSQL the database's, never a node's).
+    pub remaining_ms: i64,
+}
+
+impl Lease {
+    /// Whether it has not expired.
+    pub fn live(&self) -> bool {
+        self.remaining_ms > 0
+    }
 }
 
 /// Whose clock a PostgreSQL store judges leases and claims by (PRODUCT.md section 6).
@@ -496,10 +507,10 @@ impl Store {
         both!(self.acquire_lease(instance, node, now_ms, lease_ms))
     }
 
-    /// Lets go of every lease `node` holds (a clean shutdown: another node takes over at
-    /// once instead of after `ha.lease`).
-    pub async fn release_leases(&self, node: &str) -> Result<(), StoreError> {
-        both!(self.release_leases(node))
+    /// Lets go of every lease `node` holds, expiring them now (a clean shutdown: another
+    /// node takes over at once instead of after `ha.lease`).
+    pub async fn release_leases(&self, node: &str, now_ms: i64) -> Result<(), StoreError> {
+        both!(self.release_leases(node, now_ms))
     }
 
     /// Every lease, each judged live or expired by the store's clock.

@@ -19,7 +19,7 @@ use crate::alert::Outgoing;
 use crate::outbox::{Queued, State};
 use crate::overview::OpenEpisode;
 use crate::secret::{Redactor, Secret};
-use crate::sla::{EndReason, Episode, Memory, Preview};
+use crate::sla::{Episode, Memory, Preview};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -114,7 +114,8 @@ const MIGRATIONS: &[&str] = &[
     // 4 -> 5
     "ALTER TABLE source ADD COLUMN mark_policy BIGINT;
     ALTER TABLE source ADD COLUMN short_since BIGINT;
-    CREATE INDEX outbox_open_order ON outbox (channel, instance, id)
+    ALTER TABLE outbox ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+    CREATE INDEX outbox_open_order ON outbox (channel, instance, subject, id)
         WHERE state IN ('pending', 'claimed');",
 ];
 
@@ -454,26 +455,24 @@ impl Postgres {
                 .execute(&delete, &[&c.instance, &ep.jid])
                 .await
                 .map_err(|e| self.error(e))?;
-            if closed.reason != EndReason::Unwatched {
-                written += tx
-                    .execute(
-                        &keep,
-                        &[
-                            &c.instance,
-                            &ep.jid,
-                            &ep.name,
-                            &ep.started_at,
-                            &closed.ended_at,
-                            &(closed.ended_at - ep.started_at).max(0),
-                            &closed.age,
-                            &json_list(&ep.fired),
-                            &json_list(&ep.notified),
-                            &closed.reason.as_str(),
-                        ],
-                    )
-                    .await
-                    .map_err(|e| self.error(e))?;
-            }
+            written += tx
+                .execute(
+                    &keep,
+                    &[
+                        &c.instance,
+                        &ep.jid,
+                        &ep.name,
+                        &ep.started_at,
+                        &closed.ended_at,
+                        &(closed.ended_at - ep.started_at).max(0),
+                        &closed.age,
+                        &json_list(&ep.fired),
+                        &json_list(&ep.notified),
+                        &closed.reason.as_str(),
+                    ],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
         }
         let upsert = tx
             .prepare_cached(
@@ -527,6 +526,12 @@ impl Postgres {
         }
         if let Some(s) = c.source {
             written += self.write_source(&tx, c.instance, s).await?;
+        }
+        if c.forget {
+            written += tx
+                .execute("DELETE FROM source WHERE instance = $1", &[&c.instance])
+                .await
+                .map_err(|e| self.error(e))?;
         }
         written += self.insert_outgoing(&tx, &c.outgoing, c.now).await?.len() as u64;
         tx.commit().await.map_err(|e| self.error(e))?;
@@ -718,7 +723,8 @@ impl Postgres {
                 &format!(
                     "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms
                                            ELSE claim_until_ms END) - {}
-                     FROM outbox WHERE channel = $1 AND state IN ('pending', 'claimed')",
+                     FROM outbox o
+                     WHERE channel = $1 AND state IN ('pending', 'claimed') AND {IN_ORDER}",
                     db_now(2)
                 ),
                 &[&channel, &self.now_param()],
@@ -908,12 +914,15 @@ impl Postgres {
         }))
     }
 
-    pub async fn release_leases(&self, node: &str) -> Result<(), StoreError> {
+    pub async fn release_leases(&self, node: &str, _now_ms: i64) -> Result<(), StoreError> {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE lease SET expires_ms = 0 WHERE holder = $1",
-                &[&node],
+                &format!(
+                    "UPDATE lease SET expires_ms = LEAST(expires_ms, {}) WHERE holder = $1",
+                    db_now(2)
+                ),
+                &[&node, &self.now_param()],
             )
             .await
             .map_err(|e| self.error(e))?;
@@ -925,7 +934,7 @@ impl Postgres {
         let rows = client
             .query(
                 &format!(
-                    "SELECT instance, holder, expires_ms, fence, expires_ms > {}
+                    "SELECT instance, holder, expires_ms, fence, expires_ms - {}
                      FROM lease ORDER BY instance",
                     db_now(1)
                 ),
@@ -940,7 +949,7 @@ impl Postgres {
                 holder: r.get(1),
                 expires_ms: r.get(2),
                 fence: r.get(3),
-                live: r.get(4),
+                remaining_ms: r.get(4),
             })
             .collect())
     }
@@ -1023,8 +1032,8 @@ impl Postgres {
         let insert = tx
             .prepare_cached(&format!(
                 "INSERT INTO outbox (created_at, instance, channel, status, document,
-                                         next_attempt_ms)
-                     VALUES ($1, $2, $3, $4, $5, {}) RETURNING id",
+                                         next_attempt_ms, subject)
+                     VALUES ($1, $2, $3, $4, $5, {}, $7) RETURNING id",
                 db_now(6)
             ))
             .await
@@ -1041,6 +1050,7 @@ impl Postgres {
                         &o.doc.status.as_str(),
                         &serde_json::to_string(&o.doc)?,
                         &self.now_param(),
+                        &o.subject,
                     ],
                 )
                 .await

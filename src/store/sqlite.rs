@@ -117,7 +117,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // instance in order.
     "ALTER TABLE source ADD COLUMN mark_policy INTEGER;
     ALTER TABLE source ADD COLUMN short_since INTEGER;
-    CREATE INDEX outbox_open_order ON outbox (channel, instance, id)
+    ALTER TABLE outbox ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+    CREATE INDEX outbox_open_order ON outbox (channel, instance, subject, id)
         WHERE state IN ('pending', 'claimed');",
 ];
 
@@ -156,13 +157,14 @@ const EPISODE_COLUMNS: &str = "jid, name, started_at, unread, last_id, last_body
      last_media, has_last, tiers_fired, last_fired_at, nudged, fired, notified, missing, fingerprint, \
      quiet_until";
 
-/// A claimable notice must not overtake an undelivered earlier notice of another kind for
-/// the same instance on the same channel (`o` is the candidate row). Shared with the
-/// PostgreSQL backend: the same words in both dialects.
+/// A claimable notice must not overtake an undelivered earlier notice of another kind
+/// about the same subject (a chat, a digest's chats, the monitor) of the same instance on
+/// the same channel (`o` is the candidate row). Shared with the PostgreSQL backend: the
+/// same words in both dialects.
 pub(crate) const IN_ORDER: &str = "NOT EXISTS (
         SELECT 1 FROM outbox f
-        WHERE f.channel = o.channel AND f.instance = o.instance AND f.id < o.id
-          AND f.status <> o.status AND f.state IN ('pending', 'claimed'))";
+        WHERE f.channel = o.channel AND f.instance = o.instance AND f.subject = o.subject
+          AND f.id < o.id AND f.status <> o.status AND f.state IN ('pending', 'claimed'))";
 
 /// Whether an episode has fired a tier, in SQL (a legacy count has no `fired` list; such
 /// an episode is never quiet, so the answer does not matter for it).
@@ -328,6 +330,7 @@ impl Sqlite {
             ..
         } = c;
         let source_state = c.source.cloned();
+        let forget = c.forget;
         let now = c.now;
         self.call(move |conn| {
             let before = conn.total_changes();
@@ -369,7 +372,7 @@ impl Sqlite {
                 for c in &closed {
                     let ep = &c.episode;
                     delete.execute(params![instance, ep.jid])?;
-                    if c.reason != crate::sla::EndReason::Unwatched {
+                    {
                         keep.execute(params![
                             instance,
                             ep.jid,
@@ -432,6 +435,9 @@ impl Sqlite {
             }
             if let Some(s) = &source_state {
                 write_source(&tx, &instance, s)?;
+            }
+            if forget {
+                tx.execute("DELETE FROM source WHERE instance = ?1", [&instance])?;
             }
             insert_outgoing(&tx, &outgoing, now)?;
             tx.commit()?;
@@ -638,9 +644,15 @@ impl Sqlite {
     ) -> Result<Option<i64>, StoreError> {
         let channel = channel.to_string();
         self.call(move |c| {
+            // A notice held back by an earlier one is not due on its own: counting it would
+            // wake the delivery loop over and over while that one waits out its backoff.
             Ok(c.query_row(
-                "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms ELSE claim_until_ms END) - ?2
-                 FROM outbox WHERE channel = ?1 AND state IN ('pending', 'claimed')",
+                &format!(
+                    "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms
+                                           ELSE claim_until_ms END) - ?2
+                     FROM outbox o
+                     WHERE channel = ?1 AND state IN ('pending', 'claimed') AND {IN_ORDER}"
+                ),
                 params![channel, now_ms],
                 |r| r.get(0),
             )?)
@@ -817,10 +829,13 @@ impl Sqlite {
         .await
     }
 
-    pub async fn release_leases(&self, node: &str) -> Result<(), StoreError> {
+    pub async fn release_leases(&self, node: &str, now_ms: i64) -> Result<(), StoreError> {
         let node = node.to_string();
         self.call(move |c| {
-            c.execute("UPDATE lease SET expires_ms = 0 WHERE holder = ?1", [node])?;
+            c.execute(
+                "UPDATE lease SET expires_ms = min(expires_ms, ?2) WHERE holder = ?1",
+                params![node, now_ms],
+            )?;
             Ok(())
         })
         .await
@@ -829,7 +844,7 @@ impl Sqlite {
     pub async fn leases(&self, now_ms: i64) -> Result<Vec<Lease>, StoreError> {
         self.call(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT instance, holder, expires_ms, fence, expires_ms > ?1
+                "SELECT instance, holder, expires_ms, fence, expires_ms - ?1
                  FROM lease ORDER BY instance",
             )?;
             let rows = stmt.query_map([now_ms], |r| {
@@ -838,7 +853,7 @@ impl Sqlite {
                     holder: r.get(1)?,
                     expires_ms: r.get(2)?,
                     fence: r.get(3)?,
-                    live: r.get(4)?,
+                    remaining_ms: r.get(4)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -1058,8 +1073,8 @@ fn insert_outgoing(
 ) -> Result<Vec<i64>, StoreError> {
     let mut ids = Vec::with_capacity(outgoing.len());
     let mut insert = tx.prepare_cached(
-        "INSERT INTO outbox (created_at, instance, channel, status, next_attempt_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO outbox (created_at, instance, channel, status, next_attempt_ms, subject)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut document =
         tx.prepare_cached("INSERT INTO outbox_document (id, document) VALUES (?1, ?2)")?;
@@ -1069,7 +1084,8 @@ fn insert_outgoing(
             o.doc.instance,
             o.channel,
             o.doc.status.as_str(),
-            now * 1000
+            now * 1000,
+            o.subject,
         ])?;
         let id = tx.last_insert_rowid();
         document.execute(params![id, serde_json::to_string(&o.doc)?])?;
