@@ -23,6 +23,10 @@ pub enum CycleError {
     Store(#[from] StoreError),
 }
 
+/// Chats (kept, plus episodes read) from which a cycle's evaluation is worth a blocking
+/// thread of its own, and their freeing a thread of its own.
+const LARGE: usize = 5_000;
+
 /// What one cycle saw and did, for logs, `STATUS=` and metrics.
 #[derive(Debug, Clone, Default)]
 pub struct Summary {
@@ -139,11 +143,11 @@ pub async fn plan(
     }
     let engine_config = config.clone();
     let chats = fetched.chats;
+    let fetched_chats = chats.len() + episodes.len();
     let total = fetched.total;
     let read_whole = fetched.complete;
     let memory = source.memory.clone();
-    // The engine is CPU work over possibly 100k chats: keep it off the async workers.
-    let (eval, chat_count) = tokio::task::spawn_blocking(move || {
+    let judge = move || {
         let eval = sla::evaluate(&sla::Cycle {
             episodes: &episodes,
             chats: &chats,
@@ -154,16 +158,25 @@ pub async fn plan(
             policy: &engine_config.policy,
             now,
         });
-        let count = total;
-        // Freeing 100k parsed chats takes longer than evaluating them; nothing waits on it.
-        // (If no thread can be had, the closure and its data are simply freed here.)
-        let _ = std::thread::Builder::new()
-            .name("free-overview".into())
-            .spawn(move || drop((chats, episodes)));
-        (eval, count)
-    })
-    .await
-    .map_err(|e| StoreError::Corrupt(format!("the evaluation task failed: {e}")))?;
+        if chats.len() + episodes.len() >= LARGE {
+            // Freeing 100k parsed chats takes longer than evaluating them; nothing waits
+            // on it. (If no thread can be had, they are simply freed here.)
+            let _ = std::thread::Builder::new()
+                .name("free-overview".into())
+                .spawn(move || drop((chats, episodes)));
+        }
+        eval
+    };
+    // The engine is CPU work over possibly 100k chats: a large cycle runs off the async
+    // workers. A small one (most of a fleet's) costs less than the hand-over would.
+    let eval = if fetched_chats >= LARGE {
+        tokio::task::spawn_blocking(judge)
+            .await
+            .map_err(|e| StoreError::Corrupt(format!("the evaluation task failed: {e}")))?
+    } else {
+        judge()
+    };
+    let chat_count = total;
     progress();
     if !eval.complete && read_whole && eval.waiting > 0 {
         tracing::warn!(instance = %instance.name, chats = chat_count, previous = ?source.memory.complete_chats,
@@ -335,12 +348,13 @@ fn outgoing(config: &Config, instance: &str, events: &[sla::Event], now: i64) ->
 /// own must leave other instances alone). Under HA the config may be changed one node at
 /// a time: an instance is retired only once no node has held its lease for a whole
 /// lease term, so a node still watching it keeps it, and a node restarting to add it does
-/// not lose it. Returns how many notifications it enqueued.
+/// not lose it. Returns the instances retired, each with how many notifications it
+/// enqueued.
 pub async fn retire_unwatched(
     store: &Store,
     config: &Config,
     now_ms: i64,
-) -> Result<usize, StoreError> {
+) -> Result<Vec<(String, usize)>, StoreError> {
     let now = now_ms.div_euclid(1000);
     let sources = store.sources().await?;
     let mut gone: Vec<String> = store.episode_instances().await?;
@@ -349,14 +363,14 @@ pub async fn retire_unwatched(
     gone.sort();
     gone.dedup();
     if gone.is_empty() {
-        return Ok(0);
+        return Ok(Vec::new());
     }
     let leases = match &config.ha {
         Some(_) => store.leases(now_ms).await?,
         None => Vec::new(),
     };
     let lease_term = config.ha.as_ref().map_or(0, |h| h.lease.as_millis() as i64);
-    let mut enqueued = 0;
+    let mut retired = Vec::new();
     for instance in gone {
         if leases
             .iter()
@@ -398,13 +412,13 @@ pub async fn retire_unwatched(
                     notices = sent,
                     "the instance is no longer in the configuration: its open episodes ended (unwatched) and its state is forgotten"
                 );
-                enqueued += sent;
+                retired.push((instance, sent));
             }
             Err(e) if e.is_conflict() => {} // another writer; the next pass looks again
             Err(e) => return Err(e),
         }
     }
-    Ok(enqueued)
+    Ok(retired)
 }
 
 fn to_every_channel(

@@ -761,8 +761,10 @@ async fn housekeeping_loop(
     loop {
         let now = outbox.clock().now();
         match cycle::retire_unwatched(outbox.store(), &config, outbox.clock().now_ms()).await {
-            Ok(0) => {}
-            Ok(_) => wake_delivery.send_modify(|n| *n += 1),
+            Ok(retired) if retired.iter().any(|(_, sent)| *sent > 0) => {
+                wake_delivery.send_modify(|n| *n += 1)
+            }
+            Ok(_) => {}
             Err(e) => tracing::error!("ending the episodes of removed instances failed: {e}"),
         }
         if let Err(e) = outbox.flush().await {

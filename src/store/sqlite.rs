@@ -122,6 +122,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         WHERE state IN ('pending', 'claimed');",
 ];
 
+/// Statements run through the connection's statement cache: parsing SQL costs more than
+/// running it for the small statements a cycle makes, and `execute`/`query_row` would
+/// parse every time.
+trait Cached {
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize>;
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T>;
+}
+
+impl Cached for Connection {
+    fn run(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.prepare_cached(sql)?.execute(params)
+    }
+
+    fn one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.prepare_cached(sql)?.query_row(params, f)
+    }
+}
+
 /// Episodes written per statement (18 parameters each, well under SQLite's limit).
 const UPSERT_ROWS: usize = 64;
 const EPISODE_FIELDS: usize = 18;
@@ -336,12 +364,12 @@ impl Sqlite {
             let before = conn.total_changes();
             let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let bumped = if generation == 0 {
-                tx.execute(
+                tx.run(
                     "INSERT INTO generation (instance, value) VALUES (?1, 1) ON CONFLICT (instance) DO NOTHING",
                     [&instance],
                 )?
             } else {
-                tx.execute(
+                tx.run(
                     "UPDATE generation SET value = value + 1 WHERE instance = ?1 AND value = ?2",
                     params![instance, generation],
                 )?
@@ -351,7 +379,7 @@ impl Sqlite {
             }
             if let Some(f) = &fence {
                 let held: Option<i64> = tx
-                    .query_row(
+                    .one(
                         "SELECT fence FROM lease WHERE instance = ?1 AND holder = ?2",
                         params![instance, f.node],
                         |r| r.get(0),
@@ -437,7 +465,7 @@ impl Sqlite {
                 write_source(&tx, &instance, s)?;
             }
             if forget {
-                tx.execute("DELETE FROM source WHERE instance = ?1", [&instance])?;
+                tx.run("DELETE FROM source WHERE instance = ?1", [&instance])?;
             }
             insert_outgoing(&tx, &outgoing, now)?;
             tx.commit()?;
@@ -472,7 +500,7 @@ impl Sqlite {
     pub async fn sources(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
         self.call(|c| {
             let names: Vec<String> = c
-                .prepare("SELECT instance FROM source ORDER BY instance")?
+                .prepare_cached("SELECT instance FROM source ORDER BY instance")?
                 .query_map([], |r| r.get(0))?
                 .collect::<Result<_, _>>()?;
             names
@@ -505,7 +533,7 @@ impl Sqlite {
         self.call(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let id: Option<i64> = tx
-                .query_row(
+                .one(
                     &format!(
                         "SELECT id FROM outbox o
                          WHERE channel = ?1
@@ -521,7 +549,7 @@ impl Sqlite {
             let Some(id) = id else {
                 return Ok(None);
             };
-            tx.execute(
+            tx.run(
                 "UPDATE outbox SET state = 'claimed', owner = ?2, claim_until_ms = ?3 WHERE id = ?1",
                 params![id, owner, now_ms + claim_ms],
             )?;
@@ -535,7 +563,7 @@ impl Sqlite {
     pub async fn ack(&self, id: i64, owner: &str, at: i64) -> Result<bool, StoreError> {
         let owner = owner.to_string();
         self.call(move |c| {
-            Ok(c.execute(
+            Ok(c.run(
                 "UPDATE outbox SET state = 'sent', done_at = ?3, last_error = NULL, owner = NULL,
                                    claim_until_ms = NULL
                  WHERE id = ?1 AND state = 'claimed' AND owner = ?2",
@@ -554,7 +582,7 @@ impl Sqlite {
     ) -> Result<bool, StoreError> {
         let owner = owner.to_string();
         self.call(move |c| {
-            Ok(c.execute(
+            Ok(c.run(
                 "UPDATE outbox SET claim_until_ms = ?3 + ?4
                  WHERE id = ?1 AND state = 'claimed' AND owner = ?2 AND claim_until_ms > ?3",
                 params![id, owner, now_ms, claim_ms],
@@ -573,7 +601,7 @@ impl Sqlite {
     ) -> Result<bool, StoreError> {
         let (owner, error) = (owner.to_string(), error.to_string());
         self.call(move |c| {
-            Ok(c.execute(
+            Ok(c.run(
                 "UPDATE outbox SET state = 'pending', attempts = attempts + 1,
                                    next_attempt_ms = ?3 + ?4,
                                    last_error = ?5, owner = NULL, claim_until_ms = NULL
@@ -593,7 +621,7 @@ impl Sqlite {
     ) -> Result<bool, StoreError> {
         let (owner, error) = (owner.map(str::to_string), error.to_string());
         self.call(move |c| {
-            Ok(c.execute(
+            Ok(c.run(
                 "UPDATE outbox SET state = 'dead', attempts = attempts + 1, done_at = ?3,
                                    last_error = ?4, owner = NULL, claim_until_ms = NULL
                  WHERE id = ?1 AND ((?2 IS NULL AND state = 'pending')
@@ -621,7 +649,7 @@ impl Sqlite {
                 .collect::<Result<_, _>>()?;
             let mut killed = Vec::new();
             for (id, channel) in rows.into_iter().filter(|(_, c)| !known.contains(c)) {
-                tx.execute(
+                tx.run(
                     "UPDATE outbox SET state = 'dead', done_at = ?2, last_error = ?3 WHERE id = ?1",
                     params![
                         id,
@@ -646,7 +674,7 @@ impl Sqlite {
         self.call(move |c| {
             // A notice held back by an earlier one is not due on its own: counting it would
             // wake the delivery loop over and over while that one waits out its backoff.
-            Ok(c.query_row(
+            Ok(c.one(
                 &format!(
                     "SELECT min(CASE state WHEN 'pending' THEN next_attempt_ms
                                            ELSE claim_until_ms END) - ?2
@@ -695,7 +723,7 @@ impl Sqlite {
     ) -> Result<(), StoreError> {
         let (jid, reason) = (jid.to_string(), reason.map(str::to_string));
         self.call(move |c| {
-            c.execute(
+            c.run(
                 "INSERT INTO mute (jid, until, reason, created_at) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (jid) DO UPDATE SET until = excluded.until, reason = excluded.reason,
                                                 created_at = excluded.created_at",
@@ -708,7 +736,7 @@ impl Sqlite {
 
     pub async fn unmute(&self, jid: &str) -> Result<bool, StoreError> {
         let jid = jid.to_string();
-        self.call(move |c| Ok(c.execute("DELETE FROM mute WHERE jid = ?1", [jid])? > 0))
+        self.call(move |c| Ok(c.run("DELETE FROM mute WHERE jid = ?1", [jid])? > 0))
             .await
     }
 
@@ -779,16 +807,16 @@ impl Sqlite {
         self.call(move |c| {
             let tx = c.transaction()?;
             let pruned = Pruned {
-                sent: tx.execute(
+                sent: tx.run(
                     "DELETE FROM outbox WHERE state = 'sent' AND done_at < ?1",
                     [now - keep_sent],
                 )?,
-                dead: tx.execute(
+                dead: tx.run(
                     "DELETE FROM outbox WHERE state = 'dead' AND done_at < ?1",
                     [now - keep],
                 )?,
-                mutes: tx.execute("DELETE FROM mute WHERE until < ?1", [now - keep])?,
-                history: tx.execute("DELETE FROM history WHERE ended_at < ?1", [now - keep])?,
+                mutes: tx.run("DELETE FROM mute WHERE until < ?1", [now - keep])?,
+                history: tx.run("DELETE FROM history WHERE ended_at < ?1", [now - keep])?,
             };
             tx.commit()?;
             Ok(pruned)
@@ -806,7 +834,7 @@ impl Sqlite {
         let (instance, node) = (instance.to_string(), node.to_string());
         self.call(move |c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            tx.execute(
+            tx.run(
                 "INSERT INTO lease (instance, holder, expires_ms, fence) VALUES (?1, ?2, ?3, 1)
                  ON CONFLICT (instance) DO UPDATE SET
                     fence = CASE WHEN lease.holder = excluded.holder AND lease.expires_ms > ?4
@@ -817,7 +845,7 @@ impl Sqlite {
                 params![instance, node, now_ms + lease_ms, now_ms],
             )?;
             let fence: Option<i64> = tx
-                .query_row(
+                .one(
                     "SELECT fence FROM lease WHERE instance = ?1 AND holder = ?2",
                     params![instance, node],
                     |r| r.get(0),
@@ -832,7 +860,7 @@ impl Sqlite {
     pub async fn release_leases(&self, node: &str, now_ms: i64) -> Result<(), StoreError> {
         let node = node.to_string();
         self.call(move |c| {
-            c.execute(
+            c.run(
                 "UPDATE lease SET expires_ms = min(expires_ms, ?2) WHERE holder = ?1",
                 params![node, now_ms],
             )?;
@@ -909,6 +937,14 @@ fn prepare(conn: &mut Connection, busy: Duration) -> Result<(), String> {
     // them back. The cache grows only as far as it is used.
     conn.pragma_update(None, "cache_size", -32_768)
         .map_err(|e| e.to_string())?;
+    // Every statement the store runs stays prepared (there are about fifty), and keeps its
+    // plan whatever values are bound: re-planning at each run cost more than running.
+    conn.set_prepared_statement_cache_capacity(128);
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(|e| e.to_string())?;
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = conn.transaction().map_err(describe_open_error)?;
         tx.execute_batch(sql)
@@ -937,7 +973,7 @@ fn describe_open_error(e: rusqlite::Error) -> String {
 
 fn generation(conn: &Connection, instance: &str) -> Result<i64, StoreError> {
     Ok(conn
-        .query_row(
+        .one(
             "SELECT value FROM generation WHERE instance = ?1",
             [instance],
             |r| r.get(0),
@@ -1016,7 +1052,7 @@ fn mutes(conn: &Connection, now: i64) -> Result<Vec<Mute>, StoreError> {
 
 fn source(conn: &Connection, instance: &str) -> Result<SourceState, StoreError> {
     Ok(conn
-        .query_row(
+        .one(
             "SELECT failing_since, last_error, blind, last_ok_at, complete_chats, mark_policy,
                     short_since
              FROM source WHERE instance = ?1",
@@ -1044,7 +1080,7 @@ fn write_source(
     instance: &str,
     s: &SourceState,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.run(
         "INSERT INTO source (instance, failing_since, last_error, blind, last_ok_at, complete_chats,
                              mark_policy, short_since)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
