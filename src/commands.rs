@@ -246,12 +246,8 @@ async fn dry_run_once(
     Ok(ExitCode::from(if failed { EXIT_RUNTIME } else { EXIT_OK }))
 }
 
-/// How `alerts` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Json,
-}
+// How `alerts` and `report` print is part of the command line.
+pub use crate::cli::{Format, ReportFormat};
 
 /// Everything `alerts` knows, read once.
 struct Overview {
@@ -530,14 +526,6 @@ pub async fn mute(
         short_duration(d.as_secs() as i64)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// How `report` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ReportFormat {
-    Text,
-    Json,
-    Csv,
 }
 
 /// `report [--since D] [--instance NAME] [--format F]`: closed episodes, from the store.

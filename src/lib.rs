@@ -15,6 +15,7 @@
 //!
 //! ## Layout
 //!
+//! - [`cli`]: the command line as data; the man page and completions are built from it.
 //! - [`config`]: the TOML file, parsed and validated whole; secrets read from `*_file`s.
 //! - [`duration`]: durations as people write them, and the 10-year limit.
 //! - [`secret`]: the `Secret` newtype (prints `***`) and the redactor for foreign text.
@@ -39,6 +40,7 @@
 
 pub mod alert;
 pub mod calendar;
+pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;

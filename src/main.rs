@@ -1,103 +1,36 @@
 //! The `inbox-sla` binary: argument parsing and logging set-up over the library.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches};
+use inbox_sla::cli::{Cli, Command, Shell};
 use inbox_sla::clock::Clock;
-use inbox_sla::commands::{self, CliError, Format};
+use inbox_sla::commands::{self, CliError};
 use inbox_sla::config::{self, Config, LogFormat, Secrets};
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::ExitCode;
 
-#[derive(Parser)]
-#[command(
-    name = "inbox-sla",
-    version,
-    about = "Escalates WhatsApp chats that wait unanswered past an SLA"
-)]
-struct Cli {
-    /// Config file [default: /etc/inbox-sla/config.toml]
-    #[arg(long, global = true, env = "INBOX_SLA_CONFIG", value_name = "PATH")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
+/// "0.1.0 (commit 0123456789ab)", "…, dirty)" when built from modified sources; written by
+/// `build.rs`, so no `.git` is needed at run time.
+const VERSION: &str = env!("INBOX_SLA_VERSION");
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run the daemon (the default)
-    Run,
-    /// One cycle: poll every instance, evaluate, record, deliver, exit
-    Once {
-        /// Print what would be escalated and resolved; write and send nothing
-        #[arg(long)]
-        dry_run: bool,
-    },
-    /// Validate the config and print it with every secret shown as ***
-    Check {
-        /// Print only problems (what the systemd unit's ExecStartPre runs)
-        #[arg(long)]
-        quiet: bool,
-    },
-    /// Send a clearly marked test message through the channels
-    TestNotify {
-        /// Only this channel
-        #[arg(long, value_name = "NAME")]
-        channel: Option<String>,
-    },
-    /// Open episodes, mutes, leases, and pending or failed deliveries
-    Alerts {
-        /// Also waiting chats below the SLA and recently sent notifications
-        #[arg(long)]
-        all: bool,
-        /// text for people, json for scripts (one document)
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
-    /// Silence one chat for a while (kept in the store)
-    Mute {
-        /// The chat's JID, e.g. 201234567890@c.us
-        jid: String,
-        /// How long, e.g. 4h or "1h 30m" (at most 10 years)
-        #[arg(long = "for", value_name = "DURATION")]
-        duration: String,
-        #[arg(long)]
-        reason: Option<String>,
-    },
-    /// Lift a mute
-    Unmute { jid: String },
-    /// How the team did: waits that ended, per instance and overall
-    Report {
-        /// How far back, e.g. 7d, 24h, 30d (at most 10 years)
-        #[arg(long, default_value = "7d", value_name = "DURATION")]
-        since: String,
-        /// Only this instance
-        #[arg(long, value_name = "NAME")]
-        instance: Option<String>,
-        /// text for a terminal, json or csv for scripts and spreadsheets
-        #[arg(long, value_enum, default_value = "text")]
-        format: commands::ReportFormat,
-    },
-    /// A self-contained demo on a simulated inbox; needs no account and no config
-    Demo,
-}
-
-impl Command {
-    /// How much of the config's secrets the command reads: operator commands read none
-    /// but the store's, so they work while only the service can read its credentials.
-    fn secrets(&self) -> Secrets {
-        match self {
-            Command::Check { .. } => Secrets::Check,
-            Command::Alerts { .. }
-            | Command::Mute { .. }
-            | Command::Unmute { .. }
-            | Command::Report { .. } => Secrets::None,
-            _ => Secrets::All,
-        }
+/// How much of the config's secrets a command reads: operator commands read none but the
+/// store's, so they work while only the service can read its credentials.
+fn secrets(command: &Command) -> Secrets {
+    match command {
+        Command::Check { .. } => Secrets::Check,
+        Command::Alerts { .. }
+        | Command::Mute { .. }
+        | Command::Unmute { .. }
+        | Command::Report { .. } => Secrets::None,
+        _ => Secrets::All,
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse();
     let command = cli.command.unwrap_or(Command::Run);
+    if let Command::Completions { shell } = command {
+        return completions(shell);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -120,7 +53,7 @@ fn main() -> ExitCode {
         return finish(runtime.block_on(inbox_sla::demo::run()));
     }
     let path = config::resolve_path(cli.config);
-    let config = match Config::load_with(&path, command.secrets()) {
+    let config = match Config::load_with(&path, secrets(&command)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("inbox-sla: {e}");
@@ -153,8 +86,8 @@ fn main() -> ExitCode {
             Command::TestNotify { channel } => {
                 commands::test_notify(&config, channel.as_deref(), &clock).await
             }
-            // `demo` returned above; `run` is also what no command means.
-            Command::Run | Command::Demo => {
+            // `demo` and `completions` returned above; `run` is also what no command means.
+            Command::Run | Command::Demo | Command::Completions { .. } => {
                 inbox_sla::daemon::run(path, config, clock, set_log_level, std::future::pending())
                     .await
                     .map(|()| ExitCode::SUCCESS)
@@ -163,6 +96,24 @@ fn main() -> ExitCode {
         }
     });
     finish(result)
+}
+
+/// The command line, with the commit in `--version`.
+fn parse() -> Cli {
+    let mut cmd = Cli::command().version(VERSION);
+    let mut matches = cmd.get_matches_mut();
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut cmd).exit())
+}
+
+/// `completions SHELL`: the script on stdout, from the same definition as the man page.
+fn completions(shell: Shell) -> ExitCode {
+    match std::io::stdout().lock().write_all(&shell.completions()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("inbox-sla: cannot write the completions to stdout: {e}");
+            ExitCode::from(commands::EXIT_RUNTIME)
+        }
+    }
 }
 
 fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
