@@ -44,7 +44,8 @@ if [ -z "$deb" ]; then
     cargo install cargo-deb --locked --quiet
   fi
   step "cargo deb"
-  deb=$(cargo deb 2>&1 | tee /dev/stderr | tail -n 1)
+  # The build's progress goes to stderr; the package's path is the last line on stdout.
+  deb=$(cargo deb | tail -n 1)
 fi
 [ -f "$deb" ] || fail "no package at '$deb'"
 deb=$(realpath "$deb")
