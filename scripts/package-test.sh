@@ -109,7 +109,14 @@ for _ in $(seq 300); do
 done
 [ -n "$leader" ] || { cat "$work/console.log"; fail "systemd did not start in the container"; }
 in_root() { nsenter -t "$leader" -a -- "$@"; }
-state=$(in_root systemctl is-system-running --wait || true)
+# PID 1 is up before its control socket: ask until it answers, then until it has booted.
+state=""
+for _ in $(seq 150); do
+  state=$(in_root systemctl is-system-running --wait 2>/dev/null || true)
+  [ -n "$state" ] && break
+  sleep 0.2
+done
+[ -n "$state" ] || fail "systemd in the container does not answer"
 echo "systemd $(in_root systemctl --version | head -n 1 | awk '{print $2}') is $state"
 
 step "apt install ./$(basename "$deb") (after apt-get update: its dependencies come from the mirror)"
