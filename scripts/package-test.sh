@@ -6,8 +6,9 @@
 # It fails unless the service polls and escalates (to the journal and to a webhook),
 # reloads without a restart, and purge leaves nothing but the administrator's own files.
 #
-# Usage: scripts/package-test.sh [PATH/TO/inbox-sla_VERSION_ARCH.deb]
-#   Without a path it runs `cargo deb` (installing cargo-deb when missing).
+# Usage: scripts/package-test.sh [PATH/TO/inbox-sla_VERSION_ARCH.deb | --profile PROFILE]
+#   Without a path it runs `cargo deb` (installing cargo-deb when missing), the release
+#   build; CI passes --profile ci-package (Cargo.toml: the same package, unoptimised).
 #   Needs root, and on a fresh machine apt-get (mmdebstrap, systemd-container, lintian).
 #   The clean root is cached in $INBOX_SLA_ROOT_CACHE (default /var/cache/inbox-sla-test),
 #   rebuilt when older than a week. Every step and its time goes to stdout.
@@ -38,14 +39,19 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 deb=${1:-}
+profile=release
+if [ "$deb" = --profile ]; then
+  profile=${2:?--profile needs a Cargo profile}
+  deb=""
+fi
 if [ -z "$deb" ]; then
   if ! cargo deb --version >/dev/null 2>&1; then
     step "installing cargo-deb"
     cargo install cargo-deb --locked --quiet
   fi
-  step "cargo deb"
+  step "cargo deb --profile $profile"
   # The build's progress goes to stderr; the package's path is the last line on stdout.
-  deb=$(cargo deb | tail -n 1)
+  deb=$(cargo deb --profile "$profile" | tail -n 1)
 fi
 [ -f "$deb" ] || fail "no package at '$deb'"
 deb=$(realpath "$deb")
