@@ -191,8 +191,10 @@ pub fn digest(
     now: i64,
     shape: impl Fn(&str) -> Shape,
 ) -> Vec<Outgoing> {
-    /// (channel, status, tier position or MAX, chat id for per-chat channels)
-    type Key = (String, Status, usize, String);
+    /// (channel, status, tier `after` or MAX, chat id for per-chat channels). By `after`,
+    /// not position: chats under different rules can share a position with different
+    /// tiers, and one document says one "waiting over …".
+    type Key = (String, Status, u64, String);
     let mut groups: BTreeMap<Key, (Option<TierRef>, Vec<AlertChat>)> = BTreeMap::new();
     for event in events {
         let (status, tier) = match event.kind {
@@ -215,7 +217,7 @@ pub fn digest(
                     let key = (
                         channel.clone(),
                         status,
-                        tier.map_or(usize::MAX, |t| t.index),
+                        tier.map_or(u64::MAX, |t| t.after_seconds),
                         String::new(),
                     );
                     groups
@@ -294,6 +296,61 @@ mod tests {
         assert_eq!(short_duration(45 * 60), "45m");
         assert_eq!(short_duration(20), "20s");
         assert_eq!(short_duration(86400 * 2 + 3600 * 5), "2d 5h");
+    }
+
+    /// A rule that gives VIPs a 15m tier puts it at position 0, where everybody else has
+    /// the 2h tier: one cycle firing both must not say "waiting over 15m" of the 2h chats.
+    #[test]
+    fn a_digest_groups_chats_by_the_tier_they_crossed_not_by_its_position() {
+        use crate::sla::{Episode, Event, EventKind};
+        let event = |jid: &str, after: u64| Event {
+            kind: EventKind::Firing {
+                tier: 0,
+                after_secs: after,
+                repeat: false,
+            },
+            episode: Episode {
+                jid: jid.into(),
+                name: None,
+                started_at: 0,
+                unread: Some(1),
+                last_message: None,
+                fired: vec![after],
+                notified: vec!["oncall".into()],
+                last_fired_at: None,
+                nudged: false,
+                missing: 0,
+                fingerprint: 0,
+                quiet_until: 0,
+                legacy_fired: None,
+            },
+            channels: vec!["oncall".into()],
+            age: 0,
+            waited: 0,
+        };
+        let docs = digest(
+            "support",
+            &[event("vip@c.us", 900), event("other@c.us", 7200)],
+            0,
+            |_| Shape::Digest,
+        );
+        let mut seen: Vec<(u64, Vec<String>)> = docs
+            .iter()
+            .map(|o| {
+                (
+                    o.doc.tier.map_or(0, |t| t.after_seconds),
+                    o.doc.chats.iter().map(|c| c.id.clone()).collect(),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(
+            seen,
+            vec![
+                (900, vec!["vip@c.us".to_string()]),
+                (7200, vec!["other@c.us".to_string()])
+            ]
+        );
     }
 
     #[test]
