@@ -574,7 +574,7 @@ pub async fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
 
 /// A test document: clearly marked, with one sample chat so the layout can be judged.
 pub fn test_document(channel: &str, now: i64) -> AlertDoc {
-    let host = crate::outbox::hostname();
+    let host = crate::host::hostname();
     AlertDoc {
         version: 1,
         status: Status::Test,

@@ -10,7 +10,6 @@
 
 use crate::policy::{self, Matcher, Policy, Rule, StopOn, Tier};
 use crate::secret::Secret;
-use crate::store::Location;
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
@@ -96,6 +95,13 @@ pub struct Instance {
     pub name: String,
     pub instance_id: String,
     pub access_token: Secret,
+}
+
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Location {
+    Sqlite(PathBuf),
+    Postgres(crate::secret::Secret),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -885,7 +891,7 @@ fn build(raw: RawConfig, secrets: &mut SecretReader) -> Result<Config, String> {
         (None, None) => None,
         (Some(_), ha) => {
             let ha = ha.unwrap_or_default();
-            let node = ha.node.unwrap_or_else(crate::outbox::hostname);
+            let node = ha.node.unwrap_or_else(crate::host::hostname);
             if node.trim().is_empty() {
                 return Err("ha.node is empty".into());
             }

@@ -49,6 +49,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod demo;
 pub mod duration;
+pub mod host;
 pub mod http;
 pub mod notify;
 pub mod outbox;

@@ -89,7 +89,7 @@ impl Email {
             .helo_name
             .as_deref()
             .map(client_id)
-            .or_else(fully_qualified_name);
+            .or_else(|| crate::host::fully_qualified_name().map(ClientId::Domain));
         let transport = hello.map(|h| builder.clone().hello_name(h).build());
         Ok(Email {
             transport,
@@ -173,24 +173,6 @@ fn client_id(name: &str) -> ClientId {
         Some(Ok(IpAddr::V6(a))) => ClientId::Ipv6(a),
         _ => ClientId::Domain(name.to_string()),
     }
-}
-
-/// The host's fully qualified name: the kernel's host name when it has a dot, else the
-/// first dotted name `/etc/hosts` gives it (Debian writes `127.0.1.1 vm.example.com vm`).
-/// `None` when the host has none.
-fn fully_qualified_name() -> Option<ClientId> {
-    let host = crate::outbox::hostname();
-    if host.contains('.') {
-        return Some(ClientId::Domain(host));
-    }
-    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-    hosts
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .filter(|l| l.split_whitespace().skip(1).any(|n| n == host))
-        .flat_map(|l| l.split_whitespace().skip(1))
-        .find(|n| n.starts_with(&format!("{host}.")))
-        .map(|n| ClientId::Domain(n.to_string()))
 }
 
 /// The local address this host would use to reach the SMTP server (a UDP "connect" sends

@@ -12,14 +12,16 @@
 //! decides nothing: the engine decides what changes, `outbox` what a send did.
 
 pub mod postgres;
+mod queued;
 pub mod sqlite;
 
+pub use crate::config::Location;
+pub use queued::{CLAIMED, DEAD, PENDING, Queued, SENT, State};
+
 use crate::alert::Outgoing;
-use crate::outbox::Queued;
 use crate::overview::OpenEpisode;
 use crate::sla::{Closed, Episode};
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 /// The schema this build writes. Migrations run from the store's version up to this.
 pub const SCHEMA_VERSION: i64 = 5;
@@ -243,13 +245,6 @@ pub struct Pruned {
     pub dead: usize,
     pub mutes: usize,
     pub history: usize,
-}
-
-/// Where the store lives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Location {
-    Sqlite(PathBuf),
-    Postgres(crate::secret::Secret),
 }
 
 /// An open store; cheap to clone, safe to share between tasks.

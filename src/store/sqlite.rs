@@ -6,8 +6,8 @@ use super::{
     CycleCommit, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned, SCHEMA_VERSION,
     Snapshot, SourceState, StoreError, json_list, parse_list,
 };
+use super::{Queued, State};
 use crate::alert::Outgoing;
-use crate::outbox::{Queued, State};
 use crate::overview::OpenEpisode;
 use crate::sla::{Episode, Memory, Preview};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
