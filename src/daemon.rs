@@ -8,8 +8,9 @@
 //! Delivery runs on one task per channel, woken when a cycle enqueues, so polling never
 //! waits on a receiver and a slow receiver never holds up another channel. The watchdog
 //! is fed while cycles make progress, not merely while they run. Shutdown and reload are
-//! futures and channels, so tests drive them without signals; time comes from one
-//! [`Clock`].
+//! a [`Control`] channel that `main` feeds from signals, so a test runs the daemon
+//! in-process; time comes from one [`Clock`] and tokio's timers, so a paused tokio
+//! clock drives all of it.
 
 use crate::clock::Clock;
 use crate::config::{Config, HaConfig};
@@ -20,13 +21,13 @@ use crate::notify::{self, Channels};
 use crate::outbox::Outbox;
 use crate::store::{Store, StoreError};
 use crate::systemd::Notifier;
-use crate::wawp::WawpClient;
+use crate::wawp::{Transport, WawpClient};
+use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -59,13 +60,17 @@ struct Runtime {
 }
 
 impl Runtime {
-    fn build(config: Config) -> Result<Runtime, Error> {
+    fn build(config: Config, transport: Option<Arc<dyn Transport>>) -> Result<Runtime, Error> {
         let mut wawp = config.wawp.clone();
         wawp.request_timeout = request_timeout(wawp.request_timeout, sd_notify::watchdog_enabled());
+        let client = match transport {
+            Some(t) => WawpClient::with_transport(&wawp, t),
+            None => WawpClient::new(&wawp)
+                .map_err(|e| Error::Start(format!("cannot build the HTTP client: {e}")))?,
+        };
         Ok(Runtime {
             channels: notify::build(&config)?,
-            client: WawpClient::new(&wawp)
-                .map_err(|e| Error::Start(format!("cannot build the HTTP client: {e}")))?,
+            client,
             config: Arc::new(config),
         })
     }
@@ -106,38 +111,105 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Changes the log level of the running process (what `main` set up); `Err` says why not.
 pub type SetLogLevel = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
-/// Runs until SIGTERM, SIGINT or `shutdown` resolves. `path` is re-read on SIGHUP, and the
-/// reload applies everything that can change without a restart (section 7), the log level
-/// through `set_log_level`.
-pub async fn run(
-    path: PathBuf,
-    config: Config,
-    clock: Clock,
-    set_log_level: SetLogLevel,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), Error> {
-    // First, so a SIGTERM during start-up is a clean stop, not the default death.
-    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let notifier = Notifier::from_env();
-    let metrics = match &config.http {
-        Some(_) => {
-            let (matcher, buckets) = http::wait_buckets();
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .set_buckets_for_metric(matcher, buckets)
-                .map_err(|e| Error::Start(format!("cannot set the wait histogram's buckets: {e}")))?
-                .build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder)
-                .map_err(|e| Error::Start(format!("cannot install the metrics recorder: {e}")))?;
-            http::describe();
-            Some(handle)
+/// What `main` (from signals) or a test tells a running daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Read the configuration file again and apply it (SIGHUP).
+    Reload,
+    /// Finish what is in hand and stop (SIGTERM, SIGINT).
+    Shutdown,
+}
+
+/// Everything the daemon runs with. `main` builds it from the command line and the
+/// process (signals, the metrics recorder, systemd); a test builds it from its own parts
+/// and drives time with `tokio::time::pause()`.
+pub struct Setup {
+    /// Where the configuration is read again on [`Control::Reload`].
+    pub path: PathBuf,
+    pub config: Config,
+    /// Every reading of the time: wall time from it, intervals from tokio's clock.
+    pub clock: Clock,
+    pub set_log_level: SetLogLevel,
+    /// What `/metrics` renders: the recorder `main` installed ([`install_metrics`]).
+    /// `None` serves no HTTP endpoint.
+    pub metrics: Option<PrometheusHandle>,
+    pub notifier: Notifier,
+    /// How Wawp is reached; `None` is HTTP (a test passes an in-process source).
+    pub wawp: Option<Arc<dyn Transport>>,
+}
+
+impl Setup {
+    /// A daemon for `config` with no metrics, no systemd and a fixed log level; `main`
+    /// and tests fill in what they have.
+    pub fn new(path: PathBuf, config: Config, clock: Clock) -> Setup {
+        Setup {
+            path,
+            config,
+            clock,
+            set_log_level: Box::new(|_| Ok(())),
+            metrics: None,
+            notifier: Notifier::default(),
+            wawp: None,
         }
-        None => None,
-    };
+    }
+}
+
+/// Turns SIGHUP into [`Control::Reload`] and SIGTERM/SIGINT into [`Control::Shutdown`].
+/// Installed before anything else starts, so a SIGTERM during start-up is a clean stop.
+pub fn signals() -> Result<mpsc::UnboundedReceiver<Control>, Error> {
+    use tokio::signal::unix::SignalKind;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            let control = tokio::select! {
+                _ = hup.recv() => Control::Reload,
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Control::Shutdown }
+                _ = int.recv() => { tracing::info!("SIGINT: shutting down"); Control::Shutdown }
+            };
+            if tx.send(control).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Installs the process's metrics recorder when the config serves HTTP (`/metrics`);
+/// once per process, so `main` does it, not [`run`].
+pub fn install_metrics(config: &Config) -> Result<Option<PrometheusHandle>, Error> {
+    if config.http.is_none() {
+        return Ok(None);
+    }
+    let (matcher, buckets) = http::wait_buckets();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(matcher, buckets)
+        .map_err(|e| Error::Start(format!("cannot set the wait histogram's buckets: {e}")))?
+        .build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .map_err(|e| Error::Start(format!("cannot install the metrics recorder: {e}")))?;
+    http::describe();
+    Ok(Some(handle))
+}
+
+/// Runs until `control` says [`Control::Shutdown`] or closes. [`Control::Reload`] re-reads
+/// `setup.path` and applies everything that can change without a restart (section 7), the
+/// log level through `setup.set_log_level`.
+pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) -> Result<(), Error> {
+    let Setup {
+        path,
+        config,
+        clock,
+        set_log_level,
+        metrics,
+        notifier,
+        wawp,
+    } = setup;
     let store = Store::open(&config.store.location()).await?;
-    let runtime = Arc::new(Runtime::build(config)?);
+    let runtime = Arc::new(Runtime::build(config, wawp.clone())?);
     let outbox = Arc::new(Outbox::new(
         store.clone(),
         clock.clone(),
@@ -212,15 +284,12 @@ pub async fn run(
     );
     notifier.ready("started; first poll under way");
 
-    tokio::pin!(shutdown);
     let mut current = runtime;
     loop {
-        tokio::select! {
-            _ = &mut shutdown => break,
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break }
-            _ = int.recv() => { tracing::info!("SIGINT: shutting down"); break }
-            _ = hup.recv() => {
-                if let Some(next) = reload(&path, &current, &store) {
+        match control.recv().await {
+            None | Some(Control::Shutdown) => break,
+            Some(Control::Reload) => {
+                if let Some(next) = reload(&path, &current, &store, wawp.clone()) {
                     notifier.reloading();
                     // What requests are judged by (the token, users) changes first: a
                     // rotated token must not keep working while the loops turn over.
@@ -233,11 +302,19 @@ pub async fn run(
                         tracing::warn!("SIGHUP: log.level stays as it was: {e}");
                     }
                     pollers.stop(Stop::Reload, POLL_STOP_GRACE).await;
-                    health.configure(instance_names(&next.config), next.config.sla().poll_interval);
+                    health.configure(
+                        instance_names(&next.config),
+                        next.config.sla().poll_interval,
+                    );
                     pollers = loops.pollers(&next);
                     // Old delivery loops finish the send in hand, without a last pass:
                     // the new ones take over the outbox (claims keep them apart).
-                    deliverers.stop(Stop::Reload, next.config.delivery.timeout + Duration::from_secs(2)).await;
+                    deliverers
+                        .stop(
+                            Stop::Reload,
+                            next.config.delivery.timeout + Duration::from_secs(2),
+                        )
+                        .await;
                     deliverers = loops.deliverers(&next);
                     current = next;
                     tracing::info!("configuration reloaded from {}", path.display());
@@ -288,7 +365,12 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::
 }
 
 /// Loads the config again; `None` (with the reason logged) keeps the running one.
-fn reload(path: &Path, current: &Runtime, store: &Store) -> Option<Arc<Runtime>> {
+fn reload(
+    path: &Path,
+    current: &Runtime,
+    store: &Store,
+    wawp: Option<Arc<dyn Transport>>,
+) -> Option<Arc<Runtime>> {
     let config = match Config::load(path) {
         Ok(c) => c,
         Err(e) => {
@@ -313,7 +395,7 @@ fn reload(path: &Path, current: &Runtime, store: &Store) -> Option<Arc<Runtime>>
     if config.log.format != current.config.log.format {
         tracing::warn!("SIGHUP: log.format changed; it takes effect at the next restart");
     }
-    match Runtime::build(config) {
+    match Runtime::build(config, wawp) {
         Ok(r) => Some(Arc::new(r)),
         Err(e) => {
             tracing::error!("SIGHUP: keeping the running configuration: {e}");

@@ -19,7 +19,8 @@ use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// What `/healthz` judges: when each instance this node polls last polled successfully,
 /// which instances another node holds (HA standby), and whether the store answers.

@@ -5,6 +5,7 @@ use inbox_sla::cli::{Cli, Command, Shell};
 use inbox_sla::clock::Clock;
 use inbox_sla::commands::{self, CliError};
 use inbox_sla::config::{self, Config, LogFormat, Secrets};
+use inbox_sla::daemon;
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
             }
             // `demo` and `completions` returned above; `run` is also what no command means.
             Command::Run | Command::Demo | Command::Completions { .. } => {
-                inbox_sla::daemon::run(path, config, clock, set_log_level, std::future::pending())
+                run(path, config, clock, set_log_level)
                     .await
                     .map(|()| ExitCode::SUCCESS)
                     .map_err(CliError::from)
@@ -96,6 +97,25 @@ fn main() -> ExitCode {
         }
     });
     finish(result)
+}
+
+/// The daemon as a service runs it: signals as its controls (installed first, so a
+/// SIGTERM during start-up is a clean stop), the process's metrics recorder, systemd's
+/// notify socket, Wawp over HTTP.
+async fn run(
+    path: std::path::PathBuf,
+    config: Config,
+    clock: Clock,
+    set_log_level: daemon::SetLogLevel,
+) -> Result<(), daemon::Error> {
+    let control = daemon::signals()?;
+    let setup = daemon::Setup {
+        metrics: daemon::install_metrics(&config)?,
+        notifier: inbox_sla::systemd::Notifier::from_env(),
+        set_log_level,
+        ..daemon::Setup::new(path, config, clock)
+    };
+    daemon::run(setup, control).await
 }
 
 /// The command line, with the commit in `--version`.
@@ -129,7 +149,7 @@ fn finish(result: Result<ExitCode, CliError>) -> ExitCode {
 /// Logs to stderr; `RUST_LOG` overrides `log.level`. Under journald (`JOURNAL_STREAM`),
 /// text lines carry no timestamp of their own: the journal adds one. Returns how to change
 /// the level later (a reload's `log.level`; not while `RUST_LOG` rules).
-fn init_logging(level: &str, format: LogFormat) -> inbox_sla::daemon::SetLogLevel {
+fn init_logging(level: &str, format: LogFormat) -> daemon::SetLogLevel {
     use std::io::IsTerminal;
     use tracing_subscriber::{EnvFilter, Layer, prelude::*, reload};
     let from_env = EnvFilter::try_from_default_env().ok();

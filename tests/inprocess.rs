@@ -1,0 +1,273 @@
+//! The daemon as a library: `daemon::run` in this process under `tokio::time::pause()`,
+//! with an in-process Wawp and the console channel, so the time-driven behaviour (the
+//! blind alert after `sla.blind_after`, a tier at its time, a reload) runs with the real
+//! defaults (ten minutes, two hours) in milliseconds and without a single real sleep.
+//! What crosses a process boundary (signals, systemd, two nodes) stays in tests/daemon.rs
+//! and tests/ha.rs.
+
+use bytes::Bytes;
+use inbox_sla::alert::Status;
+use inbox_sla::clock::Clock;
+use inbox_sla::config::{Config, Location};
+use inbox_sla::daemon::{self, Control, Setup};
+use inbox_sla::store::{Queued, Store};
+use inbox_sla::wawp::{Body, BoxFuture, Response, Transport};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// 2026-12-05 09:00:00 UTC.
+const START_MS: i64 = 1_796_461_200_000;
+
+/// What the in-process Wawp answers, per `instance_id`: an overview, or a status.
+#[derive(Clone)]
+enum Answer {
+    Chats(serde_json::Value),
+    Status(u16),
+}
+
+#[derive(Clone, Default)]
+struct Inboxes(Arc<Mutex<Vec<(String, Answer)>>>);
+
+impl Inboxes {
+    fn set(&self, instance_id: &str, answer: Answer) {
+        let mut all = self.0.lock().unwrap();
+        all.retain(|(id, _)| id != instance_id);
+        all.push((instance_id.to_string(), answer));
+    }
+}
+
+impl Transport for Inboxes {
+    fn get<'a>(&'a self, url: &'a reqwest::Url) -> BoxFuture<'a, Result<Response, String>> {
+        Box::pin(async move {
+            let id = url
+                .query_pairs()
+                .find(|(k, _)| k == "instance_id")
+                .map(|(_, v)| v.to_string())
+                .unwrap_or_default();
+            let answer = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(i, _)| *i == id)
+                .map(|(_, a)| a.clone())
+                .unwrap_or(Answer::Status(404));
+            let (status, body) = match answer {
+                Answer::Chats(v) => (200, v.to_string()),
+                Answer::Status(s) => (s, "{\"error\":\"engine down\"}".to_string()),
+            };
+            Ok(Response {
+                status: reqwest::StatusCode::from_u16(status).unwrap(),
+                content_length: Some(body.len() as u64),
+                body: Body::Chunks(vec![Ok(Bytes::from(body))].into()),
+            })
+        })
+    }
+}
+
+/// A customer's chat whose last message (theirs) is `at_ms`.
+fn waiting(id: &str, at_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "name": "Amina", "unreadCount": 1,
+        "lastMessage": {"id": format!("m-{at_ms}"), "body": "hello?", "timestamp": at_ms / 1000, "fromMe": false}
+    })
+}
+
+/// The same chat, answered by an agent at `at_ms`.
+fn answered(id: &str, at_ms: i64) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "name": "Amina", "unreadCount": 0,
+        "lastMessage": {"id": format!("r-{at_ms}"), "body": "on it", "timestamp": at_ms / 1000, "fromMe": true}
+    })
+}
+
+struct Running {
+    control: mpsc::UnboundedSender<Control>,
+    task: JoinHandle<Result<(), daemon::Error>>,
+    store: PathBuf,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn config_text(store: &Path, instances: &[(&str, &str)], extra: &str) -> String {
+    let mut t = format!(
+        "[wawp]\nbase_url = \"https://wawp.invalid\"\n\n[store]\npath = \"{}\"\n\n\
+         [[channel]]\nname = \"ops\"\ntype = \"console\"\n{extra}\n",
+        store.display()
+    );
+    for (name, id) in instances {
+        t.push_str(&format!(
+            "\n[[instance]]\nname = \"{name}\"\ninstance_id = \"{id}\"\naccess_token = \"secret-token\"\n"
+        ));
+    }
+    t
+}
+
+/// Starts the daemon in this task's runtime (paused by the test) with the defaults of
+/// section 4 but for what `extra` sets.
+async fn start(inboxes: &Inboxes, instances: &[(&str, &str)], extra: &str) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("state.db");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, config_text(&store, instances, extra)).unwrap();
+    let loaded = Config::load(&config).unwrap();
+    let setup = Setup {
+        wawp: Some(Arc::new(inboxes.clone())),
+        ..Setup::new(config.clone(), loaded, Clock::tokio(START_MS))
+    };
+    let (control, rx) = mpsc::unbounded_channel();
+    let task = tokio::spawn(daemon::run(setup, rx));
+    Running {
+        control,
+        task,
+        store,
+        config,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    /// What the console channel delivered so far, oldest first.
+    async fn sent(&self) -> Vec<Queued> {
+        let store = Store::open(&Location::Sqlite(self.store.clone()))
+            .await
+            .unwrap();
+        let mut sent = store.outbox("sent", 1000).await.unwrap();
+        sent.reverse();
+        sent
+    }
+
+    async fn stop(self) {
+        self.control.send(Control::Shutdown).unwrap();
+        self.task.await.unwrap().unwrap();
+    }
+}
+
+/// Lets `d` of simulated time pass; the daemon's timers fire on the way.
+async fn pass(d: Duration) {
+    tokio::time::sleep(d).await;
+}
+
+fn minutes(m: u64) -> Duration {
+    Duration::from_secs(m * 60)
+}
+
+fn kinds(sent: &[Queued]) -> Vec<String> {
+    sent.iter()
+        .map(|q| format!("{:?} {}", q.doc.status, q.doc.instance).to_lowercase())
+        .collect()
+}
+
+/// Section 7: polling that fails for `sla.blind_after` (ten minutes by default) raises one
+/// `blind` notice, not earlier and not twice; the first good poll one `recovered`.
+#[tokio::test(start_paused = true)]
+async fn a_failing_source_goes_blind_after_ten_minutes_and_recovers_once() {
+    let inboxes = Inboxes::default();
+    inboxes.set("id-1", Answer::Status(503));
+    let d = start(&inboxes, &[("support", "id-1")], "").await;
+
+    pass(minutes(9)).await;
+    assert!(
+        d.sent().await.is_empty(),
+        "nothing before blind_after: {:?}",
+        kinds(&d.sent().await)
+    );
+    pass(minutes(3)).await;
+    let sent = d.sent().await;
+    assert_eq!(
+        kinds(&sent),
+        ["blind support"],
+        "one blind notice at ten minutes"
+    );
+    let text = sent[0].doc.message.clone().unwrap_or_default();
+    assert!(text.contains("503"), "the notice says what failed: {text}");
+    assert!(
+        !text.contains("secret-token"),
+        "no token in the notice: {text}"
+    );
+
+    pass(minutes(30)).await;
+    assert_eq!(
+        d.sent().await.len(),
+        1,
+        "still one blind notice half an hour on"
+    );
+
+    inboxes.set("id-1", Answer::Chats(serde_json::json!([])));
+    pass(minutes(2)).await;
+    assert_eq!(
+        kinds(&d.sent().await),
+        ["blind support", "recovered support"]
+    );
+    d.stop().await;
+}
+
+/// Section 2 with the default tier (two hours): a customer waiting since the start is
+/// escalated once at two hours (within a poll), and resolved once after the reply.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_chat_is_escalated_at_two_hours_and_resolved_after_the_reply() {
+    let inboxes = Inboxes::default();
+    let chat = "4915112345678@c.us";
+    inboxes.set(
+        "id-1",
+        Answer::Chats(serde_json::json!([waiting(chat, START_MS)])),
+    );
+    let d = start(&inboxes, &[("support", "id-1")], "").await;
+
+    pass(minutes(118)).await;
+    assert!(d.sent().await.is_empty(), "no page before two hours");
+    pass(minutes(3)).await;
+    let sent = d.sent().await;
+    assert_eq!(kinds(&sent), ["firing support"]);
+    assert_eq!(sent[0].doc.chats[0].id, chat);
+    assert_eq!(sent[0].doc.chats[0].waiting_since, START_MS / 1000);
+
+    pass(minutes(120)).await;
+    assert_eq!(d.sent().await.len(), 1, "no second page for the same tier");
+
+    let reply_at = START_MS + 4 * 3600 * 1000;
+    inboxes.set(
+        "id-1",
+        Answer::Chats(serde_json::json!([answered(chat, reply_at)])),
+    );
+    pass(minutes(2)).await;
+    let sent = d.sent().await;
+    assert_eq!(kinds(&sent), ["firing support", "resolved support"]);
+    assert_eq!(sent[1].doc.status, Status::Resolved);
+    d.stop().await;
+}
+
+/// Section 7: a reload through the control channel applies the new instance list: a
+/// removed instance's open alert ends at the reload, the remaining one goes on.
+#[tokio::test(start_paused = true)]
+async fn a_reload_ends_the_alerts_of_a_removed_instance() {
+    let inboxes = Inboxes::default();
+    inboxes.set(
+        "id-1",
+        Answer::Chats(serde_json::json!([waiting("1@c.us", START_MS)])),
+    );
+    inboxes.set(
+        "id-2",
+        Answer::Chats(serde_json::json!([waiting("2@c.us", START_MS)])),
+    );
+    let d = start(&inboxes, &[("one", "id-1"), ("two", "id-2")], "").await;
+    pass(minutes(125)).await;
+    let mut fired = kinds(&d.sent().await);
+    fired.sort();
+    assert_eq!(fired, ["firing one", "firing two"]);
+
+    let store = d.store.clone();
+    std::fs::write(&d.config, config_text(&store, &[("one", "id-1")], "")).unwrap();
+    d.control.send(Control::Reload).unwrap();
+    pass(minutes(1)).await;
+    let sent = d.sent().await;
+    let after: Vec<String> = kinds(&sent[2..]);
+    assert_eq!(after, ["resolved two"], "the removed instance's alert ends");
+
+    pass(minutes(240)).await;
+    assert_eq!(d.sent().await.len(), 3, "nothing more for either");
+    d.stop().await;
+}
