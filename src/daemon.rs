@@ -587,17 +587,25 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
         )
         .await;
         let labels = [("wawp_instance", name.clone())];
+        // Distributions and successful polls by instance only for a fleet small enough
+        // for them (http::DETAILED_UP_TO); per instance always what alerts use.
+        let detail: &[(&str, String)] = if config.instances.len() <= http::DETAILED_UP_TO {
+            &labels
+        } else {
+            &[]
+        };
         match &result {
             Ok(summary) => {
                 summary.log(false);
                 ctx.health.polled_ok(&name);
                 ctx.health.store_ok();
-                metrics::counter!("inbox_sla_polls_total", "wawp_instance" => name.clone(), "result" => "ok").increment(1);
-                metrics::histogram!("inbox_sla_poll_duration_seconds", &labels)
+                let ok = [detail, &[("result", "ok".to_string())]].concat();
+                metrics::counter!("inbox_sla_polls_total", &ok).increment(1);
+                metrics::histogram!("inbox_sla_poll_duration_seconds", detail)
                     .record(summary.poll_seconds);
                 metrics::gauge!("inbox_sla_chats_waiting", &labels).set(summary.waiting as f64);
                 metrics::gauge!("inbox_sla_chats_breached", &labels).set(summary.breached as f64);
-                let waits = metrics::histogram!("inbox_sla_wait_seconds", &labels);
+                let waits = metrics::histogram!("inbox_sla_wait_seconds", detail);
                 for wait in &summary.ended_waits {
                     waits.record(*wait as f64);
                 }
