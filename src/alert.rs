@@ -6,7 +6,8 @@
 //! module decides nothing about *whether* to alert (that is `sla`) and sends nothing (that
 //! is `notify`).
 
-use crate::sla::{EndReason, Event, EventKind};
+use crate::policy::Policy;
+use crate::sla::{EndReason, Episode, Event, EventKind};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -89,6 +90,73 @@ pub struct AlertMessage {
 }
 
 impl AlertChat {
+    /// An episode's chat as every document shows it, whoever builds it (a cycle's events,
+    /// the Alertmanager re-send): `waited` is wall time, `age` the SLA's time (business time
+    /// where business hours apply), `tier` the index of the highest tier that fired in the
+    /// chat's policy.
+    pub fn of(ep: &Episode, waited: i64, age: i64, tier: usize) -> AlertChat {
+        AlertChat {
+            id: ep.jid.clone(),
+            name: ep.name.clone(),
+            kind: chat_kind(&ep.jid).to_string(),
+            unread_count: ep.unread,
+            waiting_since: ep.started_at,
+            waiting_seconds: waited,
+            sla_seconds: age,
+            tier,
+            repeat: false,
+            last_message: ep.last_message.as_ref().map(|m| AlertMessage {
+                id: m.id.clone(),
+                body: m.body.clone(),
+                timestamp: m.timestamp,
+                has_media: m.has_media,
+            }),
+            tiers_fired: ep.fired.clone(),
+            reason: None,
+        }
+    }
+
+    /// An open episode's chat at `now` under `policy`: its wait so far, and the highest
+    /// tier that fired by its place in the chat's tiers (not by how many fired: a tier
+    /// removed or reordered by a reload must not shift it).
+    pub fn waiting(ep: &Episode, policy: &Policy, now: i64) -> AlertChat {
+        let waited = (now - ep.started_at).max(0);
+        let cp = policy.for_chat(&ep.jid, ep.name.as_deref());
+        let age = cp.as_ref().map_or(waited, |cp| cp.age(ep.started_at, now));
+        let highest = ep.fired.iter().copied().max().unwrap_or(0);
+        let tier = cp
+            .as_ref()
+            .and_then(|cp| cp.tier_index(highest))
+            .unwrap_or_else(|| ep.fired.len().saturating_sub(1));
+        AlertChat::of(ep, waited, age, tier)
+    }
+
+    /// An ended episode's chat, from what history keeps of it (no unread count or
+    /// preview). Its tier is the index among the tiers that fired.
+    pub fn ended(
+        jid: &str,
+        name: Option<&str>,
+        started_at: i64,
+        waited: i64,
+        age: i64,
+        fired: &[u64],
+    ) -> AlertChat {
+        AlertChat {
+            id: jid.to_string(),
+            name: name.map(str::to_string),
+            kind: chat_kind(jid).to_string(),
+            unread_count: None,
+            waiting_since: started_at,
+            waiting_seconds: waited,
+            sla_seconds: age,
+            tier: fired.len().saturating_sub(1),
+            repeat: false,
+            last_message: None,
+            tiers_fired: fired.to_vec(),
+            reason: None,
+        }
+    }
+
     /// `https://wa.me/<number>` for individual chats.
     pub fn link(&self) -> Option<String> {
         let number = self.id.strip_suffix("@c.us")?;
@@ -150,7 +218,6 @@ pub enum Shape {
 
 /// The document's view of one event's chat.
 fn alert_chat(event: &Event) -> AlertChat {
-    let ep = &event.episode;
     let (tier, repeat) = match event.kind {
         EventKind::Firing { tier, repeat, .. } => (tier, repeat),
         EventKind::Resolved { tier, .. } => (tier, false),
@@ -163,23 +230,9 @@ fn alert_chat(event: &Event) -> AlertChat {
         _ => None,
     };
     AlertChat {
-        id: ep.jid.clone(),
-        name: ep.name.clone(),
-        kind: chat_kind(&ep.jid).to_string(),
-        unread_count: ep.unread,
-        waiting_since: ep.started_at,
-        waiting_seconds: event.waited,
-        sla_seconds: event.age,
-        tier,
         repeat,
-        last_message: ep.last_message.as_ref().map(|m| AlertMessage {
-            id: m.id.clone(),
-            body: m.body.clone(),
-            timestamp: m.timestamp,
-            has_media: m.has_media,
-        }),
-        tiers_fired: ep.fired.clone(),
         reason,
+        ..AlertChat::of(&event.episode, event.waited, event.age, tier)
     }
 }
 
@@ -296,6 +349,56 @@ mod tests {
         assert_eq!(short_duration(45 * 60), "45m");
         assert_eq!(short_duration(20), "20s");
         assert_eq!(short_duration(86400 * 2 + 3600 * 5), "2d 5h");
+    }
+
+    /// The Alertmanager re-send builds its chats from the store, not from a cycle's
+    /// events: under business hours it must count the SLA's time (not the wall's), and it
+    /// must name the tier by its place in the chat's tiers, not by how many fired.
+    #[test]
+    fn a_waiting_chat_counts_business_time_and_names_its_tier_by_place() {
+        use crate::calendar::{BusinessHours, parse_day};
+        use crate::policy::Tier;
+        use std::time::Duration;
+        let mut days: [Vec<_>; 7] = Default::default();
+        for d in days.iter_mut().take(5) {
+            *d = parse_day("09:00-18:00").unwrap();
+        }
+        let tier = |after: u64| Tier {
+            after: Duration::from_secs(after),
+            notify: vec!["oncall".into()],
+        };
+        let mut policy = Policy {
+            tiers: vec![tier(1800), tier(7200), tier(14400)],
+            ..Policy::default()
+        };
+        policy.sla.business_hours = Some(BusinessHours::new(
+            "UTC".parse().unwrap(),
+            days,
+            Default::default(),
+        ));
+        // Monday 2025-12-01 17:00 UTC; seen at 20:00: three hours of wall, one of office.
+        let mon_1700 = 1_764_608_400;
+        let ep = Episode {
+            jid: "1@c.us".into(),
+            name: None,
+            started_at: mon_1700,
+            unread: Some(1),
+            last_message: None,
+            // The 2h tier fired once, then a reload added 30m in front of it: by count it
+            // would be tier 0; by place it is tier 1.
+            fired: vec![7200],
+            notified: vec!["oncall".into()],
+            last_fired_at: None,
+            nudged: false,
+            missing: 0,
+            fingerprint: 0,
+            quiet_until: 0,
+            legacy_fired: None,
+        };
+        let chat = AlertChat::waiting(&ep, &policy, mon_1700 + 3 * 3600);
+        assert_eq!(chat.waiting_seconds, 3 * 3600);
+        assert_eq!(chat.sla_seconds, 3600);
+        assert_eq!(chat.tier, 1);
     }
 
     /// A rule that gives VIPs a 15m tier puts it at position 0, where everybody else has

@@ -504,6 +504,13 @@ impl Config {
         &self.policy.sla
     }
 
+    /// How recent an instance's last successful poll must be to count as healthy
+    /// (`/healthz`, the status page): three poll intervals, so one slow or failed poll is
+    /// no alarm and a stuck loop is.
+    pub fn healthy_within(&self) -> Duration {
+        self.sla().poll_interval * 3
+    }
+
     /// Every secret in the configuration, for redacting text that came from elsewhere.
     pub fn secrets(&self) -> Vec<Secret> {
         let mut out: Vec<Secret> = self

@@ -219,7 +219,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
     let health = Health::default();
     health.configure(
         instance_names(&runtime.config),
-        runtime.config.sla().poll_interval,
+        runtime.config.healthy_within(),
     );
 
     let current_config: http::CurrentConfig =
@@ -302,10 +302,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
                         tracing::warn!("SIGHUP: log.level stays as it was: {e}");
                     }
                     pollers.stop(Stop::Reload, POLL_STOP_GRACE).await;
-                    health.configure(
-                        instance_names(&next.config),
-                        next.config.sla().poll_interval,
-                    );
+                    health.configure(instance_names(&next.config), next.config.healthy_within());
                     pollers = loops.pollers(&next);
                     // Old delivery loops finish the send in hand, without a last pass:
                     // the new ones take over the outbox (claims keep them apart).
@@ -774,7 +771,16 @@ async fn channel_loop(
             // re-sent), and not held by another node.
             let here = |i: &str| r.config.instance(i).is_some() && !r.health.is_standby(i);
             let now = r.clock.now();
-            match deliver::refresh_alertmanager(outbox.store(), &name, am, now, here).await {
+            match deliver::refresh_alertmanager(
+                outbox.store(),
+                &name,
+                am,
+                &r.config.policy,
+                now,
+                here,
+            )
+            .await
+            {
                 Ok((n, said)) => {
                     tracing::debug!(channel = %name, alerts = n, receiver = %said, "alerts re-sent to Alertmanager")
                 }

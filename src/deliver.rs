@@ -75,10 +75,11 @@ pub async fn refresh_alertmanager(
     store: &crate::store::Store,
     channel: &str,
     am: &crate::notify::alertmanager::Alertmanager,
+    policy: &crate::policy::Policy,
     now: i64,
     polled_here: impl Fn(&str) -> bool,
 ) -> Result<(usize, String), String> {
-    let alerts = alertmanager_batch(store, channel, am, now, polled_here).await?;
+    let alerts = alertmanager_batch(store, channel, am, policy, now, polled_here).await?;
     let n = alerts.len();
     let said = am
         .post(&serde_json::Value::Array(alerts))
@@ -97,10 +98,11 @@ pub async fn alertmanager_batch(
     store: &crate::store::Store,
     channel: &str,
     am: &crate::notify::alertmanager::Alertmanager,
+    policy: &crate::policy::Policy,
     now: i64,
     polled_here: impl Fn(&str) -> bool,
 ) -> Result<Vec<serde_json::Value>, String> {
-    use crate::alert::{AlertChat, AlertDoc, AlertMessage, Status, chat_kind, utc_time};
+    use crate::alert::{AlertChat, AlertDoc, Status, utc_time};
     use crate::notify::alertmanager::Waiting;
     let open = store.all_episodes().await.map_err(|e| e.to_string())?;
     let sources = store.sources().await.map_err(|e| e.to_string())?;
@@ -113,25 +115,7 @@ pub async fn alertmanager_batch(
         .iter()
         .filter(|(i, e)| polled_here(i) && e.notified.iter().any(|n| n == channel))
     {
-        let chat = AlertChat {
-            id: ep.jid.clone(),
-            name: ep.name.clone(),
-            kind: chat_kind(&ep.jid).to_string(),
-            unread_count: ep.unread,
-            waiting_since: ep.started_at,
-            waiting_seconds: (now - ep.started_at).max(0),
-            sla_seconds: (now - ep.started_at).max(0),
-            tier: ep.fired.len().saturating_sub(1),
-            repeat: false,
-            last_message: ep.last_message.as_ref().map(|m| AlertMessage {
-                id: m.id.clone(),
-                body: m.body.clone(),
-                timestamp: m.timestamp,
-                has_media: m.has_media,
-            }),
-            tiers_fired: ep.fired.clone(),
-            reason: None,
-        };
+        let chat = AlertChat::waiting(ep, policy, now);
         alerts.push(am.alert(
             &Waiting {
                 instance,
@@ -149,20 +133,14 @@ pub async fn alertmanager_batch(
         .iter()
         .filter(|p| polled_here(&p.instance) && p.notified.iter().any(|n| n == channel))
     {
-        let chat = AlertChat {
-            id: p.jid.clone(),
-            name: p.name.clone(),
-            kind: chat_kind(&p.jid).to_string(),
-            unread_count: None,
-            waiting_since: p.started_at,
-            waiting_seconds: p.wall_seconds,
-            sla_seconds: p.business_seconds,
-            tier: p.fired.len().saturating_sub(1),
-            repeat: false,
-            last_message: None,
-            tiers_fired: p.fired.clone(),
-            reason: None,
-        };
+        let chat = AlertChat::ended(
+            &p.jid,
+            p.name.as_deref(),
+            p.started_at,
+            p.wall_seconds,
+            p.business_seconds,
+            &p.fired,
+        );
         let alert = am.alert(
             &Waiting {
                 instance: &p.instance,

@@ -46,12 +46,13 @@ impl Health {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sets the instances to watch and the allowed age (3 × `poll_interval`).
-    pub fn configure(&self, instances: Vec<String>, poll_interval: Duration) {
+    /// Sets the instances to watch and how recent their last success must be
+    /// ([`Config::healthy_within`]).
+    pub fn configure(&self, instances: Vec<String>, max_age: Duration) {
         let mut h = self.lock();
         h.standby.retain(|i| instances.contains(i));
         h.instances = instances;
-        h.max_age = poll_interval * 3;
+        h.max_age = max_age;
     }
 
     pub fn polled_ok(&self, instance: &str) {

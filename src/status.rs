@@ -89,7 +89,7 @@ pub async fn now(
         .map(|l| (l.instance.clone(), l))
         .collect();
     let counts = store.outbox_counts().await?;
-    let max_age = config.sla().poll_interval.as_secs() as i64 * 3;
+    let max_age = config.healthy_within().as_secs() as i64;
     let instances = config
         .instances
         .iter()

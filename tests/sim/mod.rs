@@ -999,7 +999,9 @@ async fn step(s: Step) {
         let now = s.clock.now();
         let config = s.config.clone();
         let here = |i: &str| config.instance(i).is_some();
-        if let Ok(alerts) = deliver::alertmanager_batch(&s.store, "am", am, now, here).await {
+        if let Ok(alerts) =
+            deliver::alertmanager_batch(&s.store, "am", am, &s.config.policy, now, here).await
+        {
             lock(&s.rec).am_apply(&alerts);
         }
     }
