@@ -9,7 +9,7 @@ use crate::config::{Config, ConfigError};
 use crate::cycle::{self, CycleError, Summary};
 use crate::deliver;
 use crate::notify::{self, Channels};
-use crate::outbox::{Outbox, Queued};
+use crate::outbox::{Outbox, Queued, Stage};
 use crate::sla::EventKind;
 use crate::store::{Store, StoreError};
 use crate::untrusted;
@@ -254,7 +254,7 @@ struct Overview {
     store: String,
     episodes: Vec<(String, crate::sla::Episode)>,
     mutes: Vec<crate::store::Mute>,
-    counts: std::collections::HashMap<String, u64>,
+    counts: crate::outbox::Counts,
     pending: Vec<Queued>,
     dead: Vec<Queued>,
     sent: Vec<Queued>,
@@ -296,13 +296,13 @@ pub async fn alerts(
         mutes: store.mutes(now).await?,
         counts: store.outbox_counts().await?,
         pending: [
-            store.outbox("claimed", 200).await?,
-            store.outbox("pending", 200).await?,
+            store.outbox(Stage::Claimed, 200).await?,
+            store.outbox(Stage::Pending, 200).await?,
         ]
         .concat(),
-        dead: store.outbox("dead", 50).await?,
+        dead: store.outbox(Stage::Dead, 50).await?,
         sent: if all {
-            store.outbox("sent", 20).await?
+            store.outbox(Stage::Sent, 20).await?
         } else {
             Vec::new()
         },
@@ -420,11 +420,7 @@ fn alerts_text(o: &Overview, all: bool, now: i64) {
                 .unwrap_or_default()
         );
     }
-    let count = |s: &str| o.counts.get(s).copied().unwrap_or(0);
-    say!(
-        "Pending notifications: {}",
-        count("pending") + count("claimed")
-    );
+    say!("Pending notifications: {}", o.counts.open());
     for q in o.pending.iter().rev() {
         let when = match &q.state {
             crate::outbox::State::Claimed { owner, .. } => format!("being sent by {owner}"),
@@ -446,7 +442,7 @@ fn alerts_text(o: &Overview, all: bool, now: i64) {
                 .unwrap_or_default()
         );
     }
-    say!("Dead notifications: {}", count("dead"));
+    say!("Dead notifications: {}", o.counts.dead);
     for q in &o.dead {
         say!(
             "  #{} {} → {}  {} chats  created {}  {}",

@@ -832,9 +832,8 @@ async fn channel_loop(
 async fn outbox_gauges(store: &Store) {
     match store.outbox_counts().await {
         Ok(counts) => {
-            let n = |s: &str| counts.get(s).copied().unwrap_or(0) as f64;
-            metrics::gauge!("inbox_sla_outbox_pending").set(n("pending") + n("claimed"));
-            metrics::gauge!("inbox_sla_outbox_dead").set(n("dead"));
+            metrics::gauge!("inbox_sla_outbox_pending").set(counts.open() as f64);
+            metrics::gauge!("inbox_sla_outbox_dead").set(counts.dead as f64);
         }
         Err(e) => tracing::error!("outbox: {e}"),
     }

@@ -182,13 +182,7 @@ pub async fn run() -> Result<ExitCode, CliError> {
     demo.cycle_at(t).await?;
 
     let open = demo.store.all_episodes().await?.len();
-    let sent = demo
-        .store
-        .outbox_counts()
-        .await?
-        .get(crate::outbox::SENT)
-        .copied()
-        .unwrap_or(0);
+    let sent = demo.store.outbox_counts().await?.sent;
     say!("Done: {open} open episodes, {sent} notifications delivered, none twice.");
     say!(
         "Next: write a config (see config.example.toml), then `inbox-sla check` and `inbox-sla once --dry-run`."

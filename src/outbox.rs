@@ -19,7 +19,7 @@
 use crate::clock::Clock;
 use crate::host::hostname;
 use crate::notify::SendError;
-pub use crate::store::{CLAIMED, DEAD, PENDING, Queued, SENT, State};
+pub use crate::store::{Counts, Queued, Stage, State};
 use crate::store::{Store, StoreError};
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;

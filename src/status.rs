@@ -155,9 +155,8 @@ pub async fn now(
         instances,
         waiting,
         mutes,
-        pending: counts.get("pending").copied().unwrap_or(0)
-            + counts.get("claimed").copied().unwrap_or(0),
-        dead: counts.get("dead").copied().unwrap_or(0),
+        pending: counts.open(),
+        dead: counts.dead,
     })
 }
 

@@ -11,7 +11,7 @@ use inbox_sla::clock::Clock;
 use inbox_sla::config::Config;
 use inbox_sla::deliver;
 use inbox_sla::notify;
-use inbox_sla::outbox::{Outbox, Queued, Report, State};
+use inbox_sla::outbox::{Outbox, Queued, Report, Stage, State};
 use inbox_sla::store::{Store, sqlite::Sqlite};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -133,13 +133,13 @@ impl Bench {
             .unwrap()
     }
 
-    fn outbox(&self, state: &'static str) -> Vec<Queued> {
-        rt().block_on(self.outbox.store().outbox(state, 100))
+    fn outbox(&self, stage: Stage) -> Vec<Queued> {
+        rt().block_on(self.outbox.store().outbox(stage, 100))
             .unwrap()
     }
 
     fn next_attempt_ms(&self) -> i64 {
-        match self.outbox("pending")[0].state {
+        match self.outbox(Stage::Pending)[0].state {
             State::Pending { next_attempt_ms } => next_attempt_ms,
             ref other => panic!("not pending: {other:?}"),
         }
@@ -168,7 +168,7 @@ fn a_500_is_retried_with_backoff_and_then_delivered_once() {
     let r = b.deliver();
     assert_eq!((r.sent, r.retrying), (0, 1));
     assert!(r.failures[0].1.contains("500"), "{:?}", r.failures);
-    assert_eq!(b.outbox("pending")[0].attempts, 1);
+    assert_eq!(b.outbox(Stage::Pending)[0].attempts, 1);
     assert_eq!(
         b.next_attempt_ms() - T0 * 1000,
         1000,
@@ -193,7 +193,7 @@ fn a_500_is_retried_with_backoff_and_then_delivered_once() {
     b.advance(600);
     assert_eq!(b.deliver().sent, 0, "sent once, never again");
     assert_eq!(rx.posts().len(), 3);
-    assert_eq!(b.outbox("sent").len(), 1);
+    assert_eq!(b.outbox(Stage::Sent).len(), 1);
 }
 
 #[test]
@@ -219,7 +219,7 @@ fn a_404_is_permanent_and_the_notification_is_dead_at_once() {
     b.enqueue("oncall", firing(vec![sample_chat(1, "Amina", "hi")]));
     let r = b.deliver();
     assert_eq!((r.sent, r.retrying, r.dead), (0, 0, 1));
-    let dead = b.outbox("dead");
+    let dead = b.outbox(Stage::Dead);
     assert_eq!(dead.len(), 1);
     let error = dead[0].last_error.clone().unwrap();
     assert!(
@@ -241,7 +241,7 @@ fn backoff_doubles_to_five_minutes_and_retries_stop_after_retry_for() {
     // Deliver exactly when due, as the daemon does: attempts are as dense as backoff allows.
     let mut delays = Vec::new();
     b.deliver();
-    while b.outbox("dead").is_empty() {
+    while b.outbox(Stage::Dead).is_empty() {
         delays.push(b.advance_to_due("pager"));
         b.deliver();
         assert!(delays.len() < 100, "retries never stopped: {delays:?}");
@@ -258,13 +258,13 @@ fn backoff_doubles_to_five_minutes_and_retries_stop_after_retry_for() {
         delays.iter().sum::<i64>() >= 3_600_000 - 300_000,
         "retried for about retry_for = 1h"
     );
-    let dead = &b.outbox("dead")[0];
+    let dead = &b.outbox(Stage::Dead)[0];
     assert!(
         dead.last_error.as_deref().unwrap().contains("giving up"),
         "{dead:?}"
     );
     assert!(matches!(dead.state, State::Dead { at } if at >= T0 + 3600));
-    assert!(b.outbox("pending").is_empty());
+    assert!(b.outbox(Stage::Pending).is_empty());
     assert_eq!(rx.posts().len(), delays.len() + 1);
 }
 
@@ -663,12 +663,12 @@ fn notifications_of_a_removed_channel_are_left_alone_then_dead_after_retry_for()
     let known = vec!["oncall".to_string()];
     let killed = rt().block_on(b.outbox.kill_orphans(&known)).unwrap();
     assert!(killed.is_empty(), "another config may still own it");
-    assert_eq!(b.outbox("pending").len(), 1);
+    assert_eq!(b.outbox(Stage::Pending).len(), 1);
     b.advance(3600);
     let killed = rt().block_on(b.outbox.kill_orphans(&known)).unwrap();
     assert_eq!(killed.len(), 1);
     assert!(
-        b.outbox("dead")[0]
+        b.outbox(Stage::Dead)[0]
             .last_error
             .as_deref()
             .unwrap()
@@ -729,7 +729,7 @@ fn an_smtp_server_that_drops_the_connection_mid_data_is_retried() {
     b.enqueue("leads", firing(vec![sample_chat(1, "Amina", "hi")]));
     let r = b.deliver();
     assert_eq!((r.sent, r.retrying, r.dead), (0, 1, 0), "{r:?}");
-    assert_eq!(b.outbox("pending").len(), 1, "still queued");
+    assert_eq!(b.outbox(Stage::Pending).len(), 1, "still queued");
 }
 
 #[test]
@@ -851,7 +851,7 @@ fn a_store_locked_after_the_receiver_accepted_never_causes_a_second_send() {
     assert_eq!(r.sent, 0);
     assert_eq!(b.outbox.owed(), 0);
     assert_eq!(
-        b.outbox("sent").len(),
+        b.outbox(Stage::Sent).len(),
         1,
         "recorded once the store answered"
     );

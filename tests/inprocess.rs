@@ -10,7 +10,7 @@ use inbox_sla::alert::Status;
 use inbox_sla::clock::Clock;
 use inbox_sla::config::{Config, Location};
 use inbox_sla::daemon::{self, Control, Setup};
-use inbox_sla::store::{Queued, Store};
+use inbox_sla::store::{Queued, Stage, Store};
 use inbox_sla::wawp::{Body, BoxFuture, Response, Transport};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -135,7 +135,7 @@ impl Running {
         let store = Store::open(&Location::Sqlite(self.store.clone()))
             .await
             .unwrap();
-        let mut sent = store.outbox("sent", 1000).await.unwrap();
+        let mut sent = store.outbox(Stage::Sent, 1000).await.unwrap();
         sent.reverse();
         sent
     }

@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use inbox_sla::alert::{AlertChat, AlertDoc, Outgoing, Shape, Status};
 use inbox_sla::clock::Clock;
-use inbox_sla::outbox::State;
+use inbox_sla::outbox::{Stage, State};
 use inbox_sla::sla::{Closed, EndReason, Episode, Preview};
 use inbox_sla::store::{CycleCommit, DbClock, Fence, Location, SourceState, Store, StoreError};
 use std::collections::HashSet;
@@ -161,7 +161,7 @@ fn a_cycle_commits_all_or_nothing_and_a_second_writer_loses() {
                 .unwrap_err();
             assert!(matches!(err, StoreError::Conflict(_)), "{name}: {err}");
             assert_eq!(
-                store.outbox_counts().await.unwrap()["pending"],
+                store.outbox_counts().await.unwrap().pending,
                 1,
                 "{name}: enqueued once"
             );
@@ -478,12 +478,8 @@ fn the_outbox_moves_through_its_states_only_for_the_claim_holder() {
                 "{name}"
             );
             let counts = store.outbox_counts().await.unwrap();
-            assert_eq!(
-                (counts.get("sent"), counts.get("dead")),
-                (Some(&1), Some(&1)),
-                "{name}"
-            );
-            let dead = store.outbox("dead", 10).await.unwrap();
+            assert_eq!((counts.sent, counts.dead), (1, 1), "{name}");
+            let dead = store.outbox(Stage::Dead, 10).await.unwrap();
             assert_eq!(dead[0].state, State::Dead { at: T0 + 40 }, "{name}");
             assert_eq!(dead[0].last_error.as_deref(), Some("404"), "{name}");
         });
@@ -844,11 +840,7 @@ fn orphans_sources_mutes_and_pruning_behave_alike() {
                 .await
                 .unwrap();
             assert_eq!((pruned.dead, pruned.mutes), (1, 1), "{name}: {pruned:?}");
-            assert_eq!(
-                store.outbox_counts().await.unwrap().get("dead"),
-                None,
-                "{name}"
-            );
+            assert_eq!(store.outbox_counts().await.unwrap().dead, 0, "{name}");
         });
     }
 }

@@ -16,7 +16,7 @@ mod queued;
 pub mod sqlite;
 
 pub use crate::config::Location;
-pub use queued::{CLAIMED, DEAD, PENDING, Queued, SENT, State};
+pub use queued::{Counts, Queued, Stage, State};
 
 use crate::alert::Outgoing;
 use crate::overview::OpenEpisode;
@@ -434,13 +434,13 @@ impl Store {
         both!(self.next_due_in_ms(channel, now_ms))
     }
 
-    /// Notifications in a state, newest first.
-    pub async fn outbox(&self, state: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {
-        both!(self.outbox(state, limit))
+    /// Notifications at `stage`, newest first.
+    pub async fn outbox(&self, stage: Stage, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        both!(self.outbox(stage, limit))
     }
 
-    /// How many notifications are in each state.
-    pub async fn outbox_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+    /// How many notifications are at each stage.
+    pub async fn outbox_counts(&self) -> Result<Counts, StoreError> {
         both!(self.outbox_counts())
     }
 

@@ -11,11 +11,11 @@
 //! secret and never reaches an error.
 
 use super::sqlite::IN_ORDER;
+use super::{Counts, Queued, Stage, State};
 use super::{
     CycleCommit, DbClock, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned,
     SCHEMA_VERSION, Snapshot, SourceState, StoreError, json_list, parse_list,
 };
-use super::{Queued, State};
 use crate::alert::Outgoing;
 use crate::overview::OpenEpisode;
 use crate::secret::{Redactor, Secret};
@@ -734,30 +734,31 @@ impl Postgres {
         Ok(row.get(0))
     }
 
-    pub async fn outbox(&self, state: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {
+    pub async fn outbox(&self, stage: Stage, limit: usize) -> Result<Vec<Queued>, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query(
                 &format!(
                     "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE state = $1 ORDER BY id DESC LIMIT $2"
                 ),
-                &[&state, &(limit as i64)],
+                &[&stage.as_str(), &(limit as i64)],
             )
             .await
             .map_err(|e| self.error(e))?;
         rows.iter().map(queued_from).collect()
     }
 
-    pub async fn outbox_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+    pub async fn outbox_counts(&self) -> Result<Counts, StoreError> {
         let client = self.client().await?;
         let rows = client
             .query("SELECT state, count(*) FROM outbox GROUP BY state", &[])
             .await
             .map_err(|e| self.error(e))?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
-            .collect())
+        let mut counts = Counts::default();
+        for r in &rows {
+            counts.add(r.get::<_, &str>(0), r.get::<_, i64>(1).max(0) as u64);
+        }
+        Ok(counts)
     }
 
     pub async fn mute(

@@ -2,16 +2,15 @@
 //! `PRAGMA user_version`. rusqlite blocks, so every call runs on tokio's blocking pool with
 //! the one connection behind a mutex: async callers never block a runtime worker.
 
+use super::{Counts, Queued, Stage, State};
 use super::{
     CycleCommit, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned, SCHEMA_VERSION,
     Snapshot, SourceState, StoreError, json_list, parse_list,
 };
-use super::{Queued, State};
 use crate::alert::Outgoing;
 use crate::overview::OpenEpisode;
 use crate::sla::{Episode, Memory, Preview};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -688,26 +687,25 @@ impl Sqlite {
         .await
     }
 
-    pub async fn outbox(&self, state: &str, limit: usize) -> Result<Vec<Queued>, StoreError> {
-        let state = state.to_string();
+    pub async fn outbox(&self, stage: Stage, limit: usize) -> Result<Vec<Queued>, StoreError> {
         self.call(move |c| {
             query_outbox(
                 c,
                 "WHERE state = ?1 ORDER BY id DESC LIMIT ?2",
-                params![state, limit as i64],
+                params![stage.as_str(), limit as i64],
             )
         })
         .await
     }
 
-    pub async fn outbox_counts(&self) -> Result<HashMap<String, u64>, StoreError> {
+    pub async fn outbox_counts(&self) -> Result<Counts, StoreError> {
         self.call(|c| {
             let mut stmt = c.prepare_cached("SELECT state, count(*) FROM outbox GROUP BY state")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
-            let mut out = HashMap::new();
+            let mut out = Counts::default();
             for row in rows {
                 let (state, n) = row?;
-                out.insert(state, n.max(0) as u64);
+                out.add(&state, n.max(0) as u64);
             }
             Ok(out)
         })
