@@ -11,20 +11,20 @@
 //! committed since the cycle read) and, under HA, the lease's fencing number. This module
 //! decides nothing: the engine decides what changes, `outbox` what a send did.
 
+mod dialect;
 pub mod postgres;
 mod queued;
+mod schema;
 pub mod sqlite;
 
 pub use crate::config::Location;
 pub use queued::{Counts, Queued, Stage, State};
+pub use schema::SCHEMA_VERSION;
 
 use crate::alert::Outgoing;
 use crate::overview::OpenEpisode;
 use crate::sla::{Closed, Episode};
 use std::collections::HashMap;
-
-/// The schema this build writes. Migrations run from the store's version up to this.
-pub const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

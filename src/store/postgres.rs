@@ -10,6 +10,8 @@
 //! webpki roots) when the URL asks for it (`sslmode=require`); the URL's password is a
 //! secret and never reaches an error.
 
+use super::dialect::Dialect;
+use super::schema;
 use super::sqlite::IN_ORDER;
 use super::{Counts, Queued, Stage, State};
 use super::{
@@ -25,99 +27,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tokio_postgres::Row;
 use tokio_postgres::config::SslMode;
-
-/// The same steps as SQLite's migrations, in PostgreSQL's dialect: version N here means
-/// what version N means there.
-const MIGRATIONS: &[&str] = &[
-    // 0 -> 1
-    "CREATE TABLE episode (
-        instance TEXT NOT NULL,
-        jid TEXT NOT NULL,
-        name TEXT,
-        started_at BIGINT NOT NULL,
-        unread BIGINT,
-        last_id TEXT,
-        last_body TEXT,
-        last_ts BIGINT,
-        last_media BOOLEAN NOT NULL DEFAULT FALSE,
-        has_last BOOLEAN NOT NULL DEFAULT FALSE,
-        tiers_fired BIGINT NOT NULL DEFAULT 0,
-        last_fired_at BIGINT,
-        nudged BOOLEAN NOT NULL DEFAULT FALSE,
-        PRIMARY KEY (instance, jid)
-    );
-    CREATE TABLE outbox (
-        id BIGSERIAL PRIMARY KEY,
-        created_at BIGINT NOT NULL,
-        instance TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        status TEXT NOT NULL,
-        document TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending',
-        attempts BIGINT NOT NULL DEFAULT 0,
-        next_attempt_ms BIGINT NOT NULL,
-        last_error TEXT,
-        done_at BIGINT
-    );
-    CREATE INDEX outbox_due ON outbox (state, next_attempt_ms);
-    CREATE TABLE mute (
-        jid TEXT PRIMARY KEY,
-        until BIGINT NOT NULL,
-        reason TEXT,
-        created_at BIGINT NOT NULL
-    );
-    CREATE TABLE source (
-        instance TEXT PRIMARY KEY,
-        failing_since BIGINT,
-        last_error TEXT,
-        blind BOOLEAN NOT NULL DEFAULT FALSE
-    );",
-    // 1 -> 2
-    "CREATE TABLE generation (
-        instance TEXT PRIMARY KEY,
-        value BIGINT NOT NULL
-    );",
-    // 2 -> 3
-    "ALTER TABLE episode ADD COLUMN fired TEXT;
-    ALTER TABLE episode ADD COLUMN notified TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE episode ADD COLUMN missing BIGINT NOT NULL DEFAULT 0;
-    ALTER TABLE episode ADD COLUMN fingerprint BIGINT NOT NULL DEFAULT 0;
-    ALTER TABLE source ADD COLUMN last_ok_at BIGINT;
-    ALTER TABLE source ADD COLUMN complete_chats BIGINT;
-    ALTER TABLE outbox ADD COLUMN owner TEXT;
-    ALTER TABLE outbox ADD COLUMN claim_until_ms BIGINT;
-    CREATE INDEX outbox_channel ON outbox (channel, state, next_attempt_ms);
-    CREATE TABLE lease (
-        instance TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        expires_ms BIGINT NOT NULL,
-        fence BIGINT NOT NULL
-    );
-    CREATE TABLE history (
-        id BIGSERIAL PRIMARY KEY,
-        instance TEXT NOT NULL,
-        jid TEXT NOT NULL,
-        name TEXT,
-        started_at BIGINT NOT NULL,
-        ended_at BIGINT NOT NULL,
-        wall_seconds BIGINT NOT NULL,
-        business_seconds BIGINT NOT NULL,
-        fired TEXT NOT NULL,
-        notified TEXT NOT NULL,
-        reason TEXT NOT NULL
-    );
-    CREATE INDEX history_ended ON history (ended_at);",
-    // 3 -> 4: when an unchanged chat's episode can next fall due. (SQLite also moves
-    // outbox documents to their own table so that a state change does not rewrite a large
-    // document; PostgreSQL keeps large values out of line and an UPDATE leaves them be.)
-    "ALTER TABLE episode ADD COLUMN quiet_until BIGINT NOT NULL DEFAULT 0;",
-    // 4 -> 5
-    "ALTER TABLE source ADD COLUMN mark_policy BIGINT;
-    ALTER TABLE source ADD COLUMN short_since BIGINT;
-    ALTER TABLE outbox ADD COLUMN subject TEXT NOT NULL DEFAULT '';
-    CREATE INDEX outbox_open_order ON outbox (channel, instance, subject, id)
-        WHERE state IN ('pending', 'claimed');",
-];
 
 /// Any number; the same for every inbox-sla, so migrations never run twice at once.
 const MIGRATION_LOCK: i64 = 0x1_9b0c_5a1a;
@@ -287,7 +196,11 @@ impl Postgres {
                 });
             }
         }
-        for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        for (from, sql) in schema::migrations(Dialect::Postgres)
+            .iter()
+            .enumerate()
+            .skip(version as usize)
+        {
             tx.batch_execute(sql)
                 .await
                 .map_err(|e| self.error(format!("migration to schema {} failed: {e}", from + 1)))?;

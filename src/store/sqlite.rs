@@ -2,6 +2,8 @@
 //! `PRAGMA user_version`. rusqlite blocks, so every call runs on tokio's blocking pool with
 //! the one connection behind a mutex: async callers never block a runtime worker.
 
+use super::dialect::Dialect;
+use super::schema;
 use super::{Counts, Queued, Stage, State};
 use super::{
     CycleCommit, Fence, JidSet, Lease, Mute, OpenJids, Opening, Past, Pruned, SCHEMA_VERSION,
@@ -14,112 +16,6 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-pub(crate) const MIGRATIONS: &[&str] = &[
-    // 0 -> 1
-    "CREATE TABLE episode (
-        instance TEXT NOT NULL,
-        jid TEXT NOT NULL,
-        name TEXT,
-        started_at INTEGER NOT NULL,
-        unread INTEGER,
-        last_id TEXT,
-        last_body TEXT,
-        last_ts INTEGER,
-        last_media INTEGER NOT NULL DEFAULT 0,
-        has_last INTEGER NOT NULL DEFAULT 0,
-        tiers_fired INTEGER NOT NULL DEFAULT 0,
-        last_fired_at INTEGER,
-        nudged INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (instance, jid)
-    ) WITHOUT ROWID;
-    CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
-        created_at INTEGER NOT NULL,
-        instance TEXT NOT NULL,
-        channel TEXT NOT NULL,
-        status TEXT NOT NULL,
-        document TEXT NOT NULL,
-        state TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt_ms INTEGER NOT NULL,
-        last_error TEXT,
-        done_at INTEGER
-    );
-    CREATE INDEX outbox_due ON outbox (state, next_attempt_ms);
-    CREATE TABLE mute (
-        jid TEXT PRIMARY KEY,
-        until INTEGER NOT NULL,
-        reason TEXT,
-        created_at INTEGER NOT NULL
-    );
-    CREATE TABLE source (
-        instance TEXT PRIMARY KEY,
-        failing_since INTEGER,
-        last_error TEXT,
-        blind INTEGER NOT NULL DEFAULT 0
-    );",
-    // 1 -> 2: a per-instance generation, bumped by every cycle that writes, so that two
-    // processes evaluating the same episodes cannot both commit (and both page).
-    "CREATE TABLE generation (
-        instance TEXT PRIMARY KEY,
-        value INTEGER NOT NULL
-    ) WITHOUT ROWID;",
-    // 2 -> 3: tiers known by their `after` (NULL `fired`: the old count in tiers_fired,
-    // converted by the engine), who was told, confirmed absence, the high-water mark,
-    // outbox claims, instance leases, and closed episodes kept for reports.
-    "ALTER TABLE episode ADD COLUMN fired TEXT;
-    ALTER TABLE episode ADD COLUMN notified TEXT NOT NULL DEFAULT '[]';
-    ALTER TABLE episode ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE episode ADD COLUMN fingerprint INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE source ADD COLUMN last_ok_at INTEGER;
-    ALTER TABLE source ADD COLUMN complete_chats INTEGER;
-    ALTER TABLE outbox ADD COLUMN owner TEXT;
-    ALTER TABLE outbox ADD COLUMN claim_until_ms INTEGER;
-    CREATE INDEX outbox_channel ON outbox (channel, state, next_attempt_ms);
-    CREATE TABLE lease (
-        instance TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        expires_ms INTEGER NOT NULL,
-        fence INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE TABLE history (
-        id INTEGER PRIMARY KEY,
-        instance TEXT NOT NULL,
-        jid TEXT NOT NULL,
-        name TEXT,
-        started_at INTEGER NOT NULL,
-        ended_at INTEGER NOT NULL,
-        wall_seconds INTEGER NOT NULL,
-        business_seconds INTEGER NOT NULL,
-        fired TEXT NOT NULL,
-        notified TEXT NOT NULL,
-        reason TEXT NOT NULL
-    );
-    CREATE INDEX history_ended ON history (ended_at);",
-    // 3 -> 4: when an unchanged chat's episode can next fall due (until then a cycle does
-    // not read it), and documents in their own table. SQLite rewrites a whole row on UPDATE, so
-    // claiming and acknowledging a large digest (thousands of chats, megabytes) rewrote
-    // it twice; the states now change beside it.
-    "CREATE TABLE outbox_document (
-        id INTEGER PRIMARY KEY,
-        document TEXT NOT NULL
-    );
-    INSERT INTO outbox_document (id, document) SELECT id, document FROM outbox;
-    ALTER TABLE outbox DROP COLUMN document;
-    ALTER TABLE episode ADD COLUMN quiet_until INTEGER NOT NULL DEFAULT 0;
-    CREATE TRIGGER outbox_document_follows AFTER DELETE ON outbox BEGIN
-        DELETE FROM outbox_document WHERE id = old.id;
-    END;",
-    // 4 -> 5: which reply-mode policy the high-water mark belongs to, since when the
-    // overviews have been short, and the index that keeps a channel's notices of one
-    // instance in order.
-    "ALTER TABLE source ADD COLUMN mark_policy INTEGER;
-    ALTER TABLE source ADD COLUMN short_since INTEGER;
-    ALTER TABLE outbox ADD COLUMN subject TEXT NOT NULL DEFAULT '';
-    CREATE INDEX outbox_open_order ON outbox (channel, instance, subject, id)
-        WHERE state IN ('pending', 'claimed');",
-];
 
 /// Statements run through the connection's statement cache: parsing SQL costs more than
 /// running it for the small statements a cycle makes, and `execute`/`query_row` would
@@ -943,7 +839,11 @@ fn prepare(conn: &mut Connection, busy: Duration) -> Result<(), String> {
         true,
     )
     .map_err(|e| e.to_string())?;
-    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+    for (from, sql) in schema::migrations(Dialect::Sqlite)
+        .iter()
+        .enumerate()
+        .skip(version as usize)
+    {
         let tx = conn.transaction().map_err(describe_open_error)?;
         tx.execute_batch(sql)
             .map_err(|e| format!("migration to schema {} failed: {e}", from + 1))?;
@@ -1162,7 +1062,8 @@ mod tests {
         let path = dir.path().join("state.db");
         {
             let conn = Connection::open(&path).unwrap();
-            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(&schema::migrations(Dialect::Sqlite)[0])
+                .unwrap();
             conn.pragma_update(None, "user_version", 1).unwrap();
             conn.execute(
                 "INSERT INTO episode (instance, jid, started_at, tiers_fired) VALUES ('support', '1@c.us', 5, 1)",
