@@ -1,20 +1,30 @@
 //! The store: open episodes, closed episodes kept for reports, the outbox, mutes, polling
 //! health and instance leases, behind one interface.
 //!
-//! Two backends keep the same schema semantics and migrations: [`sqlite`] (one file, WAL,
-//! the embedded default) and [`postgres`] (12 or newer, for two or more daemons in a
-//! high-availability group, PRODUCT.md section 10). A store written by a newer release, or
-//! one that is not an inbox-sla store, is a clear error and never a silent fresh start. A
-//! cycle's episode changes and the notifications they cause go in one transaction (the
-//! outbox pattern), which is what makes "enqueued exactly once per episode and tier" hold
-//! across crashes; that commit also checks the instance's generation (no other writer
-//! committed since the cycle read) and, under HA, the lease's fencing number. This module
-//! decides nothing: the engine decides what changes, `outbox` what a send did.
+//! Two backends keep the same schema and migrations: [`sqlite`] (one file, WAL, the
+//! embedded default) and [`postgres`] (12 or newer, for two or more daemons in a
+//! high-availability group, PRODUCT.md section 10). Each concern is written once, generic
+//! over the small backend trait in `db`: `schema`, `episodes`, `outbox`, `mutes`,
+//! `sources` (with leases) and `history` (with pruning); `dialect` holds what SQL differs,
+//! and the backends only connections, transactions and binding. A store written by a
+//! newer release, or one that is not an inbox-sla store, is a clear error and never a
+//! silent fresh start. A cycle's episode changes and the notifications they cause go in
+//! one transaction (the outbox pattern), which is what makes "enqueued exactly once per
+//! episode and tier" hold across crashes; that commit also checks the instance's
+//! generation (no other writer committed since the cycle read) and, under HA, the
+//! lease's fencing number. This module decides nothing: the engine decides what changes,
+//! `outbox` what a send did.
 
+mod db;
 mod dialect;
+mod episodes;
+mod history;
+mod mutes;
+mod outbox;
 pub mod postgres;
 mod queued;
 mod schema;
+mod sources;
 pub mod sqlite;
 
 pub use crate::config::Location;
@@ -24,6 +34,7 @@ pub use schema::SCHEMA_VERSION;
 use crate::alert::Outgoing;
 use crate::overview::OpenEpisode;
 use crate::sla::{Closed, Episode};
+use sqlite::{Tx, ready};
 use std::collections::HashMap;
 
 #[derive(Debug, thiserror::Error)]
@@ -254,16 +265,9 @@ pub enum Store {
     Postgres(postgres::Postgres),
 }
 
-/// Calls the same method on whichever backend this is.
-macro_rules! both {
-    ($self:ident . $method:ident ( $($arg:expr),* )) => {
-        match $self {
-            Store::Sqlite(s) => s.$method($($arg),*).await,
-            Store::Postgres(p) => p.$method($($arg),*).await,
-        }
-    };
-}
-
+/// Each method runs a concern function on whichever backend this is: on SQLite's
+/// blocking pool (what it borrows copied there first), in the transaction that method
+/// always took there, or on a pooled PostgreSQL connection or transaction.
 impl Store {
     /// Opens (creating and migrating if needed) the store.
     pub async fn open(location: &Location) -> Result<Store, StoreError> {
@@ -306,7 +310,7 @@ impl Store {
     }
 
     pub async fn snapshot(&self, instance: &str, now: i64) -> Result<Snapshot, StoreError> {
-        both!(self.snapshot(instance, now, JidSet::default()))
+        self.snapshot_except(instance, now, JidSet::default()).await
     }
 
     /// The snapshot without the episodes of `except` (their chats are quiet this cycle).
@@ -316,11 +320,39 @@ impl Store {
         now: i64,
         except: JidSet,
     ) -> Result<Snapshot, StoreError> {
-        both!(self.snapshot(instance, now, except))
+        match self {
+            Store::Sqlite(s) => {
+                let instance = instance.to_string();
+                s.run(Tx::Deferred, move |c| {
+                    ready(episodes::snapshot(c, &instance, now, &except))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, true).await?;
+                let out = episodes::snapshot(&tx, instance, now, &except).await?;
+                tx.commit(out).await
+            }
+        }
     }
 
     pub async fn opening(&self, instance: &str) -> Result<Opening, StoreError> {
-        both!(self.opening(instance))
+        match self {
+            Store::Sqlite(s) => {
+                let instance = instance.to_string();
+                s.run(Tx::Deferred, move |c| {
+                    ready(episodes::opening(c, &instance))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, true).await?;
+                let out = episodes::opening(&tx, instance).await?;
+                tx.commit(out).await
+            }
+        }
     }
 
     /// Commits one cycle, all or nothing; returns the rows written (0 when there was
@@ -329,7 +361,46 @@ impl Store {
         if c.is_empty() {
             return Ok(0);
         }
-        both!(self.commit_cycle(c))
+        match self {
+            Store::Sqlite(s) => {
+                // The commit runs on another thread: it takes the rows and copies the rest.
+                let instance = c.instance.to_string();
+                let fence = c.fence.cloned();
+                let source = c.source.cloned();
+                let CycleCommit {
+                    generation,
+                    upserts,
+                    closed,
+                    outgoing,
+                    forget,
+                    now,
+                    ..
+                } = c;
+                s.run(Tx::Immediate, move |conn| {
+                    ready(episodes::commit_cycle(
+                        conn,
+                        CycleCommit {
+                            instance: &instance,
+                            generation,
+                            fence: fence.as_ref(),
+                            upserts,
+                            closed,
+                            outgoing,
+                            source: source.as_ref(),
+                            forget,
+                            now,
+                        },
+                    ))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, false).await?;
+                let out = episodes::commit_cycle(&tx, c).await?;
+                tx.commit(out).await
+            }
+        }
     }
 
     /// Writes an instance's source state with the notifications it causes (blind).
@@ -340,20 +411,70 @@ impl Store {
         outgoing: &[Outgoing],
         now: i64,
     ) -> Result<(), StoreError> {
-        both!(self.set_source(instance, state, outgoing, now))
+        async fn set(
+            db: &impl db::Db,
+            instance: &str,
+            state: &SourceState,
+            outgoing: &[Outgoing],
+            now: i64,
+        ) -> Result<(), StoreError> {
+            sources::write_source(db, instance, state).await?;
+            outbox::insert(db, outgoing, now, &mut 0).await?;
+            Ok(())
+        }
+        match self {
+            Store::Sqlite(s) => {
+                let (instance, state) = (instance.to_string(), state.clone());
+                let outgoing = outgoing.to_vec();
+                s.run(Tx::Deferred, move |c| {
+                    ready(set(c, &instance, &state, &outgoing, now))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, false).await?;
+                set(&tx, instance, state, outgoing, now).await?;
+                tx.commit(()).await
+            }
+        }
     }
 
     pub async fn source(&self, instance: &str) -> Result<SourceState, StoreError> {
-        both!(self.source(instance))
+        match self {
+            Store::Sqlite(s) => {
+                let instance = instance.to_string();
+                s.run(Tx::None, move |c| ready(sources::source(c, &instance)))
+                    .await
+            }
+            Store::Postgres(p) => sources::source(&p.conn().await?, instance).await,
+        }
     }
 
     pub async fn sources(&self) -> Result<Vec<(String, SourceState)>, StoreError> {
-        both!(self.sources())
+        match self {
+            Store::Sqlite(s) => s.run(Tx::None, |c| ready(sources::sources(c))).await,
+            Store::Postgres(p) => sources::sources(&p.conn().await?).await,
+        }
     }
 
     /// Enqueues notifications outside a cycle (test, recovered).
     pub async fn enqueue(&self, outgoing: &[Outgoing], now: i64) -> Result<Vec<i64>, StoreError> {
-        both!(self.enqueue(outgoing, now))
+        match self {
+            Store::Sqlite(s) => {
+                let outgoing = outgoing.to_vec();
+                s.run(Tx::Deferred, move |c| {
+                    ready(outbox::insert(c, &outgoing, now, &mut 0))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, false).await?;
+                let ids = outbox::insert(&tx, outgoing, now, &mut 0).await?;
+                tx.commit(ids).await
+            }
+        }
     }
 
     /// Claims `channel`'s oldest due notification for `owner` until `now_ms + claim_ms`:
@@ -369,12 +490,30 @@ impl Store {
         now_ms: i64,
         claim_ms: i64,
     ) -> Result<Option<Queued>, StoreError> {
-        both!(self.claim(owner, channel, now_ms, claim_ms))
+        match self {
+            Store::Sqlite(s) => {
+                let (owner, channel) = (owner.to_string(), channel.to_string());
+                s.run(Tx::Immediate, move |c| {
+                    ready(outbox::claim(c, &owner, &channel, now_ms, claim_ms))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                outbox::claim(&p.conn().await?, owner, channel, now_ms, claim_ms).await
+            }
+        }
     }
 
     /// Claimed → sent. `false` when `owner` no longer holds the claim.
     pub async fn ack(&self, id: i64, owner: &str, at: i64) -> Result<bool, StoreError> {
-        both!(self.ack(id, owner, at))
+        match self {
+            Store::Sqlite(s) => {
+                let owner = owner.to_string();
+                s.run(Tx::None, move |c| ready(outbox::ack(c, id, &owner, at)))
+                    .await
+            }
+            Store::Postgres(p) => outbox::ack(&p.conn().await?, id, owner, at).await,
+        }
     }
 
     /// Whether `owner` still holds the claim on row `id` (unexpired by the store's clock),
@@ -387,7 +526,18 @@ impl Store {
         now_ms: i64,
         claim_ms: i64,
     ) -> Result<bool, StoreError> {
-        both!(self.confirm_claim(id, owner, now_ms, claim_ms))
+        match self {
+            Store::Sqlite(s) => {
+                let owner = owner.to_string();
+                s.run(Tx::None, move |c| {
+                    ready(outbox::confirm_claim(c, id, &owner, now_ms, claim_ms))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                outbox::confirm_claim(&p.conn().await?, id, owner, now_ms, claim_ms).await
+            }
+        }
     }
 
     /// Claimed → pending, due `retry_in_ms` from now (the store's now: with PostgreSQL the
@@ -400,7 +550,19 @@ impl Store {
         retry_in_ms: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
-        both!(self.nack(id, owner, now_ms, retry_in_ms, error))
+        match self {
+            Store::Sqlite(s) => {
+                let (owner, error) = (owner.to_string(), error.to_string());
+                s.run(Tx::None, move |c| {
+                    ready(outbox::nack(c, id, &owner, now_ms, retry_in_ms, &error))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let conn = p.conn().await?;
+                outbox::nack(&conn, id, owner, now_ms, retry_in_ms, error).await
+            }
+        }
     }
 
     /// Claimed by `owner` (or, with `None`, pending) → dead.
@@ -411,7 +573,16 @@ impl Store {
         at: i64,
         error: &str,
     ) -> Result<bool, StoreError> {
-        both!(self.kill(id, owner, at, error))
+        match self {
+            Store::Sqlite(s) => {
+                let (owner, error) = (owner.map(str::to_string), error.to_string());
+                s.run(Tx::None, move |c| {
+                    ready(outbox::kill(c, id, owner.as_deref(), at, &error))
+                })
+                .await
+            }
+            Store::Postgres(p) => outbox::kill(&p.conn().await?, id, owner, at, error).await,
+        }
     }
 
     /// Pending notifications of channels not in `known`, created at or before `before`: dead.
@@ -421,7 +592,16 @@ impl Store {
         before: i64,
         now: i64,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        both!(self.kill_orphans(known, before, now))
+        match self {
+            Store::Sqlite(s) => {
+                let known = known.to_vec();
+                s.run(Tx::Immediate, move |c| {
+                    ready(outbox::kill_orphans(c, &known, before, now))
+                })
+                .await
+            }
+            Store::Postgres(p) => outbox::kill_orphans(&p.conn().await?, known, before, now).await,
+        }
     }
 
     /// How long until `channel`'s next notification falls due (ms, negative when it is
@@ -431,17 +611,35 @@ impl Store {
         channel: &str,
         now_ms: i64,
     ) -> Result<Option<i64>, StoreError> {
-        both!(self.next_due_in_ms(channel, now_ms))
+        match self {
+            Store::Sqlite(s) => {
+                let channel = channel.to_string();
+                s.run(Tx::None, move |c| {
+                    ready(outbox::next_due_in_ms(c, &channel, now_ms))
+                })
+                .await
+            }
+            Store::Postgres(p) => outbox::next_due_in_ms(&p.conn().await?, channel, now_ms).await,
+        }
     }
 
     /// Notifications at `stage`, newest first.
     pub async fn outbox(&self, stage: Stage, limit: usize) -> Result<Vec<Queued>, StoreError> {
-        both!(self.outbox(stage, limit))
+        match self {
+            Store::Sqlite(s) => {
+                s.run(Tx::None, move |c| ready(outbox::list(c, stage, limit)))
+                    .await
+            }
+            Store::Postgres(p) => outbox::list(&p.conn().await?, stage, limit).await,
+        }
     }
 
     /// How many notifications are at each stage.
     pub async fn outbox_counts(&self) -> Result<Counts, StoreError> {
-        both!(self.outbox_counts())
+        match self {
+            Store::Sqlite(s) => s.run(Tx::None, |c| ready(outbox::counts(c))).await,
+            Store::Postgres(p) => outbox::counts(&p.conn().await?).await,
+        }
     }
 
     pub async fn mute(
@@ -451,27 +649,52 @@ impl Store {
         reason: Option<&str>,
         now: i64,
     ) -> Result<(), StoreError> {
-        both!(self.mute(jid, until, reason, now))
+        match self {
+            Store::Sqlite(s) => {
+                let (jid, reason) = (jid.to_string(), reason.map(str::to_string));
+                s.run(Tx::None, move |c| {
+                    ready(mutes::mute(c, &jid, until, reason.as_deref(), now))
+                })
+                .await
+            }
+            Store::Postgres(p) => mutes::mute(&p.conn().await?, jid, until, reason, now).await,
+        }
     }
 
     /// `true` when a mute was removed.
     pub async fn unmute(&self, jid: &str) -> Result<bool, StoreError> {
-        both!(self.unmute(jid))
+        match self {
+            Store::Sqlite(s) => {
+                let jid = jid.to_string();
+                s.run(Tx::None, move |c| ready(mutes::unmute(c, &jid)))
+                    .await
+            }
+            Store::Postgres(p) => mutes::unmute(&p.conn().await?, jid).await,
+        }
     }
 
     /// Mutes still in force at `now`, soonest to end first.
     pub async fn mutes(&self, now: i64) -> Result<Vec<Mute>, StoreError> {
-        both!(self.mutes(now))
+        match self {
+            Store::Sqlite(s) => s.run(Tx::None, move |c| ready(mutes::mutes(c, now))).await,
+            Store::Postgres(p) => mutes::mutes(&p.conn().await?, now).await,
+        }
     }
 
     /// The instances that have open episodes.
     pub async fn episode_instances(&self) -> Result<Vec<String>, StoreError> {
-        both!(self.episode_instances())
+        match self {
+            Store::Sqlite(s) => s.run(Tx::None, |c| ready(episodes::instances(c))).await,
+            Store::Postgres(p) => episodes::instances(&p.conn().await?).await,
+        }
     }
 
     /// Every open episode of every instance, longest waiting first.
     pub async fn all_episodes(&self) -> Result<Vec<(String, Episode)>, StoreError> {
-        both!(self.all_episodes())
+        match self {
+            Store::Sqlite(s) => s.run(Tx::None, |c| ready(episodes::all(c))).await,
+            Store::Postgres(p) => episodes::all(&p.conn().await?).await,
+        }
     }
 
     /// Closed episodes that ended at or after `since`, oldest first.
@@ -480,13 +703,35 @@ impl Store {
         since: i64,
         instance: Option<&str>,
     ) -> Result<Vec<Past>, StoreError> {
-        both!(self.history(since, instance))
+        match self {
+            Store::Sqlite(s) => {
+                let instance = instance.map(str::to_string);
+                s.run(Tx::None, move |c| {
+                    ready(history::history(c, since, instance.as_deref()))
+                })
+                .await
+            }
+            Store::Postgres(p) => history::history(&p.conn().await?, since, instance).await,
+        }
     }
 
     /// Removes what is older than its keep: sent notifications after `keep_sent`, dead
     /// ones, expired mutes and closed episodes after `keep`.
     pub async fn prune(&self, now: i64, keep_sent: i64, keep: i64) -> Result<Pruned, StoreError> {
-        both!(self.prune(now, keep_sent, keep))
+        match self {
+            Store::Sqlite(s) => {
+                s.run(Tx::Deferred, move |c| {
+                    ready(history::prune(c, now, keep_sent, keep))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, false).await?;
+                let pruned = history::prune(&tx, now, keep_sent, keep).await?;
+                tx.commit(pruned).await
+            }
+        }
     }
 
     /// Takes or renews `instance`'s lease for `node` until `now_ms + lease_ms`, if it is
@@ -499,18 +744,47 @@ impl Store {
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Fence>, StoreError> {
-        both!(self.acquire_lease(instance, node, now_ms, lease_ms))
+        match self {
+            Store::Sqlite(s) => {
+                let (instance, node) = (instance.to_string(), node.to_string());
+                s.run(Tx::Immediate, move |c| {
+                    ready(sources::acquire_lease(
+                        c, &instance, &node, now_ms, lease_ms,
+                    ))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let conn = p.conn().await?;
+                sources::acquire_lease(&conn, instance, node, now_ms, lease_ms).await
+            }
+        }
     }
 
     /// Lets go of every lease `node` holds, expiring them now (a clean shutdown: another
     /// node takes over at once instead of after `ha.lease`).
     pub async fn release_leases(&self, node: &str, now_ms: i64) -> Result<(), StoreError> {
-        both!(self.release_leases(node, now_ms))
+        match self {
+            Store::Sqlite(s) => {
+                let node = node.to_string();
+                s.run(Tx::None, move |c| {
+                    ready(sources::release_leases(c, &node, now_ms))
+                })
+                .await
+            }
+            Store::Postgres(p) => sources::release_leases(&p.conn().await?, node, now_ms).await,
+        }
     }
 
     /// Every lease, each judged live or expired by the store's clock.
     pub async fn leases(&self, now_ms: i64) -> Result<Vec<Lease>, StoreError> {
-        both!(self.leases(now_ms))
+        match self {
+            Store::Sqlite(s) => {
+                s.run(Tx::None, move |c| ready(sources::leases(c, now_ms)))
+                    .await
+            }
+            Store::Postgres(p) => sources::leases(&p.conn().await?, now_ms).await,
+        }
     }
 }
 
