@@ -23,7 +23,7 @@ use crate::store::{Store, StoreError};
 use crate::systemd::Notifier;
 use crate::wawp::{Transport, WawpClient};
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -268,6 +268,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
         wake: wake.clone(),
         took_over: watch::channel(0u64).0,
         notifier: notifier.clone(),
+        share: Share::default(),
     };
     let mut deliverers = loops.deliverers(&runtime);
     let mut pollers = loops.pollers(&runtime);
@@ -337,6 +338,9 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
     }
     if let Some(ha) = &current.config.ha {
         // Another node takes over now instead of after ha.lease.
+        if let Err(e) = store.leave(&ha.node).await {
+            tracing::warn!("could not leave the HA group: {e}");
+        }
         if let Err(e) = store.release_leases(&ha.node, clock.now_ms()).await {
             tracing::warn!("could not release this node's leases: {e}");
         }
@@ -448,6 +452,8 @@ struct Loops {
     /// once, before the dying node's last ones run out.
     took_over: watch::Sender<u64>,
     notifier: Notifier,
+    /// This node's share of the instances, in an HA group.
+    share: Share,
 }
 
 impl Loops {
@@ -474,6 +480,7 @@ impl Loops {
                 wake: self.wake.clone(),
                 took_over: self.took_over.clone(),
                 notifier: self.notifier.clone(),
+                share: self.share.clone(),
                 limit: limit.clone(),
                 index,
                 // Instance i of n starts i/n of an interval late: polls spread evenly.
@@ -484,6 +491,16 @@ impl Loops {
                     .mul_f64(index as f64 / count as f64),
             };
             tasks.spawn(poll_loop(ctx, stop_rx.clone()));
+        }
+        if let Some(ha) = &runtime.config.ha {
+            tasks.spawn(membership_loop(
+                self.store.clone(),
+                self.clock.clone(),
+                runtime.config.clone(),
+                ha.clone(),
+                self.share.clone(),
+                stop_rx,
+            ));
         }
         Workers { stop, tasks }
     }
@@ -530,6 +547,7 @@ struct PollContext {
     wake: watch::Sender<u64>,
     took_over: watch::Sender<u64>,
     notifier: Notifier,
+    share: Share,
     limit: Arc<Semaphore>,
     index: usize,
     offset: Duration,
@@ -542,6 +560,8 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
     let mut ticks =
         tokio::time::interval_at(Instant::now() + ctx.offset, config.sla().poll_interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Whether this node held the instance's lease after its last look (HA).
+    let mut held = false;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
@@ -556,10 +576,14 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
         };
         let fence = match &config.ha {
             None => None,
-            Some(ha) => match lease(&ctx, ha, &name).await {
-                Some(fence) => Some(fence),
-                None => continue,
-            },
+            Some(ha) => {
+                let fence = lease(&ctx, ha, &name, held).await;
+                held = fence.is_some();
+                match fence {
+                    Some(fence) => Some(fence),
+                    None => continue,
+                }
+            }
         };
         lock(&ctx.progress)
             .busy
@@ -643,8 +667,32 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
 
 /// Takes or renews the instance's lease; `None` when another node holds it (this node
 /// stands by) or the store cannot be reached (polling pauses; `/healthz` says why).
-async fn lease(ctx: &PollContext, ha: &HaConfig, name: &str) -> Option<crate::store::Fence> {
+async fn lease(
+    ctx: &PollContext,
+    ha: &HaConfig,
+    name: &str,
+    held: bool,
+) -> Option<crate::store::Fence> {
     let now_ms = ctx.clock.now_ms();
+    if !ctx.share.takes(name) {
+        // Another live node's share: hand it over (its holder's next look takes it), and
+        // stand by.
+        if held {
+            match ctx.store.release_lease(name, &ha.node, now_ms).await {
+                Ok(()) => {
+                    tracing::info!(instance = name, node = %ha.node, "handing the instance over to the node whose share it is")
+                }
+                Err(e) => tracing::warn!(instance = name, "could not hand the instance over: {e}"),
+            }
+        }
+        ctx.health.standby(name);
+        let labels = [
+            ("wawp_instance", name.to_string()),
+            ("node", ha.node.clone()),
+        ];
+        metrics::gauge!("inbox_sla_instance_held", &labels).set(0.0);
+        return None;
+    }
     let held = ctx
         .store
         .acquire_lease(name, &ha.node, now_ms, ha.lease.as_millis() as i64)
@@ -679,6 +727,99 @@ async fn lease(ctx: &PollContext, ha: &HaConfig, name: &str) -> Option<crate::st
             ctx.health.store_failed(&e.to_string());
             metrics::gauge!("inbox_sla_instance_held", &labels).set(0.0);
             None
+        }
+    }
+}
+
+/// This node's share of the instances in an HA group (section 10): what
+/// [`share::assign`] gives it over the live members, plus the instances nobody has held
+/// for a whole lease term (a member whose config lacks them, say), which any node takes.
+/// Before the first look at the members it takes everything it can, as a lone node would.
+#[derive(Clone, Default)]
+struct Share(Arc<Mutex<Option<ShareState>>>);
+
+struct ShareState {
+    mine: HashSet<String>,
+    orphans: HashSet<String>,
+}
+
+impl Share {
+    fn takes(&self, instance: &str) -> bool {
+        lock(&self.0)
+            .as_ref()
+            .is_none_or(|s| s.mine.contains(instance) || s.orphans.contains(instance))
+    }
+}
+
+/// Renews this node's membership of the HA group and recomputes its share, every poll
+/// interval (at most a third of `ha.lease`). The poll loops hand over what is no longer
+/// theirs at their next look, and take what became theirs once its lease is free: so a
+/// joining node gets its share within about two poll intervals, and a dead node's share
+/// is taken within `ha.lease` and a poll, never by two nodes at once (the leases see to
+/// that).
+async fn membership_loop(
+    store: Store,
+    clock: Clock,
+    config: Arc<Config>,
+    ha: HaConfig,
+    share: Share,
+    mut stop: watch::Receiver<Stop>,
+) {
+    let lease_ms = ha.lease.as_millis() as i64;
+    let every = config.sla().poll_interval.min(ha.lease / 3);
+    let instances: Vec<String> = instance_names(&config);
+    let mut unheld_since: HashMap<String, i64> = HashMap::new();
+    let mut last_members: Vec<String> = Vec::new();
+    loop {
+        let now_ms = clock.now_ms();
+        let looked = async {
+            let members = store.heartbeat(&ha.node, now_ms, lease_ms).await?;
+            let leases = store.leases(now_ms).await?;
+            Ok::<_, StoreError>((members, leases))
+        }
+        .await;
+        match looked {
+            Ok((members, leases)) => {
+                let assigned = crate::share::assign(&instances, &members);
+                let mine: HashSet<String> = assigned
+                    .iter()
+                    .filter(|(_, node)| **node == ha.node)
+                    .map(|(i, _)| i.to_string())
+                    .collect();
+                let held: HashSet<&str> = leases
+                    .iter()
+                    .filter(|l| l.live())
+                    .map(|l| l.instance.as_str())
+                    .collect();
+                unheld_since.retain(|i, _| !held.contains(i.as_str()));
+                for i in instances.iter().filter(|i| !held.contains(i.as_str())) {
+                    unheld_since.entry(i.clone()).or_insert(now_ms);
+                }
+                let orphans: HashSet<String> = unheld_since
+                    .iter()
+                    .filter(|(_, since)| now_ms - **since >= lease_ms)
+                    .map(|(i, _)| i.clone())
+                    .collect();
+                if members != last_members {
+                    tracing::info!(
+                        node = %ha.node,
+                        members = %members.join(", "),
+                        share = mine.len(),
+                        of = instances.len(),
+                        "the HA group changed; this node's share is recomputed"
+                    );
+                    last_members = members.clone();
+                }
+                metrics::gauge!("inbox_sla_ha_members").set(members.len() as f64);
+                metrics::gauge!("inbox_sla_ha_share", "node" => ha.node.clone())
+                    .set(mine.len() as f64);
+                *lock(&share.0) = Some(ShareState { mine, orphans });
+            }
+            Err(e) => tracing::warn!("could not renew this node's membership of the HA group: {e}"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
         }
     }
 }

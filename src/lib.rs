@@ -57,6 +57,7 @@ pub mod overview;
 pub mod policy;
 pub mod report;
 pub mod secret;
+pub mod share;
 pub mod sla;
 pub mod status;
 pub mod store;

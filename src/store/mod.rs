@@ -776,6 +776,66 @@ impl Store {
         }
     }
 
+    /// Hands `instance` over to another node: expires `node`'s lease on it now.
+    pub async fn release_lease(
+        &self,
+        instance: &str,
+        node: &str,
+        now_ms: i64,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let (instance, node) = (instance.to_string(), node.to_string());
+                s.run(Tx::None, move |c| {
+                    ready(sources::release_lease(c, &instance, &node, now_ms))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                sources::release_lease(&p.conn().await?, instance, node, now_ms).await
+            }
+        }
+    }
+
+    /// Says `node` is a live member of the HA group for the next `lease_ms` (by the
+    /// store's clock), and returns the live members (itself included).
+    pub async fn heartbeat(
+        &self,
+        node: &str,
+        now_ms: i64,
+        lease_ms: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let node = node.to_string();
+                s.run(Tx::Immediate, move |c| {
+                    ready(async move {
+                        sources::heartbeat(c, &node, now_ms, lease_ms).await?;
+                        sources::members(c, now_ms).await
+                    })
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                let conn = p.conn().await?;
+                sources::heartbeat(&conn, node, now_ms, lease_ms).await?;
+                sources::members(&conn, now_ms).await
+            }
+        }
+    }
+
+    /// `node` leaves the HA group now (a clean shutdown).
+    pub async fn leave(&self, node: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let node = node.to_string();
+                s.run(Tx::None, move |c| ready(sources::leave(c, &node)))
+                    .await
+            }
+            Store::Postgres(p) => sources::leave(&p.conn().await?, node).await,
+        }
+    }
+
     /// Every lease, each judged live or expired by the store's clock.
     pub async fn leases(&self, now_ms: i64) -> Result<Vec<Lease>, StoreError> {
         match self {

@@ -5,7 +5,7 @@
 use super::dialect::Dialect;
 
 /// The schema this build writes. Migrations run from the store's version up to this.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// One step: what both backends run, then what only SQLite runs.
 struct Migration {
@@ -130,6 +130,15 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
     ALTER TABLE outbox ADD COLUMN subject TEXT NOT NULL DEFAULT '';
     CREATE INDEX outbox_open_order ON outbox (channel, instance, subject, id)
         WHERE state IN ('pending', 'claimed');",
+        sqlite: "",
+    },
+    // 5 -> 6: the nodes of an HA group, each alive while it renews its row: who shares
+    // the instances.
+    Migration {
+        both: "CREATE TABLE node (
+        name TEXT PRIMARY KEY,
+        expires_ms {int} NOT NULL
+    );",
         sqlite: "",
     },
 ];

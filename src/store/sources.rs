@@ -1,5 +1,5 @@
-//! Each instance's polling health and memory (the `source` table), and the leases that
-//! say which node of an HA group polls it.
+//! Each instance's polling health and memory (the `source` table), the leases that say
+//! which node of an HA group polls it, and the group's members (the `node` table).
 
 use super::db::{Db, Row};
 use super::{Fence, Lease, SourceState, StoreError};
@@ -173,4 +173,74 @@ pub(super) async fn leases<D: Db>(db: &D, now_ms: i64) -> Result<Vec<Lease>, Sto
         },
     )
     .await
+}
+
+/// Hands `instance` to another node: expires `node`'s lease on it now (a no-op when
+/// `node` does not hold it). The new holder's takeover moves the fence on.
+pub(super) async fn release_lease<D: Db>(
+    db: &D,
+    instance: &str,
+    node: &str,
+    now_ms: i64,
+) -> Result<(), StoreError> {
+    let d = D::DIALECT;
+    db.execute(
+        &format!(
+            "UPDATE lease SET expires_ms = {}(expires_ms, {}) WHERE instance = ?1 AND holder = ?2",
+            d.least(),
+            d.db_now(3)
+        ),
+        &[&instance, &node, &db.now_param(now_ms)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `node` is a live member of the group until `now + lease_ms` by the store's clock.
+/// Rows of nodes gone for a day are dropped on the way.
+pub(super) async fn heartbeat<D: Db>(
+    db: &D,
+    node: &str,
+    now_ms: i64,
+    lease_ms: i64,
+) -> Result<(), StoreError> {
+    let now = D::DIALECT.db_now(3);
+    db.execute(
+        &format!(
+            "INSERT INTO node (name, expires_ms) VALUES (?1, {now} + ?2)
+             ON CONFLICT (name) DO UPDATE SET expires_ms = excluded.expires_ms"
+        ),
+        &[&node, &lease_ms, &db.now_param(now_ms)],
+    )
+    .await?;
+    db.execute(
+        &format!(
+            "DELETE FROM node WHERE expires_ms < {} - 86400000",
+            D::DIALECT.db_now(1)
+        ),
+        &[&db.now_param(now_ms)],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The group's live members, by name.
+pub(super) async fn members<D: Db>(db: &D, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    db.rows(
+        &format!(
+            "SELECT name FROM node WHERE expires_ms > {} ORDER BY name",
+            D::DIALECT.db_now(1)
+        ),
+        &[&db.now_param(now_ms)],
+        |r| r.string(0),
+    )
+    .await
+}
+
+/// `node` leaves the group now (a clean shutdown): the others share its instances at
+/// their next look instead of after `ha.lease`.
+pub(super) async fn leave<D: Db>(db: &D, node: &str) -> Result<(), StoreError> {
+    db.execute("DELETE FROM node WHERE name = ?1", &[&node])
+        .await?;
+    Ok(())
 }
