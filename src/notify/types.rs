@@ -576,3 +576,34 @@ pub(super) fn ser_url<S: serde::Serializer>(v: &Url, s: S) -> Result<S::Ok, S::E
 pub(super) fn ser_urls<S: serde::Serializer>(v: &[Url], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(Url::as_str))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_registry_names_each_type_once_and_reads_its_keys_from_serde() {
+        let mut names: Vec<&str> = TYPES.iter().map(Type::name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), TYPES.len(), "{names:?}");
+        let keys = |name: &str| {
+            TYPES
+                .iter()
+                .find(|t| t.name() == name)
+                .map(Type::keys)
+                .unwrap_or_default()
+        };
+        assert_eq!(keys("slack"), ["webhook_url", "webhook_url_file"]);
+        assert_eq!(keys("console"), [] as [&str; 0]);
+        assert!(keys("email").contains(&"helo_name"), "{:?}", keys("email"));
+        for t in TYPES {
+            // `name` and `type` are every channel's, read before the type's own keys.
+            assert!(
+                !t.keys().contains(&"name") && !t.keys().contains(&"type"),
+                "{}",
+                t.name()
+            );
+        }
+    }
+}
