@@ -3,11 +3,14 @@
 //! Parsing happens once at the edge: unknown keys are errors that name the key, durations
 //! are humantime strings of at most 10 years, and cross-references (tiers to channels) are
 //! checked. The `[sla]` table is parsed straight into [`policy::Sla`], the type the engine
-//! reads. Secrets are read from their `*_file`s here, as far as the command needs them
+//! reads. A `[[channel]]` table is handed, after its `name` and `type`, to that type's own
+//! keys in `notify` (`notify::types`), which check it and declare its secrets. Secrets are
+//! read from their `*_file`s here, as far as the command needs them
 //! ([`Secrets`]): an operator command never touches a systemd credential it cannot read.
 //! Everything after this module trusts a [`Config`]. This module reads files but never
 //! opens sockets.
 
+use crate::notify::types::{self as channel_types, checked_url};
 use crate::policy::{self, Matcher, Policy, Rule, StopOn, Tier};
 use crate::secret::Secret;
 use reqwest::Url;
@@ -185,123 +188,8 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ChannelConfig {
-    pub name: String,
-    #[serde(flatten)]
-    pub kind: ChannelKind,
-}
-
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum ChannelKind {
-    Slack {
-        webhook_url: Secret,
-    },
-    Email(EmailConfig),
-    Webhook {
-        url: Secret,
-        /// Header values are secrets: they usually carry a bearer token.
-        headers: BTreeMap<String, Secret>,
-    },
-    Console,
-    #[serde(rename = "pagerduty")]
-    PagerDuty {
-        routing_key: Secret,
-        severity: Severity,
-        #[serde(serialize_with = "ser_display")]
-        url: Url,
-    },
-    Alertmanager {
-        #[serde(serialize_with = "ser_urls")]
-        urls: Vec<Url>,
-        /// Firing alerts are re-sent this often (Alertmanager forgets what is not).
-        #[serde(with = "crate::duration")]
-        resend: Duration,
-        labels: BTreeMap<String, String>,
-    },
-    Teams {
-        webhook_url: Secret,
-    },
-}
-
-impl ChannelKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            ChannelKind::Slack { .. } => "slack",
-            ChannelKind::Email(_) => "email",
-            ChannelKind::Webhook { .. } => "webhook",
-            ChannelKind::Console => "console",
-            ChannelKind::PagerDuty { .. } => "pagerduty",
-            ChannelKind::Alertmanager { .. } => "alertmanager",
-            ChannelKind::Teams { .. } => "teams",
-        }
-    }
-
-    /// On-call tools group alerts themselves: they get one document per chat.
-    pub fn shape(&self) -> crate::alert::Shape {
-        match self {
-            ChannelKind::PagerDuty { .. } | ChannelKind::Alertmanager { .. } => {
-                crate::alert::Shape::PerChat
-            }
-            _ => crate::alert::Shape::Digest,
-        }
-    }
-}
-
-/// PagerDuty's event severities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Critical,
-    Error,
-    Warning,
-    Info,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Critical => "critical",
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-    }
-}
-
-/// Labels inbox-sla sets on every Alertmanager alert; a channel's `labels` cannot replace
-/// them.
-pub const ALERTMANAGER_LABELS: [&str; 5] = ["alertname", "wawp_instance", "chat", "kind", "tier"];
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EmailConfig {
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub tls: TlsMode,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    pub from: String,
-    pub to: Vec<String>,
-    /// Extra roots to trust (PEM), for a relay with a private CA.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ca_file: Option<PathBuf>,
-    /// The name said in EHLO. Default: the host's fully qualified name, or, without
-    /// one, the address literal of the interface that reaches the server (strict relays,
-    /// such as Postfix with `reject_non_fqdn_helo_hostname`, refuse a bare `vm`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub helo_name: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TlsMode {
-    Starttls,
-    Tls,
-    None,
-}
+/// One `[[channel]]`: its name and its type's settings (each type is a file in `notify`).
+pub use crate::notify::ChannelConfig;
 
 // ---------------------------------------------------------------------------------------
 // The file as written: its top-level shape. `[sla]` is the domain type itself; the other
@@ -325,8 +213,10 @@ struct RawConfig {
     ha: Option<RawHa>,
     #[serde(default)]
     delivery: RawDelivery,
+    /// Read as tables, with the place of every key and value: each type reads its own
+    /// keys ([`decode_channels`]).
     #[serde(default)]
-    channel: Vec<RawChannel>,
+    channel: Vec<RawChannelTable>,
     http: Option<RawHttp>,
     #[serde(default)]
     log: RawLog,
@@ -417,35 +307,8 @@ struct RawLog {
     format: Option<LogFormat>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawChannel {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    webhook_url: Option<String>,
-    webhook_url_file: Option<PathBuf>,
-    url: Option<String>,
-    url_file: Option<PathBuf>,
-    headers: Option<BTreeMap<String, String>>,
-    smtp_host: Option<String>,
-    smtp_port: Option<u16>,
-    tls: Option<TlsMode>,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<PathBuf>,
-    from: Option<String>,
-    to: Option<Vec<String>>,
-    ca_file: Option<PathBuf>,
-    helo_name: Option<String>,
-    routing_key: Option<String>,
-    routing_key_file: Option<PathBuf>,
-    severity: Option<Severity>,
-    urls: Option<Vec<String>>,
-    #[serde(default, deserialize_with = "de_opt_duration")]
-    resend: Option<Duration>,
-    labels: Option<BTreeMap<String, String>>,
-}
+/// A `[[channel]]` table as written, with where each key and value is in the text.
+type RawChannelTable = toml::Spanned<BTreeMap<toml::Spanned<String>, toml::Spanned<toml::Value>>>;
 
 // ---------------------------------------------------------------------------------------
 
@@ -484,17 +347,21 @@ impl Config {
     }
 
     pub fn parse(text: &str, path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |message| ConfigError::Parse {
             path: path.to_owned(),
-            message: describe_toml_error(&e, text),
-        })?;
+            message,
+        };
+        let mut raw: RawConfig =
+            toml::from_str(text).map_err(|e| parse_error(describe_toml_error(&e, text)))?;
+        let channels =
+            decode_channels(std::mem::take(&mut raw.channel), text).map_err(parse_error)?;
         let mut reader = SecretReader {
             base_dir: path.parent().unwrap_or(Path::new(".")).to_owned(),
             mode: secrets,
             warnings: Vec::new(),
             all_read: true,
         };
-        build(raw, &mut reader).map_err(|message| ConfigError::Invalid {
+        build(raw, channels, &mut reader).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
             message,
         })
@@ -521,17 +388,7 @@ impl Config {
         out.extend(self.store.url.clone());
         out.extend(self.http.as_ref().and_then(|h| h.auth_token.clone()));
         for c in &self.channels {
-            match &c.kind {
-                ChannelKind::Slack { webhook_url } => out.push(webhook_url.clone()),
-                ChannelKind::Webhook { url, headers } => {
-                    out.push(url.clone());
-                    out.extend(headers.values().cloned());
-                }
-                ChannelKind::Email(e) => out.extend(e.password.clone()),
-                ChannelKind::PagerDuty { routing_key, .. } => out.push(routing_key.clone()),
-                ChannelKind::Teams { webhook_url } => out.push(webhook_url.clone()),
-                ChannelKind::Console | ChannelKind::Alertmanager { .. } => {}
-            }
+            out.extend(c.secrets().into_iter().cloned());
         }
         out
     }
@@ -584,6 +441,28 @@ impl Config {
     }
 }
 
+/// What the channels are built with.
+impl<'a> From<&'a Config> for crate::notify::Plan<'a> {
+    fn from(config: &'a Config) -> Self {
+        crate::notify::Plan {
+            channels: &config.channels,
+            secrets_read: config.secrets_read,
+            secrets: config.secrets(),
+            timeout: config.delivery.timeout,
+            external_url: config.http.as_ref().and_then(|h| h.external_url.clone()),
+            takeover: takeover(config),
+        }
+    }
+}
+
+/// How long a firing Alertmanager alert must outlast the daemon that last sent it: a dying
+/// node's alerts must not end in Alertmanager before another node (after `ha.lease` and a
+/// poll) or the restarted daemon (a couple of polls) sends them again (section 9).
+fn takeover(config: &Config) -> Duration {
+    let poll = config.sla().poll_interval;
+    config.ha.as_ref().map_or(Duration::ZERO, |h| h.lease) + poll * 2
+}
+
 /// Keys whose values are secrets: an error about them never quotes the value.
 const SECRET_KEYS: [&str; 7] = [
     "token",
@@ -600,25 +479,27 @@ const SECRET_KEYS: [&str; 7] = [
 /// the offending key looks like a secret, the message is replaced, since serde quotes
 /// values ("invalid type: integer `123456`").
 fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
-    let Some(span) = e.span() else {
-        return e.message().to_string();
-    };
-    let start = span.start.min(text.len());
+    match e.span() {
+        Some(span) => describe_at(text, span.start, false, e.message(), None),
+        None => e.message().to_string(),
+    }
+}
+
+/// Where `start` is in the text: its line and the table that line belongs to ("24 in
+/// [sla]"), its column, and the line itself. A header line belongs to the top level (an
+/// unknown table), unless `in_header`: then it is the table at fault (a channel's).
+fn position(text: &str, start: usize, in_header: bool) -> (String, usize, &str) {
+    let start = start.min(text.len());
     let line_no = text[..start].matches('\n').count() + 1;
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let column = text[line_start..start].chars().count() + 1;
     let line = text[line_start..].lines().next().unwrap_or("");
-    let key = line
-        .split('=')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let secret_line = line.contains('=') && SECRET_KEYS.iter().any(|k| key.contains(k));
     // The table the line belongs to: the last header above it. A header line itself (an
     // unknown table) belongs to the top level, not to the table before it.
     let header = |l: &str| l.trim_start().starts_with('[');
-    let table = if header(line) {
+    let table = if header(line) && in_header {
+        format!(" in {}", line.split('#').next().unwrap_or(line).trim())
+    } else if header(line) {
         " (top level)".to_string()
     } else {
         text[..line_start]
@@ -629,19 +510,77 @@ fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
             .map(|h| format!(" in {}", h.split('#').next().unwrap_or(h).trim()))
             .unwrap_or_default()
     };
-    let line_no = format!("{line_no}{table}");
-    let message = e.message().trim_end();
-    if secret_line && !message.starts_with("unknown field") {
-        format!(
-            "line {line_no}, column {column}: the value of `{}` is not valid here (value not shown: it may be a secret)",
-            line.split('=').next().unwrap_or("").trim()
-        )
-    } else if line.contains('=') && !message.starts_with("unknown field") {
-        let key = line.split('=').next().unwrap_or("").trim();
-        format!("line {line_no}, column {column}, key `{key}`: {message}")
-    } else {
-        format!("line {line_no}, column {column}: {message}")
+    (format!("{line_no}{table}"), column, line)
+}
+
+/// A message about a channel's table that quotes no value, placed at `start`.
+fn located(text: &str, start: usize, message: &str) -> String {
+    let (line_no, column, _) = position(text, start, true);
+    format!("line {line_no}, column {column}: {message}")
+}
+
+/// A parser's message about the text at `start`, which may quote the value there: replaced
+/// when the key (`key`, else the one on that line) looks like a secret.
+fn describe_at(
+    text: &str,
+    start: usize,
+    in_header: bool,
+    message: &str,
+    key: Option<&str>,
+) -> String {
+    let (line_no, column, line) = position(text, start, in_header);
+    let line_key = line.split('=').next().unwrap_or("").trim();
+    let secret = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        SECRET_KEYS.iter().any(|s| k.contains(s))
+    };
+    let secret_line = line.contains('=') && secret(line_key);
+    let message = message.trim_end();
+    let unknown_field = message.starts_with("unknown field");
+    let key = key.or(line.contains('=').then_some(line_key));
+    match key {
+        Some(k) if (secret_line || secret(k)) && !unknown_field => format!(
+            "line {line_no}, column {column}: the value of `{k}` is not valid here (value not shown: it may be a secret)"
+        ),
+        Some(k) if !unknown_field => {
+            format!("line {line_no}, column {column}, key `{k}`: {message}")
+        }
+        _ => format!("line {line_no}, column {column}: {message}"),
     }
+}
+
+/// Reads each `[[channel]]` table into its type's keys. Errors point at the line, and name
+/// the channel and the key.
+fn decode_channels(
+    tables: Vec<RawChannelTable>,
+    text: &str,
+) -> Result<Vec<channel_types::Decoded>, String> {
+    let mut decoded = Vec::new();
+    for (i, table) in tables.into_iter().enumerate() {
+        let table_start = table.span().start;
+        let mut entries: Vec<_> = table.into_inner().into_iter().collect();
+        entries.sort_by_key(|(k, _)| k.span().start);
+        let spans: Vec<(String, usize, usize)> = entries
+            .iter()
+            .map(|(k, v)| (k.get_ref().clone(), k.span().start, v.span().start))
+            .collect();
+        let entries = entries
+            .into_iter()
+            .map(|(k, v)| (k.into_inner(), v.into_inner()))
+            .collect();
+        let channel = channel_types::decode(i, entries).map_err(|e| {
+            let at = |key: &str| spans.iter().find(|(k, ..)| k == key);
+            match (e.part, e.key.as_deref().and_then(at)) {
+                (channel_types::Part::Value, Some((key, _, value))) => {
+                    describe_at(text, *value, true, &e.message, Some(key))
+                }
+                (channel_types::Part::Key, Some((_, key, _))) => located(text, *key, &e.message),
+                _ => located(text, table_start, &e.message),
+            }
+        })?;
+        decoded.push(channel);
+    }
+    Ok(decoded)
 }
 
 fn readable_by_others(path: &Path) -> bool {
@@ -722,6 +661,22 @@ impl SecretReader {
     }
 }
 
+impl channel_types::SecretSource for SecretReader {
+    fn pair(
+        &mut self,
+        table: &str,
+        key: &str,
+        inline: Option<String>,
+        file: Option<PathBuf>,
+    ) -> Result<Option<Secret>, String> {
+        SecretReader::pair(self, table, key, inline, file)
+    }
+
+    fn base_dir(&self) -> &Path {
+        &self.base_dir
+    }
+}
+
 /// A systemd credential of some unit, read from outside that unit (`$CREDENTIALS_DIRECTORY`
 /// is where this process's own credentials are, when it has any).
 fn service_only(path: &Path) -> bool {
@@ -734,7 +689,11 @@ fn service_only(path: &Path) -> bool {
     }
 }
 
-fn build(raw: RawConfig, secrets: &mut SecretReader) -> Result<Config, String> {
+fn build(
+    raw: RawConfig,
+    decoded: Vec<channel_types::Decoded>,
+    secrets: &mut SecretReader,
+) -> Result<Config, String> {
     let mut inline_secrets = false;
 
     // [wawp]
@@ -796,7 +755,7 @@ fn build(raw: RawConfig, secrets: &mut SecretReader) -> Result<Config, String> {
 
     // [[channel]]
     let mut channels = Vec::new();
-    for (i, ch) in raw.channel.into_iter().enumerate() {
+    for (i, ch) in decoded.into_iter().enumerate() {
         let key = format!("channel[{i}] (\"{}\")", ch.name);
         if channels.iter().any(|c: &ChannelConfig| c.name == ch.name) {
             return Err(format!(
@@ -804,9 +763,10 @@ fn build(raw: RawConfig, secrets: &mut SecretReader) -> Result<Config, String> {
                 ch.name
             ));
         }
-        let (kind, inline) = build_channel(&key, ch, secrets)?;
-        inline_secrets |= inline;
-        channels.push(kind);
+        let mut setup = channel_types::Setup::new(&key, secrets);
+        let channel = ch.build(&mut setup)?;
+        inline_secrets |= setup.holds_inline_secrets();
+        channels.push(channel);
     }
     if channels.is_empty() {
         return Err(
@@ -1022,243 +982,6 @@ pub fn check_log_level(level: &str) -> Result<(), String> {
         .map_err(|e| format!("\"{level}\": {e}"))
 }
 
-fn build_channel(
-    key: &str,
-    ch: RawChannel,
-    secrets: &mut SecretReader,
-) -> Result<(ChannelConfig, bool), String> {
-    let mut inline = false;
-    let kind = ch.kind.clone();
-    // Keys that belong to another channel type are errors, so a misplaced key is noticed.
-    let present: Vec<(&str, bool)> = vec![
-        ("webhook_url", ch.webhook_url.is_some()),
-        ("webhook_url_file", ch.webhook_url_file.is_some()),
-        ("url", ch.url.is_some()),
-        ("url_file", ch.url_file.is_some()),
-        ("headers", ch.headers.is_some()),
-        ("smtp_host", ch.smtp_host.is_some()),
-        ("smtp_port", ch.smtp_port.is_some()),
-        ("tls", ch.tls.is_some()),
-        ("username", ch.username.is_some()),
-        ("password", ch.password.is_some()),
-        ("password_file", ch.password_file.is_some()),
-        ("from", ch.from.is_some()),
-        ("to", ch.to.is_some()),
-        ("ca_file", ch.ca_file.is_some()),
-        ("helo_name", ch.helo_name.is_some()),
-        ("routing_key", ch.routing_key.is_some()),
-        ("routing_key_file", ch.routing_key_file.is_some()),
-        ("severity", ch.severity.is_some()),
-        ("urls", ch.urls.is_some()),
-        ("resend", ch.resend.is_some()),
-        ("labels", ch.labels.is_some()),
-    ];
-    let allowed: &[&str] = match kind.as_str() {
-        "slack" => &["webhook_url", "webhook_url_file"],
-        "webhook" => &["url", "url_file", "headers"],
-        "email" => &[
-            "smtp_host",
-            "smtp_port",
-            "tls",
-            "username",
-            "password",
-            "password_file",
-            "from",
-            "to",
-            "ca_file",
-            "helo_name",
-        ],
-        "console" => &[],
-        "pagerduty" => &["routing_key", "routing_key_file", "severity", "url"],
-        "alertmanager" => &["urls", "resend", "labels"],
-        "teams" => &["webhook_url", "webhook_url_file"],
-        other => {
-            return Err(format!(
-                "{key}: type \"{other}\" is not one of slack, email, webhook, console, \
-                 pagerduty, alertmanager, teams"
-            ));
-        }
-    };
-    if let Some((k, _)) = present.iter().find(|(k, set)| *set && !allowed.contains(k)) {
-        return Err(format!(
-            "{key}: key \"{k}\" does not apply to a {kind} channel"
-        ));
-    }
-    let base_dir = secrets.base_dir.clone();
-    let kind = match kind.as_str() {
-        "slack" => {
-            inline |= ch.webhook_url.is_some();
-            let url = secrets
-                .pair(key, "webhook_url", ch.webhook_url, ch.webhook_url_file)?
-                .ok_or_else(|| format!("{key}: set webhook_url or webhook_url_file"))?;
-            check_secret_url(&format!("{key}.webhook_url"), &url)?;
-            ChannelKind::Slack { webhook_url: url }
-        }
-        "webhook" => {
-            inline |= ch.url.is_some() || ch.headers.is_some();
-            let url = secrets
-                .pair(key, "url", ch.url, ch.url_file)?
-                .ok_or_else(|| format!("{key}: set url or url_file"))?;
-            check_secret_url(&format!("{key}.url"), &url)?;
-            let headers = ch
-                .headers
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| {
-                    if reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_err()
-                        || reqwest::header::HeaderValue::from_str(&v).is_err()
-                    {
-                        Err(format!("{key}.headers: \"{k}\" is not a valid HTTP header"))
-                    } else {
-                        Ok((k, Secret::new(v)))
-                    }
-                })
-                .collect::<Result<_, _>>()?;
-            ChannelKind::Webhook { url, headers }
-        }
-        "email" => {
-            inline |= ch.password.is_some();
-            let tls = ch.tls.unwrap_or(TlsMode::Starttls);
-            let smtp_host = ch
-                .smtp_host
-                .filter(|h| !h.trim().is_empty())
-                .ok_or_else(|| format!("{key}: smtp_host is required"))?;
-            let from = ch.from.ok_or_else(|| format!("{key}: from is required"))?;
-            from.parse::<lettre::message::Mailbox>()
-                .map_err(|e| format!("{key}.from: \"{from}\" is not an address: {e}"))?;
-            let to = ch.to.unwrap_or_default();
-            if to.is_empty() {
-                return Err(format!("{key}: to needs at least one address"));
-            }
-            for addr in &to {
-                addr.parse::<lettre::message::Mailbox>()
-                    .map_err(|e| format!("{key}.to: \"{addr}\" is not an address: {e}"))?;
-            }
-            let password = secrets.pair(key, "password", ch.password, ch.password_file)?;
-            if password.is_some() && ch.username.is_none() {
-                return Err(format!("{key}: a password needs a username"));
-            }
-            if ch.username.is_some() && password.is_none() {
-                return Err(format!(
-                    "{key}: username is set; set password or password_file too"
-                ));
-            }
-            let ca_file = ch.ca_file.map(|p| base_dir.join(p));
-            if let Some(name) = &ch.helo_name {
-                let literal = name.starts_with('[') && name.ends_with(']');
-                let domain = !name.is_empty()
-                    && name.len() <= 255
-                    && name.split('.').all(|l| {
-                        !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    });
-                if !(literal || domain) {
-                    return Err(format!(
-                        "{key}.helo_name: \"{name}\" is not a host name like sla.example.com"
-                    ));
-                }
-            }
-            ChannelKind::Email(EmailConfig {
-                smtp_host,
-                smtp_port: ch.smtp_port.unwrap_or(match tls {
-                    TlsMode::Starttls => 587,
-                    TlsMode::Tls => 465,
-                    TlsMode::None => 25,
-                }),
-                tls,
-                username: ch.username,
-                password,
-                from,
-                to,
-                ca_file,
-                helo_name: ch.helo_name,
-            })
-        }
-        "pagerduty" => {
-            inline |= ch.routing_key.is_some();
-            let routing_key = secrets
-                .pair(key, "routing_key", ch.routing_key, ch.routing_key_file)?
-                .ok_or_else(|| format!("{key}: set routing_key or routing_key_file (from the PagerDuty service's Events API v2 integration)"))?;
-            let url = checked_url(
-                &format!("{key}.url"),
-                ch.url
-                    .as_deref()
-                    .unwrap_or("https://events.pagerduty.com/v2/enqueue"),
-            )?;
-            ChannelKind::PagerDuty {
-                routing_key,
-                severity: ch.severity.unwrap_or(Severity::Error),
-                url,
-            }
-        }
-        "alertmanager" => {
-            let urls = ch.urls.unwrap_or_default();
-            if urls.is_empty() {
-                return Err(format!(
-                    "{key}: urls needs at least one Alertmanager, like [\"http://alertmanager:9093\"]"
-                ));
-            }
-            let urls = urls
-                .iter()
-                .map(|u| {
-                    // Alertmanager listens on plain http inside a cluster, and its URL is
-                    // no secret: http is allowed here.
-                    let url = Url::parse(u)
-                        .map_err(|e| format!("{key}.urls: \"{u}\" is not a URL ({e})"))?;
-                    match url.scheme() {
-                        "http" | "https" => Ok(url),
-                        other => Err(format!(
-                            "{key}.urls: scheme \"{other}\" is not http or https"
-                        )),
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let resend = ch.resend.unwrap_or(Duration::from_secs(60));
-            if resend < Duration::from_secs(5) {
-                return Err(format!("{key}.resend must be at least 5s"));
-            }
-            let labels = ch.labels.unwrap_or_default();
-            for name in labels.keys() {
-                let valid = name
-                    .chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                if !valid || name.starts_with("__") {
-                    return Err(format!(
-                        "{key}.labels: \"{name}\" is not a Prometheus label name"
-                    ));
-                }
-                if ALERTMANAGER_LABELS.contains(&name.as_str()) {
-                    return Err(format!(
-                        "{key}.labels: \"{name}\" is set by inbox-sla itself"
-                    ));
-                }
-            }
-            ChannelKind::Alertmanager {
-                urls,
-                resend,
-                labels,
-            }
-        }
-        "teams" => {
-            inline |= ch.webhook_url.is_some();
-            let url = secrets
-                .pair(key, "webhook_url", ch.webhook_url, ch.webhook_url_file)?
-                .ok_or_else(|| format!("{key}: set webhook_url or webhook_url_file (from the Teams channel's Workflows webhook)"))?;
-            check_secret_url(&format!("{key}.webhook_url"), &url)?;
-            ChannelKind::Teams { webhook_url: url }
-        }
-        _ => ChannelKind::Console,
-    };
-    Ok((
-        ChannelConfig {
-            name: ch.name,
-            kind,
-        },
-        inline,
-    ))
-}
-
 fn build_tiers(key: &str, raw: Vec<RawTier>, channels: &[String]) -> Result<Vec<Tier>, String> {
     let mut tiers: Vec<Tier> = Vec::new();
     for (i, t) in raw.into_iter().enumerate() {
@@ -1296,37 +1019,6 @@ fn build_tiers(key: &str, raw: Vec<RawTier>, channels: &[String]) -> Result<Vec<
     Ok(tiers)
 }
 
-/// Checks a secret URL (https unless loopback) without ever quoting it; a secret that was
-/// not read (see [`Secrets`]) is not checked.
-fn check_secret_url(key: &str, url: &Secret) -> Result<(), String> {
-    if url.expose().is_empty() {
-        return Ok(());
-    }
-    checked_url(key, url.expose()).map(|_| ())
-}
-
-/// https, or http to a loopback host only. The URL itself never reaches the message.
-fn checked_url(key: &str, text: &str) -> Result<Url, String> {
-    let url = Url::parse(text).map_err(|e| format!("{key} is not a valid URL ({e})"))?;
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if is_loopback(&url) => Ok(url),
-        "http" => Err(format!(
-            "{key} must use https (plain http is allowed only to a loopback host)"
-        )),
-        other => Err(format!("{key}: scheme \"{other}\" is not http or https")),
-    }
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 fn default_store_path() -> PathBuf {
     match std::env::var_os("STATE_DIRECTORY") {
         Some(dirs) => {
@@ -1355,10 +1047,6 @@ fn ser_opt_url<S: serde::Serializer>(v: &Option<Url>, s: S) -> Result<S::Ok, S::
         Some(u) => s.serialize_str(u.as_str()),
         None => s.serialize_none(),
     }
-}
-
-fn ser_urls<S: serde::Serializer>(v: &[Url], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.iter().map(Url::as_str))
 }
 
 #[cfg(test)]

@@ -330,7 +330,7 @@ pub async fn source_failed(
 /// The notifications a cycle's events make, digested per channel. Channels removed from
 /// the config since an episode was told hear nothing more.
 fn outgoing(config: &Config, instance: &str, events: &[sla::Event], now: i64) -> Vec<Outgoing> {
-    let shape = |name: &str| config.channel(name).map(|c| c.kind.shape());
+    let shape = |name: &str| config.channel(name).map(|c| c.shape());
     let mut outgoing = alert::digest(instance, events, now, |c| {
         shape(c).unwrap_or(alert::Shape::Digest)
     });
@@ -441,7 +441,7 @@ fn to_every_channel(
                 chats: Vec::new(),
                 message: Some(message.clone()),
             };
-            Outgoing::new(c.name.clone(), doc, c.kind.shape())
+            Outgoing::new(c.name.clone(), doc, c.shape())
         })
         .collect()
 }

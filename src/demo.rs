@@ -72,7 +72,7 @@ pub async fn run() -> Result<ExitCode, CliError> {
     let demo = Demo {
         client: WawpClient::new(&config.wawp)
             .map_err(|e| CliError::Runtime(format!("cannot build the HTTP client: {e}")))?,
-        channels: notify::build(&config).map_err(|e| CliError::Runtime(e.to_string()))?,
+        channels: notify::build(config.as_ref()).map_err(|e| CliError::Runtime(e.to_string()))?,
         instance: config.instances[0].clone(),
         outbox: Arc::new(Outbox::new(
             store.clone(),

@@ -30,7 +30,8 @@
 //! - [`store`]: episodes, history, outbox rows, mutes, leases; SQLite or PostgreSQL.
 //! - [`outbox`]: a notification's life: claim, ack, nack, kill; backoff and dead letters.
 //! - [`cycle`]: one poll → evaluate → commit for one instance; blind-monitor state.
-//! - [`notify`]: channels, one file each, and the `text` rendering they share.
+//! - [`notify`]: channel types, one file each (keys, checks, secrets, sender), the registry
+//!   that names them, and the `text` rendering they share.
 //! - [`deliver`]: the thin loop that claims and sends due notifications.
 //! - [`systemd`]: the notify protocol, on its own thread so it never blocks.
 //! - [`daemon`]: `run`: poll and delivery loops, signals, reload, watchdog, HA leases.

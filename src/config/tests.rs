@@ -350,3 +350,120 @@ fn store_keep_and_delivery_limits_are_checked() {
             .contains("delivery.retry_for")
     );
 }
+
+#[test]
+fn a_channel_table_is_read_by_its_type_and_errors_name_the_channel_and_key() {
+    // A key no type knows: the channel, its type, and only that type's keys.
+    let err = with("[[channel]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://h/1\"\nwebhok_url_file = \"x\"")
+        .unwrap_err();
+    assert!(
+        err.contains("line 15 in [[channel]]")
+            && err.contains(
+                "channel[1] (\"s\"): unknown field `webhok_url_file` for a slack channel"
+            )
+            && err.contains("expected one of `name`, `type`, `webhook_url`, `webhook_url_file`")
+            && !err.contains("smtp_host"),
+        "{err}"
+    );
+    // A key of another type says whose it is.
+    let err = with("[[channel]]\nname = \"c\"\ntype = \"console\"\nrouting_key = \"SECRET-KEY-1\"")
+        .unwrap_err();
+    assert!(
+        err.contains("line 14 in [[channel]]")
+            && err.contains(
+                "\"routing_key\" does not apply to a console channel (it is a key of pagerduty)"
+            ),
+        "{err}"
+    );
+    assert!(!err.contains("SECRET-KEY-1"), "{err}");
+    // An unknown type lists every known one.
+    let err = with("[[channel]]\nname = \"x\"\ntype = \"sms\"").unwrap_err();
+    let types: Vec<&str> = crate::notify::TYPES.iter().map(|t| t.name()).collect();
+    assert!(
+        err.contains(&format!("type \"sms\" is not one of {}", types.join(", "))),
+        "{err}"
+    );
+    assert_eq!(types.len(), 7, "{types:?}");
+    let err = with("[[channel]]\ntype = \"console\"").unwrap_err();
+    assert!(err.contains("channel[1]: missing field `name`"), "{err}");
+    // The same in an inline table.
+    let err = parse(&format!(
+        "channel = [{{ name = \"c\", type = \"console\", severity = \"info\" }}]\n{}",
+        MINIMAL.replace("[[channel]]\nname = \"console\"\ntype = \"console\"\n", "")
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("line 1, column 44") && err.contains("\"severity\" does not apply"),
+        "{err}"
+    );
+    // A value of the wrong type names the key; a secret key's value is never quoted.
+    let err = with("[[channel]]\nname = \"e\"\ntype = \"email\"\nsmtp_host = \"h\"\nsmtp_port = \"x\"\nfrom = \"a@b.c\"\nto = [\"x@y.z\"]").unwrap_err();
+    assert!(
+        err.contains("line 15 in [[channel]], column 13, key `smtp_port`: invalid type"),
+        "{err}"
+    );
+    let err = with("[[channel]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://e.com/x\"\n[channel.headers]\nAuthorization = 987654321").unwrap_err();
+    assert!(
+        err.contains("in [channel.headers]") && err.contains("the value of `headers` is not valid"),
+        "{err}"
+    );
+    assert!(!err.contains("987654321"), "{err}");
+}
+
+#[test]
+fn each_channel_type_declares_its_secrets_and_its_shape() {
+    let c = with(
+        "[[channel]]\nname = \"s\"\ntype = \"slack\"\nwebhook_url = \"https://hooks.slack.com/services/T/B/HOOKSECRET\"\n\
+         [[channel]]\nname = \"w\"\ntype = \"webhook\"\nurl = \"https://example.com/URLSECRET\"\nheaders = { Authorization = \"Bearer HDRSECRET\" }\n\
+         [[channel]]\nname = \"m\"\ntype = \"email\"\nsmtp_host = \"smtp.example.com\"\nusername = \"bot\"\npassword = \"PWSECRET\"\nfrom = \"a@example.com\"\nto = [\"b@example.com\"]\n\
+         [[channel]]\nname = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"PDSECRET\"\n\
+         [[channel]]\nname = \"am\"\ntype = \"alertmanager\"\nurls = [\"http://am:9093\"]\n\
+         [[channel]]\nname = \"t\"\ntype = \"teams\"\nwebhook_url = \"https://example.com/workflows/TEAMSSECRET\"",
+    )
+    .unwrap();
+    let secrets: Vec<String> = c.secrets().iter().map(|s| s.expose().to_string()).collect();
+    let text = c.render();
+    for secret in [
+        "tok-SECRET-123",
+        "HOOKSECRET",
+        "URLSECRET",
+        "HDRSECRET",
+        "PWSECRET",
+        "PDSECRET",
+        "TEAMSSECRET",
+    ] {
+        assert!(!text.contains(secret), "{secret} rendered:\n{text}");
+        assert!(
+            secrets.iter().any(|s| s.contains(secret)),
+            "{secret} is not declared: {}",
+            secrets.len()
+        );
+    }
+    let shapes: Vec<(&str, crate::alert::Shape)> = c
+        .channels
+        .iter()
+        .map(|ch| (ch.type_name(), ch.shape()))
+        .collect();
+    use crate::alert::Shape::{Digest, PerChat};
+    assert_eq!(
+        shapes,
+        [
+            ("console", Digest),
+            ("slack", Digest),
+            ("webhook", Digest),
+            ("email", Digest),
+            ("pagerduty", PerChat),
+            ("alertmanager", PerChat),
+            ("teams", Digest)
+        ]
+    );
+    // Each channel renders in its type's key order, after its name and type.
+    assert!(
+        text.contains("name = \"m\"\ntype = \"email\"\nsmtp_host = \"smtp.example.com\"\nsmtp_port = 587\ntls = \"starttls\"\nusername = \"bot\"\npassword = \"***\"\nfrom"),
+        "{text}"
+    );
+    assert!(
+        text.contains("name = \"pd\"\ntype = \"pagerduty\"\nrouting_key = \"***\"\nseverity = \"error\"\nurl = \"https://events.pagerduty.com/v2/enqueue\""),
+        "{text}"
+    );
+}

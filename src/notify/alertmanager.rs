@@ -14,15 +14,119 @@
 //! next five minutes. Peers are posted to at once, so a hung peer costs nothing while
 //! another answers. Nothing here decides which episodes those are.
 
-use super::{SendError, post_json, text};
-use crate::alert::{AlertChat, AlertDoc, Status, rfc3339, short_duration};
-use crate::secret::Redactor;
+use super::types::ser_urls;
+use super::{ChannelType, Context, SendError, Sender, Setup, post_json, text};
+use crate::alert::{AlertChat, AlertDoc, Shape, Status, rfc3339, short_duration};
+use crate::secret::{Redactor, Secret};
 use crate::untrusted;
 use reqwest::Url;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// `type = "alertmanager"`: the table's keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    urls: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "crate::duration::deserialize_some")]
+    resend: Option<Duration>,
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Every peer's base URL.
+    #[serde(serialize_with = "ser_urls")]
+    pub urls: Vec<Url>,
+    /// Firing alerts are re-sent this often (Alertmanager forgets what is not).
+    #[serde(with = "crate::duration")]
+    pub resend: Duration,
+    /// Added to every alert.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Labels inbox-sla sets on every alert; a channel's `labels` cannot replace them.
+pub const OWN_LABELS: [&str; 5] = ["alertname", "wawp_instance", "chat", "kind", "tier"];
+
+impl ChannelType for Settings {
+    const NAME: &'static str = "alertmanager";
+    /// Alertmanager groups alerts itself: one alert per waiting chat.
+    const SHAPE: Shape = Shape::PerChat;
+    type Keys = Keys;
+    type Sender = Alertmanager;
+
+    fn new(keys: Keys, setup: &mut Setup) -> Result<Self, String> {
+        let table = setup.table();
+        let urls = keys.urls.unwrap_or_default();
+        if urls.is_empty() {
+            return Err(format!(
+                "{table}: urls needs at least one Alertmanager, like [\"http://alertmanager:9093\"]"
+            ));
+        }
+        let urls = urls
+            .iter()
+            .map(|u| {
+                // Alertmanager listens on plain http inside a cluster, and its URL is no
+                // secret: http is allowed here.
+                let url = Url::parse(u)
+                    .map_err(|e| format!("{table}.urls: \"{u}\" is not a URL ({e})"))?;
+                match url.scheme() {
+                    "http" | "https" => Ok(url),
+                    other => Err(format!(
+                        "{table}.urls: scheme \"{other}\" is not http or https"
+                    )),
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let resend = keys.resend.unwrap_or(Duration::from_secs(60));
+        if resend < Duration::from_secs(5) {
+            return Err(format!("{table}.resend must be at least 5s"));
+        }
+        let labels = keys.labels.unwrap_or_default();
+        for name in labels.keys() {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || name.starts_with("__") {
+                return Err(format!(
+                    "{table}.labels: \"{name}\" is not a Prometheus label name"
+                ));
+            }
+            if OWN_LABELS.contains(&name.as_str()) {
+                return Err(format!(
+                    "{table}.labels: \"{name}\" is set by inbox-sla itself"
+                ));
+            }
+        }
+        Ok(Settings {
+            urls,
+            resend,
+            labels,
+        })
+    }
+
+    /// An Alertmanager URL is no secret (it is reached over plain http in a cluster).
+    fn secrets(&self) -> Vec<&Secret> {
+        Vec::new()
+    }
+
+    fn sender(&self, context: &Context) -> Result<Alertmanager, String> {
+        Ok(Alertmanager::new(
+            context.http.clone(),
+            self.urls.clone(),
+            self.resend,
+            self.labels.clone(),
+            context.external_url.as_ref(),
+            context.takeover,
+            context.redactor.clone(),
+        ))
+    }
+}
 
 /// Once one peer has taken the alerts, how long the others still get to answer.
 const PEER_GRACE: Duration = Duration::from_secs(2);
@@ -75,11 +179,6 @@ impl Alertmanager {
 
     pub fn resend_every(&self) -> Duration {
         self.resend
-    }
-
-    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
-        let now = chrono::Utc::now().timestamp();
-        self.post(&Value::Array(self.alerts_for(doc, now))).await
     }
 
     /// Alerts for a document: its chats, or the monitor's own alert (blind, recovered),
@@ -270,5 +369,12 @@ impl Alertmanager {
                 "every Alertmanager peer refused the alerts: {said}"
             )))
         }
+    }
+}
+
+impl Sender for Alertmanager {
+    async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+        let now = chrono::Utc::now().timestamp();
+        self.post(&Value::Array(self.alerts_for(doc, now))).await
     }
 }

@@ -8,18 +8,139 @@
 //! non-ASCII address to a relay without SMTPUTF8) is permanent: the notification is dead
 //! at once instead of retried for a day.
 
-use super::{SendError, text};
-use crate::alert::AlertDoc;
-use crate::config::{EmailConfig, TlsMode};
-use crate::secret::Redactor;
+use super::{ChannelType, Context, SendError, Sender, Setup, text};
+use crate::alert::{AlertDoc, Shape};
+use crate::secret::{Redactor, Secret};
 use lettre::message::{Mailbox, header::ContentType, header::MIME_VERSION_1_0};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// `type = "email"`: the table's keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    tls: Option<TlsMode>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+    ca_file: Option<PathBuf>,
+    helo_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub tls: TlsMode,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    pub from: String,
+    pub to: Vec<String>,
+    /// Extra roots to trust (PEM), for a relay with a private CA.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The name said in EHLO. Default: the host's fully qualified name, or, without
+    /// one, the address literal of the interface that reaches the server (strict relays,
+    /// such as Postfix with `reject_non_fqdn_helo_hostname`, refuse a bare `vm`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helo_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Starttls,
+    Tls,
+    None,
+}
+
+impl ChannelType for Settings {
+    const NAME: &'static str = "email";
+    const SHAPE: Shape = Shape::Digest;
+    type Keys = Keys;
+    type Sender = Email;
+
+    fn new(keys: Keys, setup: &mut Setup) -> Result<Self, String> {
+        let table = setup.table().to_string();
+        let tls = keys.tls.unwrap_or(TlsMode::Starttls);
+        let smtp_host = keys
+            .smtp_host
+            .filter(|h| !h.trim().is_empty())
+            .ok_or_else(|| format!("{table}: smtp_host is required"))?;
+        let from = keys
+            .from
+            .ok_or_else(|| format!("{table}: from is required"))?;
+        from.parse::<Mailbox>()
+            .map_err(|e| format!("{table}.from: \"{from}\" is not an address: {e}"))?;
+        let to = keys.to.unwrap_or_default();
+        if to.is_empty() {
+            return Err(format!("{table}: to needs at least one address"));
+        }
+        for addr in &to {
+            addr.parse::<Mailbox>()
+                .map_err(|e| format!("{table}.to: \"{addr}\" is not an address: {e}"))?;
+        }
+        let password = setup.secret("password", keys.password, keys.password_file)?;
+        if password.is_some() && keys.username.is_none() {
+            return Err(format!("{table}: a password needs a username"));
+        }
+        if keys.username.is_some() && password.is_none() {
+            return Err(format!(
+                "{table}: username is set; set password or password_file too"
+            ));
+        }
+        let ca_file = keys.ca_file.map(|p| setup.path(p));
+        if let Some(name) = &keys.helo_name {
+            let literal = name.starts_with('[') && name.ends_with(']');
+            let domain = !name.is_empty()
+                && name.len() <= 255
+                && name.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !(literal || domain) {
+                return Err(format!(
+                    "{table}.helo_name: \"{name}\" is not a host name like sla.example.com"
+                ));
+            }
+        }
+        Ok(Settings {
+            smtp_host,
+            smtp_port: keys.smtp_port.unwrap_or(match tls {
+                TlsMode::Starttls => 587,
+                TlsMode::Tls => 465,
+                TlsMode::None => 25,
+            }),
+            tls,
+            username: keys.username,
+            password,
+            from,
+            to,
+            ca_file,
+            helo_name: keys.helo_name,
+        })
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        self.password.iter().collect()
+    }
+
+    fn sender(&self, context: &Context) -> Result<Email, String> {
+        Email::new(self, context.timeout, context.redactor.clone())
+    }
+}
 
 pub struct Email {
     /// With a known EHLO name (`helo_name` or the host's fully qualified name).
@@ -36,11 +157,7 @@ pub struct Email {
 }
 
 impl Email {
-    pub fn new(
-        config: &EmailConfig,
-        timeout: Duration,
-        redactor: Redactor,
-    ) -> Result<Email, String> {
+    pub fn new(config: &Settings, timeout: Duration, redactor: Redactor) -> Result<Email, String> {
         let mut tls_params = TlsParameters::builder(config.smtp_host.clone());
         if let Some(ca) = &config.ca_file {
             let pem = std::fs::read(ca)
@@ -121,8 +238,10 @@ impl Email {
             .body(format!("{summary}\n\n{body}{footer}"))
             .map_err(|e| SendError::Permanent(format!("cannot build the email: {e}")))
     }
+}
 
-    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+impl Sender for Email {
+    async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let message = self.message(doc)?;
         let built;
         let transport = match &self.transport {

@@ -1,11 +1,15 @@
 //! Channels: how a finished alert document reaches people.
 //!
-//! Each integration has one file: `console`, `slack`, `email`, `webhook`, `pagerduty`,
-//! `alertmanager`, `teams`; `text` renders the plain-text form the others build on. A
-//! channel sends what it is given and says how it went ([`SendError::Retry`] or
+//! Each channel type has one file: `console`, `slack`, `email`, `webhook`, `pagerduty`,
+//! `alertmanager`, `teams`. It holds the type's `[[channel]]` keys, their defaults and
+//! checks, which of them are secrets, whether it gets a digest or a document per chat, and
+//! its sender ([`ChannelType`], [`Sender`]); [`TYPES`] names them, and `types` is what
+//! treats them alike. `text` renders the plain-text form the others build on. A channel
+//! sends what it is given and says how it went ([`SendError::Retry`] or
 //! [`SendError::Permanent`]); it must not decide who gets told (that is `sla` and `alert`)
-//! nor when to retry (that is `outbox`). This file holds what they share: the HTTP POST
-//! with its bounded answer and classification, and the pacing some receivers ask for.
+//! nor when to retry (that is `outbox`). This file also holds what the senders share: the
+//! HTTP POST with its bounded answer and classification, and the pacing some receivers ask
+//! for.
 
 pub mod alertmanager;
 pub mod console;
@@ -14,14 +18,29 @@ pub mod pagerduty;
 pub mod slack;
 pub mod teams;
 pub mod text;
+pub mod types;
 pub mod webhook;
 
+pub use types::{ChannelConfig, ChannelType, Context, Sender, Setup, Type};
+
 use crate::alert::AlertDoc;
-use crate::config::{ChannelKind, Config};
-use crate::secret::Redactor;
+use crate::secret::{Redactor, Secret};
+use reqwest::Url;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Every channel type, by its `type` key, in the order messages list them. A new type is
+/// a file beside this one (with its `pub mod` above) and its line here.
+pub static TYPES: &[Type] = &[
+    Type::of::<slack::Settings>(),
+    Type::of::<email::Settings>(),
+    Type::of::<webhook::Settings>(),
+    Type::of::<console::Settings>(),
+    Type::of::<pagerduty::Settings>(),
+    Type::of::<alertmanager::Settings>(),
+    Type::of::<teams::Settings>(),
+];
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SendError {
@@ -38,36 +57,25 @@ pub enum SendError {
 
 /// One configured channel, ready to send.
 pub struct Channel {
-    kind: Kind,
+    type_name: &'static str,
+    sender: Box<dyn types::AnySender>,
     /// The whole send, connection to answer, must finish within this (`delivery.timeout`).
     timeout: Duration,
-}
-
-enum Kind {
-    Console(console::Console),
-    Slack(slack::Slack),
-    /// Boxed: an SMTP transport and its builder are large beside the HTTP channels.
-    Email(Box<email::Email>),
-    Webhook(webhook::Webhook),
-    PagerDuty(pagerduty::PagerDuty),
-    Alertmanager(alertmanager::Alertmanager),
-    Teams(teams::Teams),
 }
 
 impl Channel {
     /// Sends one document; on success returns what the receiver said.
     pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
-        let attempt = async {
-            match &self.kind {
-                Kind::Console(c) => c.send(doc),
-                Kind::Slack(c) => c.send(doc).await,
-                Kind::Email(c) => c.send(doc).await,
-                Kind::Webhook(c) => c.send(doc).await,
-                Kind::PagerDuty(c) => c.send(doc).await,
-                Kind::Alertmanager(c) => c.send(doc).await,
-                Kind::Teams(c) => c.send(doc).await,
-            }
-        };
+        self.within_timeout(self.sender.send_boxed(doc)).await
+    }
+
+    /// Sends a `test` document: what `test-notify` does. PagerDuty's test is a trigger
+    /// immediately followed by its resolve, so nobody stays paged.
+    pub async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
+        self.within_timeout(self.sender.test_boxed(doc)).await
+    }
+
+    async fn within_timeout(&self, attempt: types::Sending<'_>) -> Result<String, SendError> {
         // Pacing (Slack, PagerDuty) happens inside the attempt; allow a second for it.
         match tokio::time::timeout(self.timeout + Duration::from_secs(1), attempt).await {
             Ok(result) => result,
@@ -81,33 +89,13 @@ impl Channel {
         }
     }
 
-    /// Sends a `test` document: what `test-notify` does. PagerDuty's test is a trigger
-    /// immediately followed by its resolve, so nobody stays paged.
-    pub async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
-        match &self.kind {
-            Kind::PagerDuty(p) => p.test(doc).await,
-            _ => self.send(doc).await,
-        }
-    }
-
     pub fn type_name(&self) -> &'static str {
-        match self.kind {
-            Kind::Console(_) => "console",
-            Kind::Slack(_) => "slack",
-            Kind::Email(_) => "email",
-            Kind::Webhook(_) => "webhook",
-            Kind::PagerDuty(_) => "pagerduty",
-            Kind::Alertmanager(_) => "alertmanager",
-            Kind::Teams(_) => "teams",
-        }
+        self.type_name
     }
 
     /// The Alertmanager integration, for re-sending what is still firing.
     pub fn alertmanager(&self) -> Option<&alertmanager::Alertmanager> {
-        match &self.kind {
-            Kind::Alertmanager(a) => Some(a),
-            _ => None,
-        }
+        self.sender.as_any().downcast_ref()
     }
 }
 
@@ -121,16 +109,31 @@ pub struct BuildError {
     pub message: String,
 }
 
+/// What building the channels takes from the configuration (`&Config` converts into it).
+pub struct Plan<'a> {
+    pub channels: &'a [ChannelConfig],
+    /// Whether every secret was read: without them nothing can be sent.
+    pub secrets_read: bool,
+    /// Every secret in the configuration, scrubbed from receivers' answers and errors.
+    pub secrets: Vec<Secret>,
+    /// `delivery.timeout`.
+    pub timeout: Duration,
+    /// `http.external_url`.
+    pub external_url: Option<Url>,
+    /// How long an alert must outlast the daemon that last sent it.
+    pub takeover: Duration,
+}
+
 /// Builds every configured channel. Needs a configuration whose secrets were read.
-pub fn build(config: &Config) -> Result<Channels, BuildError> {
-    if !config.secrets_read {
+pub fn build<'a>(plan: impl Into<Plan<'a>>) -> Result<Channels, BuildError> {
+    let plan = plan.into();
+    if !plan.secrets_read {
         return Err(BuildError {
             channel: "(all)".into(),
             message: "the channels' secrets were not read (this command cannot send)".into(),
         });
     }
-    let redactor = Redactor::new(config.secrets().iter());
-    let timeout = config.delivery.timeout;
+    let timeout = plan.timeout;
     let http = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))
@@ -140,68 +143,27 @@ pub fn build(config: &Config) -> Result<Channels, BuildError> {
             channel: "(all)".into(),
             message: format!("cannot build the HTTP client: {e}"),
         })?;
+    let context = Context {
+        http,
+        timeout,
+        redactor: Redactor::new(plan.secrets.iter()),
+        external_url: plan.external_url,
+        takeover: plan.takeover,
+    };
     let mut out = HashMap::new();
-    for c in &config.channels {
-        let kind = match &c.kind {
-            ChannelKind::Console => Kind::Console(console::Console),
-            ChannelKind::Slack { webhook_url } => Kind::Slack(slack::Slack::new(
-                http.clone(),
-                webhook_url.clone(),
-                redactor.clone(),
-            )),
-            ChannelKind::Webhook { url, headers } => Kind::Webhook(webhook::Webhook::new(
-                http.clone(),
-                url.clone(),
-                headers.clone(),
-                redactor.clone(),
-            )),
-            ChannelKind::Email(e) => Kind::Email(Box::new(
-                email::Email::new(e, timeout, redactor.clone()).map_err(|message| BuildError {
-                    channel: c.name.clone(),
-                    message,
-                })?,
-            )),
-            ChannelKind::PagerDuty {
-                routing_key,
-                severity,
-                url,
-            } => Kind::PagerDuty(pagerduty::PagerDuty::new(
-                http.clone(),
-                url.clone(),
-                routing_key.clone(),
-                *severity,
-                redactor.clone(),
-            )),
-            ChannelKind::Alertmanager {
-                urls,
-                resend,
-                labels,
-            } => Kind::Alertmanager(alertmanager::Alertmanager::new(
-                http.clone(),
-                urls.clone(),
-                *resend,
-                labels.clone(),
-                config.http.as_ref().and_then(|h| h.external_url.as_ref()),
-                takeover(config),
-                redactor.clone(),
-            )),
-            ChannelKind::Teams { webhook_url } => Kind::Teams(teams::Teams::new(
-                http.clone(),
-                webhook_url.clone(),
-                redactor.clone(),
-            )),
+    for c in plan.channels {
+        let sender = c.sender(&context).map_err(|message| BuildError {
+            channel: c.name.clone(),
+            message,
+        })?;
+        let channel = Channel {
+            type_name: c.type_name(),
+            sender,
+            timeout,
         };
-        out.insert(c.name.clone(), Arc::new(Channel { kind, timeout }));
+        out.insert(c.name.clone(), Arc::new(channel));
     }
     Ok(Arc::new(out))
-}
-
-/// How long a firing Alertmanager alert must outlast the daemon that last sent it: a dying
-/// node's alerts must not end in Alertmanager before another node (after `ha.lease` and a
-/// poll) or the restarted daemon (a couple of polls) sends them again (section 9).
-fn takeover(config: &Config) -> Duration {
-    let poll = config.sla().poll_interval;
-    config.ha.as_ref().map_or(Duration::ZERO, |h| h.lease) + poll * 2
 }
 
 /// Receivers' answers are read up to this many bytes; the rest is cut, never buffered

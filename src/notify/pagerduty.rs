@@ -8,17 +8,102 @@
 //! is wrong), 429 and 5xx are retried; at most two events a second per routing key, as
 //! PagerDuty asks.
 
-use super::{Pacer, SendError, post_json, text};
-use crate::alert::{AlertChat, AlertDoc, Status, rfc3339, short_duration};
-use crate::config::Severity;
+use super::types::{checked_url, ser_url};
+use super::{ChannelType, Context, Pacer, SendError, Sender, Setup, post_json, text};
+use crate::alert::{AlertChat, AlertDoc, Shape, Status, rfc3339, short_duration};
 use crate::secret::{Redactor, Secret};
 use crate::untrusted;
 use reqwest::Url;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// PagerDuty's limit on `payload.summary`.
 pub const SUMMARY_CHARS: usize = 1024;
+
+/// `type = "pagerduty"`: the table's keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    routing_key: Option<String>,
+    routing_key_file: Option<PathBuf>,
+    severity: Option<Severity>,
+    url: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// The Events API v2 integration key.
+    pub routing_key: Secret,
+    pub severity: Severity,
+    /// https unless loopback.
+    #[serde(serialize_with = "ser_url")]
+    pub url: Url,
+}
+
+/// PagerDuty's event severities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Critical,
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl ChannelType for Settings {
+    const NAME: &'static str = "pagerduty";
+    /// PagerDuty groups alerts itself: one incident per waiting chat.
+    const SHAPE: Shape = Shape::PerChat;
+    type Keys = Keys;
+    type Sender = PagerDuty;
+
+    fn new(keys: Keys, setup: &mut Setup) -> Result<Self, String> {
+        let routing_key = setup.required_secret(
+            "routing_key",
+            keys.routing_key,
+            keys.routing_key_file,
+            " (from the PagerDuty service's Events API v2 integration)",
+        )?;
+        let url = checked_url(
+            &setup.key("url"),
+            keys.url
+                .as_deref()
+                .unwrap_or("https://events.pagerduty.com/v2/enqueue"),
+        )?;
+        Ok(Settings {
+            routing_key,
+            severity: keys.severity.unwrap_or(Severity::Error),
+            url,
+        })
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.routing_key]
+    }
+
+    fn sender(&self, context: &Context) -> Result<PagerDuty, String> {
+        Ok(PagerDuty::new(
+            context.http.clone(),
+            self.url.clone(),
+            self.routing_key.clone(),
+            self.severity,
+            context.redactor.clone(),
+        ))
+    }
+}
 
 pub struct PagerDuty {
     http: reqwest::Client,
@@ -48,8 +133,23 @@ impl PagerDuty {
         }
     }
 
+    async fn post(&self, event: &Value) -> Result<String, SendError> {
+        let request = self.http.post(self.url.clone());
+        let answer = self
+            .pacer
+            .paced(post_json(request, event, &self.redactor))
+            .await?;
+        let message = serde_json::from_str::<Value>(&answer.body)
+            .ok()
+            .and_then(|v| v["message"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        Ok(format!("{} {message}", answer.status).trim().to_string())
+    }
+}
+
+impl Sender for PagerDuty {
     /// Sends the document's events (one per chat; a per-chat document has one).
-    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+    async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let mut said = Vec::new();
         for event in events(doc, self.routing_key.expose(), self.severity) {
             said.push(self.post(&event).await?);
@@ -58,7 +158,7 @@ impl PagerDuty {
     }
 
     /// A test: a `trigger` of a clearly marked test incident, then its `resolve`.
-    pub async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
+    async fn test(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let key = bounded_key(format!("inbox-sla/test/{}/{}", doc.instance, doc.sent_at));
         let trigger = json!({
             "routing_key": self.routing_key.expose(),
@@ -77,19 +177,6 @@ impl PagerDuty {
         let triggered = self.post(&trigger).await?;
         let resolved = self.post(&resolve(self.routing_key.expose(), &key)).await?;
         Ok(format!("trigger: {triggered}; resolve: {resolved}"))
-    }
-
-    async fn post(&self, event: &Value) -> Result<String, SendError> {
-        let request = self.http.post(self.url.clone());
-        let answer = self
-            .pacer
-            .paced(post_json(request, event, &self.redactor))
-            .await?;
-        let message = serde_json::from_str::<Value>(&answer.body)
-            .ok()
-            .and_then(|v| v["message"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        Ok(format!("{} {message}", answer.status).trim().to_string())
     }
 }
 

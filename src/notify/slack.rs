@@ -7,11 +7,13 @@
 //! still be cut is cut outside any `&amp;` entity or `<link|label>`. At most one message a
 //! second per webhook.
 
-use super::{Pacer, SendError, post_json, text};
-use crate::alert::{AlertChat, AlertDoc, Status, short_duration, utc_time};
+use super::{ChannelType, Context, Pacer, SendError, Sender, Setup, post_json, text};
+use crate::alert::{AlertChat, AlertDoc, Shape, Status, short_duration, utc_time};
 use crate::secret::{Redactor, Secret};
 use crate::untrusted;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Chats shown in full; the rest are counted.
@@ -19,6 +21,45 @@ pub const FULL_CHATS: usize = 20;
 /// Slack's limit on a section's text is 3,000 characters.
 const SECTION_CHARS: usize = 2900;
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `type = "slack"`: the table's keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    webhook_url: Option<String>,
+    webhook_url_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// An incoming-webhook URL: https unless loopback.
+    pub webhook_url: Secret,
+}
+
+impl ChannelType for Settings {
+    const NAME: &'static str = "slack";
+    const SHAPE: Shape = Shape::Digest;
+    type Keys = Keys;
+    type Sender = Slack;
+
+    fn new(keys: Keys, setup: &mut Setup) -> Result<Self, String> {
+        let webhook_url =
+            setup.secret_url("webhook_url", keys.webhook_url, keys.webhook_url_file, "")?;
+        Ok(Settings { webhook_url })
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.webhook_url]
+    }
+
+    fn sender(&self, context: &Context) -> Result<Slack, String> {
+        Ok(Slack::new(
+            context.http.clone(),
+            self.webhook_url.clone(),
+            context.redactor.clone(),
+        ))
+    }
+}
 
 pub struct Slack {
     http: reqwest::Client,
@@ -37,8 +78,10 @@ impl Slack {
             pacer: Pacer::new(MIN_INTERVAL),
         }
     }
+}
 
-    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+impl Sender for Slack {
+    async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let payload = render(doc);
         let request = self.http.post(self.webhook_url.expose());
         let answer = self

@@ -7,16 +7,61 @@
 //! escaped for the card's markdown (a name `**URGENT**` shows as written) and cannot invoke
 //! its `{{DATE()}}` functions. 429 and 5xx are retried.
 
-use super::{SendError, post_json, text};
-use crate::alert::{AlertChat, AlertDoc, Status, short_duration, utc_time};
+use super::{ChannelType, Context, SendError, Sender, Setup, post_json, text};
+use crate::alert::{AlertChat, AlertDoc, Shape, Status, short_duration, utc_time};
 use crate::secret::{Redactor, Secret};
 use crate::untrusted;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use std::path::PathBuf;
 
 /// Chats shown in full; the rest are counted.
 pub const FULL_CHATS: usize = 20;
 /// Teams refuses messages over 28 KB.
 pub const MAX_BYTES: usize = 28 * 1024 - 512;
+
+/// `type = "teams"`: the table's keys.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keys {
+    webhook_url: Option<String>,
+    webhook_url_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// A Teams Workflows webhook URL: https unless loopback.
+    pub webhook_url: Secret,
+}
+
+impl ChannelType for Settings {
+    const NAME: &'static str = "teams";
+    const SHAPE: Shape = Shape::Digest;
+    type Keys = Keys;
+    type Sender = Teams;
+
+    fn new(keys: Keys, setup: &mut Setup) -> Result<Self, String> {
+        let webhook_url = setup.secret_url(
+            "webhook_url",
+            keys.webhook_url,
+            keys.webhook_url_file,
+            " (from the Teams channel's Workflows webhook)",
+        )?;
+        Ok(Settings { webhook_url })
+    }
+
+    fn secrets(&self) -> Vec<&Secret> {
+        vec![&self.webhook_url]
+    }
+
+    fn sender(&self, context: &Context) -> Result<Teams, String> {
+        Ok(Teams::new(
+            context.http.clone(),
+            self.webhook_url.clone(),
+            context.redactor.clone(),
+        ))
+    }
+}
 
 pub struct Teams {
     http: reqwest::Client,
@@ -32,8 +77,10 @@ impl Teams {
             redactor,
         }
     }
+}
 
-    pub async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
+impl Sender for Teams {
+    async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
         let message = render(doc);
         let request = self.http.post(self.webhook_url.expose());
         let answer = post_json(request, &message, &self.redactor).await?;
