@@ -48,6 +48,37 @@ pub struct AlertDoc {
     pub message: Option<String>,
 }
 
+impl AlertDoc {
+    /// A test document: clearly marked, with one sample chat so the layout can be judged.
+    pub fn test(channel: &str, now: i64) -> AlertDoc {
+        let host = crate::host::hostname();
+        AlertDoc {
+            version: 1,
+            status: Status::Test,
+            instance: channel.to_string(),
+            tier: None,
+            sent_at: now,
+            chats: vec![AlertChat {
+                id: "000000000000@c.us".into(),
+                name: Some("TEST — not a customer".into()),
+                kind: "individual".into(),
+                unread_count: Some(1),
+                waiting_since: now - 2 * 3600 - 12 * 60,
+                waiting_seconds: 2 * 3600 + 12 * 60,
+                sla_seconds: 2 * 3600 + 12 * 60,
+                tier: 0,
+                repeat: false,
+                last_message: None,
+                tiers_fired: Vec::new(),
+                reason: None,
+            }],
+            message: Some(format!(
+                "TEST: this is a test message from inbox-sla on {host} through channel \"{channel}\". No customer is waiting."
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TierRef {
     pub index: usize,

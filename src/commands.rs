@@ -3,7 +3,7 @@
 //! call the same code the binary runs. The daemon (`run`) is `daemon`; this module does
 //! not serve it.
 
-use crate::alert::{AlertChat, AlertDoc, Status, chat_kind, short_duration, utc_time};
+use crate::alert::{AlertDoc, chat_kind, short_duration, utc_time};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::cycle::{self, CycleError, Summary};
@@ -568,35 +568,6 @@ pub async fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A test document: clearly marked, with one sample chat so the layout can be judged.
-pub fn test_document(channel: &str, now: i64) -> AlertDoc {
-    let host = crate::host::hostname();
-    AlertDoc {
-        version: 1,
-        status: Status::Test,
-        instance: channel.to_string(),
-        tier: None,
-        sent_at: now,
-        chats: vec![AlertChat {
-            id: "000000000000@c.us".into(),
-            name: Some("TEST — not a customer".into()),
-            kind: "individual".into(),
-            unread_count: Some(1),
-            waiting_since: now - 2 * 3600 - 12 * 60,
-            waiting_seconds: 2 * 3600 + 12 * 60,
-            sla_seconds: 2 * 3600 + 12 * 60,
-            tier: 0,
-            repeat: false,
-            last_message: None,
-            tiers_fired: Vec::new(),
-            reason: None,
-        }],
-        message: Some(format!(
-            "TEST: this is a test message from inbox-sla on {host} through channel \"{channel}\". No customer is waiting."
-        )),
-    }
-}
-
 /// `test-notify [--channel NAME]`
 pub async fn test_notify(
     config: &Config,
@@ -619,7 +590,7 @@ pub async fn test_notify(
         let Some(channel) = channels.get(&name) else {
             continue;
         };
-        let doc = test_document(&name, clock.now());
+        let doc = AlertDoc::test(&name, clock.now());
         match channel.test(&doc).await {
             Ok(said) => say!(
                 "{name} ({}): delivered; the receiver said: {said}",

@@ -4,7 +4,7 @@
 //! which a customer has waited, unanswered, longer than the SLA: once per tier, on Slack,
 //! by email, to a JSON webhook, PagerDuty, Alertmanager or Microsoft Teams, with a
 //! "resolved" notice once somebody reads or answers. See `README.md` for users and
-//! `../shared/design/PRODUCT.md` for the contract.
+//! `docs/spec.md` for the contract.
 //!
 //! ## How a cycle flows
 //!
@@ -13,31 +13,36 @@
 //! `store` commits episode changes and documents in one transaction (the outbox) →
 //! `deliver` claims due documents through `outbox` and sends them through `notify`.
 //!
-//! ## Layout
+//! ## Layers
 //!
-//! - [`cli`]: the command line as data; the man page and completions are built from it.
-//! - [`config`]: the TOML file, parsed and validated whole; secrets read from `*_file`s.
-//! - [`duration`]: durations as people write them, and the 10-year limit.
-//! - [`secret`]: the `Secret` newtype (prints `***`) and the redactor for foreign text.
-//! - [`untrusted`]: WhatsApp-sourced text made safe to show (bidi, graphemes).
-//! - [`clock`]: the one clock everything reads; tests and the demo move it.
-//! - [`policy`]: `[sla]`, tiers, rules, globs: which policy applies to a chat. Pure.
-//! - [`calendar`]: business hours, open time between two instants. Pure.
-//! - [`overview`]: the chat model and its lenient, streaming parser. Pure.
-//! - [`wawp`]: the HTTP client for `/v2/chats/overview`: paging, limits, errors.
-//! - [`sla`]: the engine: (episodes, overview, mutes, policy, now) → (changes, events). Pure.
-//! - [`alert`]: the alert document of PRODUCT.md section 5 and the digest rule.
-//! - [`store`]: episodes, history, outbox rows, mutes, leases; SQLite or PostgreSQL.
-//! - [`outbox`]: a notification's life: claim, ack, nack, kill; backoff and dead letters.
-//! - [`cycle`]: one poll → evaluate → commit for one instance; blind-monitor state.
-//! - [`notify`]: channel types, one file each (keys, checks, secrets, sender), the registry
-//!   that names them, and the `text` rendering they share.
-//! - [`deliver`]: the thin loop that claims and sends due notifications.
-//! - [`systemd`]: the notify protocol, on its own thread so it never blocks.
-//! - [`daemon`]: `run`: poll and delivery loops, signals, reload, watchdog, HA leases.
-//! - [`http`]: `/metrics` and `/healthz`.
-//! - [`commands`]: the other commands (`check`, `once`, `alerts`, `mute`, …).
-//! - [`demo`]: the self-contained demo on a simulated inbox.
+//! Each module uses only modules on a lower layer, or earlier ones of its own
+//! (`tests/layers.rs` checks every `crate::` path against this map):
+//!
+//! 1. **Foundations**, plain data and parsing:
+//!    [`duration`] (durations as people write them), [`secret`] (`Secret` prints `***`;
+//!    the redactor for foreign text), [`untrusted`] (WhatsApp-sourced text made safe to
+//!    show), [`clock`] (the one clock everything reads), [`host`] (this machine's names),
+//!    [`cli`] (the command line as data; the man page and completions are built from it),
+//!    [`calendar`] (business hours, open time between two instants), [`overview`] (the
+//!    chat model and its lenient streaming parser), [`share`] (which node of an HA group
+//!    holds which instance), [`systemd`] (the notify protocol, on its own thread).
+//! 2. **The pure core**: [`policy`] (`[sla]`, tiers, rules, globs), [`sla`] (the engine:
+//!    episodes, overview, mutes, policy, now → changes and events), [`alert`] (the alert
+//!    document of docs/spec.md section 5 and the digest rule).
+//! 3. **Channels**: [`notify`], one file per channel type holding its keys, checks,
+//!    secrets, shape and sender, and a registry of the types.
+//! 4. **Configuration**: [`config`], the TOML file parsed and validated whole; secrets
+//!    read from `*_file`s; channel tables handed to their type.
+//! 5. **Storage**: [`store`], one module per concern over SQLite or PostgreSQL.
+//! 6. **Work over the store**: [`wawp`] (the HTTP client for the overview: paging,
+//!    limits, errors), [`outbox`] (a notification's life: claim, ack, nack, kill),
+//!    [`cycle`] (one poll → evaluate → commit; blind-monitor state), [`deliver`] (sends
+//!    due notifications; the Alertmanager re-send), [`report`] (waits, attainment,
+//!    breaches), [`status`] (the status page and its JSON).
+//! 7. **Serving and running**: [`http`] (`/metrics`, `/healthz`, the page and the API),
+//!    [`daemon`] (`run`: poll and delivery loops, reload, watchdog, HA leases and shares).
+//! 8. **The command line**: [`commands`] (`check`, `once`, `alerts`, `mute`, …) and
+//!    [`demo`]; `main.rs` wires signals, logging and metrics over them.
 
 pub mod alert;
 pub mod calendar;

@@ -573,7 +573,7 @@ fn every_kind_of_email_passes_a_strict_parser() {
         firing(vec![sample_chat(1, "A", &"é".repeat(300))]),
         resolved,
         blind,
-        inbox_sla::commands::test_document("leads", T0),
+        inbox_sla::alert::AlertDoc::test("leads", T0),
     ] {
         b.enqueue("leads", d);
     }

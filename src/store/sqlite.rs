@@ -307,7 +307,7 @@ mod tests {
                 [],
             )
             .unwrap();
-            let doc = serde_json::to_string(&crate::commands::test_document("ops", 7)).unwrap();
+            let doc = serde_json::to_string(&crate::alert::AlertDoc::test("ops", 7)).unwrap();
             conn.execute(
                 "INSERT INTO outbox (created_at, instance, channel, status, document, next_attempt_ms)
                  VALUES (7, 'support', 'ops', 'test', ?1, 7000)",
@@ -349,7 +349,7 @@ mod tests {
             .block_on(store.claim("me", "ops", 8000, 1000))
             .unwrap()
             .expect("the queued notification survives the migration");
-        assert_eq!(queued.doc, crate::commands::test_document("ops", 7));
+        assert_eq!(queued.doc, crate::alert::AlertDoc::test("ops", 7));
         runtime.block_on(store.ack(queued.id, "me", 8)).unwrap();
         runtime.block_on(store.prune(1_000_000, 1, 1)).unwrap();
         let documents: i64 = sqlite.with_connection(|c| {
