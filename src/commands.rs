@@ -250,7 +250,7 @@ async fn dry_run_once(
 pub use crate::cli::{Format, ReportFormat};
 
 /// Everything `alerts` knows, read once.
-struct Overview {
+struct AlertsView {
     store: String,
     episodes: Vec<(String, crate::sla::Episode)>,
     mutes: Vec<crate::store::Mute>,
@@ -290,7 +290,7 @@ pub async fn alerts(
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let o = Overview {
+    let o = AlertsView {
         store: store.describe(),
         episodes: store.all_episodes().await?,
         mutes: store.mutes(now).await?,
@@ -337,7 +337,7 @@ fn queued_json(q: &Queued) -> Value {
     })
 }
 
-fn alerts_json(o: &Overview, now: i64) -> Value {
+fn alerts_json(o: &AlertsView, now: i64) -> Value {
     let muted = |jid: &str| o.mutes.iter().any(|m| m.jid == jid);
     json!({
         "generated_at": now,
@@ -365,7 +365,7 @@ fn alerts_json(o: &Overview, now: i64) -> Value {
     })
 }
 
-fn alerts_text(o: &Overview, all: bool, now: i64) {
+fn alerts_text(o: &AlertsView, all: bool, now: i64) {
     let escalated = |ep: &crate::sla::Episode| !ep.fired.is_empty() || ep.legacy_fired.is_some();
     let shown: Vec<_> = o
         .episodes

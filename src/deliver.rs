@@ -6,7 +6,7 @@
 
 use crate::alert::AlertDoc;
 use crate::notify::{Channel, Channels, SendError};
-use crate::outbox::{Outbox, Report};
+use crate::outbox::{Outbox, Tally};
 use crate::store::StoreError;
 use std::future::Future;
 use std::sync::Arc;
@@ -29,8 +29,8 @@ pub async fn drain_channel(
     outbox: &Outbox,
     name: &str,
     channel: &impl Deliver,
-) -> Result<Report, StoreError> {
-    let mut report = Report::default();
+) -> Result<Tally, StoreError> {
+    let mut report = Tally::default();
     while let Some(q) = outbox.claim(name).await? {
         if !outbox.confirm(&q).await? {
             continue;
@@ -47,13 +47,13 @@ pub async fn drain_channel(
 
 /// One pass over every channel at once (what `once` does after its cycle). A channel whose
 /// store calls fail reports the error; the others carry on.
-pub async fn deliver_due(outbox: &Arc<Outbox>, channels: &Channels) -> Result<Report, StoreError> {
+pub async fn deliver_due(outbox: &Arc<Outbox>, channels: &Channels) -> Result<Tally, StoreError> {
     let mut tasks = tokio::task::JoinSet::new();
     for (name, channel) in channels.iter() {
         let (outbox, name, channel) = (outbox.clone(), name.clone(), channel.clone());
         tasks.spawn(async move { drain_channel(&outbox, &name, channel.as_ref()).await });
     }
-    let mut total = Report::default();
+    let mut total = Tally::default();
     let mut first_error = None;
     while let Some(joined) = tasks.join_next().await {
         match joined {

@@ -57,7 +57,7 @@ impl Transition {
 
 /// What one delivery pass did.
 #[derive(Debug, Default, Clone, PartialEq)]
-pub struct Report {
+pub struct Tally {
     pub sent: usize,
     pub retrying: usize,
     pub dead: usize,
@@ -65,8 +65,8 @@ pub struct Report {
     pub failures: Vec<(String, String)>,
 }
 
-impl Report {
-    pub fn add(&mut self, other: Report) {
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
         self.sent += other.sent;
         self.retrying += other.retrying;
         self.dead += other.dead;
@@ -202,7 +202,7 @@ impl Outbox {
         &self,
         q: &Queued,
         result: &Result<String, SendError>,
-        report: &mut Report,
+        report: &mut Tally,
     ) -> Transition {
         let now = self.clock.now();
         let retry_for = self.limits().retry_for;

@@ -11,7 +11,7 @@ use inbox_sla::clock::Clock;
 use inbox_sla::config::Config;
 use inbox_sla::deliver;
 use inbox_sla::notify;
-use inbox_sla::outbox::{Outbox, Queued, Report, Stage, State};
+use inbox_sla::outbox::{Outbox, Queued, Stage, State, Tally};
 use inbox_sla::store::{Store, sqlite::Sqlite};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -128,7 +128,7 @@ impl Bench {
         step
     }
 
-    fn deliver(&self) -> Report {
+    fn deliver(&self) -> Tally {
         rt().block_on(deliver::deliver_due(&self.outbox, &self.channels))
             .unwrap()
     }
