@@ -89,6 +89,12 @@ pub struct WawpConfig {
     pub max_chats: usize,
     /// Polls in flight at once, over every instance.
     pub max_concurrent: usize,
+    /// Ask `/v2/session/info` every cycle: an unlinked number makes the overview look
+    /// quiet, not fail (section 7). Off for engines without the endpoint.
+    pub session_check: bool,
+    /// `/v2/chats/messages` reads per instance per cycle, to start episodes at the first
+    /// unanswered message (section 2); 0 turns the reads off.
+    pub history_lookups: usize,
 }
 
 /// One WhatsApp number.
@@ -232,6 +238,8 @@ struct RawWawp {
     page_size: Option<u32>,
     max_chats: Option<usize>,
     max_concurrent: Option<usize>,
+    session_check: Option<bool>,
+    history_lookups: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -709,6 +717,8 @@ fn build(
         page_size: raw.wawp.page_size.unwrap_or(100),
         max_chats: raw.wawp.max_chats.unwrap_or(50_000),
         max_concurrent: raw.wawp.max_concurrent.unwrap_or(16),
+        session_check: raw.wawp.session_check.unwrap_or(true),
+        history_lookups: raw.wawp.history_lookups.unwrap_or(50),
     };
     if wawp.max_concurrent == 0 {
         return Err("wawp.max_concurrent must be at least 1".into());

@@ -855,6 +855,69 @@ fn string_end(data: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// Parses a chat's recent messages (`/v2/chats/messages`, newest first): a JSON array, an
+/// object keyed "0", "1", … (as the overview may be), or either under `messages` or
+/// `data`. Each message keeps what the first unanswered message needs (who sent it, when,
+/// its text for the automatic-reply check); elements that are not objects are skipped,
+/// unknown fields ignored, a timestamp read as the overview's are.
+pub fn parse_messages(body: &[u8]) -> Result<Vec<LastMessage>, ParseError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
+    let list = match &value {
+        serde_json::Value::Object(o) => o
+            .get("messages")
+            .or_else(|| o.get("data"))
+            .unwrap_or(&value),
+        _ => &value,
+    };
+    let elements: Vec<&serde_json::Value> = match list {
+        serde_json::Value::Array(a) => a.iter().collect(),
+        serde_json::Value::Object(o) => {
+            let mut keyed: Vec<(u64, &serde_json::Value)> = o
+                .iter()
+                .filter_map(|(k, v)| k.parse::<u64>().ok().map(|k| (k, v)))
+                .collect();
+            keyed.sort_by_key(|(k, _)| *k);
+            keyed.into_iter().map(|(_, v)| v).collect()
+        }
+        other => {
+            return Err(ParseError::Json(format!(
+                "expected a list of messages, found {}",
+                match other {
+                    serde_json::Value::Null => "null",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    serde_json::Value::Number(_) => "a number",
+                    _ => "a string",
+                }
+            )));
+        }
+    };
+    Ok(elements
+        .into_iter()
+        .filter_map(|m| m.as_object())
+        .map(|m| LastMessage {
+            id: m.get("id").and_then(|v| match v {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Object(o) => o
+                    .get("_serialized")
+                    .and_then(|s| s.as_str())
+                    .map(str::to_owned),
+                _ => None,
+            }),
+            body: m.get("body").and_then(|v| v.as_str()).map(str::to_owned),
+            timestamp: m
+                .get("timestamp")
+                .and_then(|v| {
+                    v.as_f64()
+                        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                })
+                .and_then(normalize_timestamp),
+            from_me: m.get("fromMe").and_then(|v| v.as_bool()),
+            has_media: m.get("hasMedia").and_then(|v| v.as_bool()).unwrap_or(false),
+        })
+        .collect())
+}
+
 /// Unix seconds from a WhatsApp timestamp: above 10^12 it is milliseconds; zero or
 /// negative is unusable.
 pub fn normalize_timestamp(raw: f64) -> Option<i64> {

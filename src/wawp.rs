@@ -25,6 +25,25 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// client redacts.
 pub trait Transport: Send + Sync {
     fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Response, String>>;
+
+    /// Any other request: the session's state (`POST /v2/session/info`) and a chat's
+    /// messages (`GET /v2/chats/messages`). A transport that serves only overviews (the
+    /// simulator's) answers 404, which the client reads as "not served here": the session
+    /// is then not checked and starts stay at the overview's timestamps.
+    fn call<'a>(
+        &'a self,
+        method: reqwest::Method,
+        url: &'a Url,
+    ) -> BoxFuture<'a, Result<Response, String>> {
+        let _ = (method, url);
+        Box::pin(async {
+            Ok(Response {
+                status: StatusCode::NOT_FOUND,
+                content_length: Some(0),
+                body: Body::Chunks(VecDeque::new()),
+            })
+        })
+    }
 }
 
 /// An answer: its status, the length it announced, and its body as it arrives.
@@ -55,10 +74,18 @@ struct Http(reqwest::Client);
 
 impl Transport for Http {
     fn get<'a>(&'a self, url: &'a Url) -> BoxFuture<'a, Result<Response, String>> {
+        self.call(reqwest::Method::GET, url)
+    }
+
+    fn call<'a>(
+        &'a self,
+        method: reqwest::Method,
+        url: &'a Url,
+    ) -> BoxFuture<'a, Result<Response, String>> {
         Box::pin(async move {
             let response = self
                 .0
-                .get(url.clone())
+                .request(method, url.clone())
                 .header("accept", "application/json")
                 .send()
                 .await
@@ -118,6 +145,14 @@ pub enum PollError {
         url: String,
         reason: String,
     },
+    /// The overview may still answer (with what the engine last knew), but the WhatsApp
+    /// session receives nothing: the number is as blind as if polling failed.
+    #[error("instance \"{instance}\": the WhatsApp session is {state}, not WORKING: {hint}")]
+    Session {
+        instance: String,
+        state: String,
+        hint: String,
+    },
 }
 
 impl PollError {
@@ -128,8 +163,47 @@ impl PollError {
             PollError::Transport { .. } => "transport".into(),
             PollError::TooLarge { .. } => "too_large".into(),
             PollError::Parse { .. } => "parse".into(),
+            PollError::Session { state, .. } => format!("session {state}"),
         }
     }
+
+    /// The session's state, when that is what failed.
+    pub fn session_state(&self) -> Option<&str> {
+        match self {
+            PollError::Session { state, .. } => Some(state),
+            _ => None,
+        }
+    }
+}
+
+/// What an instance's state label (`SourceState::last_error`) says of its WhatsApp
+/// session: `Some(state)` when the session, not the polling, is what failed.
+pub fn session_state_of(label: &str) -> Option<&str> {
+    label.strip_prefix("session ")
+}
+
+/// What to do about a session in `state` (PRODUCT.md section 7): said in the blind alert
+/// and the error, where the person who can fix it reads.
+pub fn session_hint(state: &str) -> String {
+    match state {
+        "SCAN_QR_CODE" => {
+            "the number was unlinked: scan the QR code in Wawp (WhatsApp on the phone: Linked devices)".into()
+        }
+        "STARTING" => "the session is still starting; if it stays so, restart it in Wawp".into(),
+        "STOPPED" => "the session was stopped: start it again in Wawp".into(),
+        "FAILED" => {
+            "the session failed: restart it in Wawp, and scan the QR code again if it asks".into()
+        }
+        _ => "check the session in Wawp and start it again (scan the QR code if it asks)".into(),
+    }
+}
+
+/// A WhatsApp session's state, as `/v2/session/info` says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Session {
+    Working,
+    /// `SCAN_QR_CODE`, `STARTING`, `STOPPED`, `FAILED` or any other state.
+    Not(String),
 }
 
 /// One HTTP client for every instance; cheap to clone.
@@ -137,6 +211,14 @@ impl PollError {
 pub struct WawpClient {
     transport: Arc<dyn Transport>,
     config: WawpConfig,
+    /// Instances whose engine answered 404 for `/v2/session/info`: said once, then not
+    /// asked again (until a reload builds a new client).
+    no_session: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// The engine refused POST for the session (405): it is asked with GET.
+    session_by_get: Arc<std::sync::atomic::AtomicBool>,
+    /// Instances this client has read an overview of: the first one after a start is
+    /// read after a gap in polling (section 2, the first unanswered message).
+    polled: Arc<std::sync::Mutex<HashSet<String>>>,
 }
 
 impl WawpClient {
@@ -154,7 +236,203 @@ impl WawpClient {
         WawpClient {
             transport,
             config: config.clone(),
+            no_session: Arc::default(),
+            session_by_get: Arc::default(),
+            polled: Arc::default(),
         }
+    }
+
+    /// Records that the instance's overview was read; `true` the first time (this
+    /// process, or this configuration after a reload, had not seen the inbox before).
+    pub fn note_polled(&self, instance: &str) -> bool {
+        self.polled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(instance.to_string())
+    }
+
+    /// The instance's WhatsApp session (`POST /v2/session/info`, section 7); `None` when
+    /// `wawp.session_check` is off or the engine has no such endpoint (then said once).
+    /// A failure to ask is an `Err`: the caller logs it and judges by the overview alone.
+    #[tracing::instrument(skip_all, fields(instance = %instance.name))]
+    pub async fn session(&self, instance: &Instance) -> Result<Option<Session>, PollError> {
+        use std::sync::atomic::Ordering;
+        if !self.config.session_check || self.lock_no_session().contains(&instance.name) {
+            return Ok(None);
+        }
+        let redactor = Redactor::new([&instance.access_token]);
+        let url = self.url(instance, "/v2/session/info", &[]);
+        // Wawp documents POST; WAHA-like engines and some gateways serve GET only (405, or
+        // 404 from a router that knows the path for GET alone): GET is tried once, and
+        // kept when it answers.
+        let methods: &[reqwest::Method] = if self.session_by_get.load(Ordering::Relaxed) {
+            &[reqwest::Method::GET]
+        } else {
+            &[reqwest::Method::POST, reqwest::Method::GET]
+        };
+        let mut answer = None;
+        for method in methods {
+            let response = self.call(instance, method.clone(), &url, &redactor).await?;
+            let absent = matches!(
+                response.status,
+                StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+            );
+            if absent && *method == reqwest::Method::POST {
+                continue;
+            }
+            if !absent && *method == reqwest::Method::GET {
+                self.session_by_get.store(true, Ordering::Relaxed);
+            }
+            answer = Some(response);
+            break;
+        }
+        let Some(response) = answer else {
+            return Ok(None);
+        };
+        if matches!(
+            response.status,
+            StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+        ) {
+            self.lock_no_session().insert(instance.name.clone());
+            tracing::info!(
+                instance = %instance.name,
+                "the engine does not serve /v2/session/info (HTTP {}): the WhatsApp session is not checked (set wawp.session_check = false to say so)",
+                response.status.as_u16()
+            );
+            return Ok(None);
+        }
+        let body = self.read_small(instance, &url, response, &redactor).await?;
+        let state = session_state(&body).ok_or_else(|| PollError::Parse {
+            instance: instance.name.clone(),
+            url: redactor.redact(url.as_str()),
+            reason: "no session status (WORKING, SCAN_QR_CODE, …) in the answer".into(),
+        })?;
+        Ok(Some(if state == "WORKING" {
+            Session::Working
+        } else {
+            Session::Not(state)
+        }))
+    }
+
+    /// A chat's last `limit` messages, newest first (`GET /v2/chats/messages`, section 2,
+    /// "the first unanswered message"); media are not downloaded.
+    #[tracing::instrument(skip_all, fields(instance = %instance.name))]
+    pub async fn messages(
+        &self,
+        instance: &Instance,
+        chat_id: &str,
+        limit: usize,
+    ) -> Result<Vec<overview::LastMessage>, PollError> {
+        let redactor = Redactor::new([&instance.access_token]);
+        let limit = limit.to_string();
+        let url = self.url(
+            instance,
+            "/v2/chats/messages",
+            &[
+                ("chatId", chat_id),
+                ("limit", &limit),
+                ("offset", "0"),
+                ("downloadMedia", "false"),
+            ],
+        );
+        let response = self
+            .call(instance, reqwest::Method::GET, &url, &redactor)
+            .await?;
+        let body = self.read_small(instance, &url, response, &redactor).await?;
+        overview::parse_messages(&body).map_err(|e| PollError::Parse {
+            instance: instance.name.clone(),
+            url: redactor.redact(url.as_str()),
+            reason: redactor.redact(&e.to_string()),
+        })
+    }
+
+    fn lock_no_session(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.no_session.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn url(&self, instance: &Instance, path: &str, extra: &[(&str, &str)]) -> Url {
+        let mut url = self.config.base_url.clone();
+        let base_path = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base_path}{path}"));
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("instance_id", &instance.instance_id);
+            q.append_pair("access_token", instance.access_token.expose());
+            for (k, v) in extra {
+                q.append_pair(k, v);
+            }
+        }
+        url
+    }
+
+    async fn call(
+        &self,
+        instance: &Instance,
+        method: reqwest::Method,
+        url: &Url,
+        redactor: &Redactor,
+    ) -> Result<Response, PollError> {
+        self.transport
+            .call(method, url)
+            .await
+            .map_err(|reason| PollError::Transport {
+                instance: instance.name.clone(),
+                url: redactor.redact(url.as_str()),
+                reason: redactor.redact(&reason),
+            })
+    }
+
+    /// A small JSON answer read whole (within `max_response_bytes`); an error status is
+    /// an error saying what the user can do.
+    async fn read_small(
+        &self,
+        instance: &Instance,
+        url: &Url,
+        mut response: Response,
+        redactor: &Redactor,
+    ) -> Result<Vec<u8>, PollError> {
+        let shown = redactor.redact(url.as_str());
+        let limit = self.config.max_response_bytes;
+        let too_large = || PollError::TooLarge {
+            instance: instance.name.clone(),
+            url: shown.clone(),
+            limit,
+        };
+        if response.content_length.is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) =
+            response
+                .body
+                .chunk()
+                .await
+                .map_err(|reason| PollError::Transport {
+                    instance: instance.name.clone(),
+                    url: shown.clone(),
+                    reason: redactor.redact(&reason),
+                })?
+        {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > limit {
+                return Err(too_large());
+            }
+            if !response.status.is_success() && body.len() > 64 * 1024 {
+                break;
+            }
+        }
+        if !response.status.is_success() {
+            return Err(PollError::Status {
+                instance: instance.name.clone(),
+                status: response.status,
+                url: shown,
+                detail: server_message(&body)
+                    .map(|m| format!(": \"{}\"", redactor.redact(&m)))
+                    .unwrap_or_default(),
+                hint: hint(response.status),
+            });
+        }
+        Ok(body)
     }
 
     /// Fetches every page of the instance's overview, building the chats `interest`
@@ -358,6 +636,32 @@ impl WawpClient {
         }
         Ok((parser.finish().map_err(parse_error)?, total))
     }
+}
+
+/// The session's state in a `/v2/session/info` answer: Wawp wraps it (`data.status`),
+/// WAHA does not (`status`). Only a state-like word counts (`WORKING`, `SCAN_QR_CODE`,
+/// …): an envelope's `"status": "success"` is not a session state.
+fn session_state(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let state_like = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit())
+    };
+    let candidates = [
+        v.pointer("/data/status"),
+        v.pointer("/session/status"),
+        v.pointer("/data/session/status"),
+        v.pointer("/status"),
+        v.pointer("/state"),
+        v.pointer("/data/state"),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str())
+        .find(|s| state_like(s))
+        .map(str::to_owned)
 }
 
 fn hint(status: StatusCode) -> &'static str {
