@@ -361,6 +361,8 @@ fn alerts_json(o: &AlertsView, now: i64) -> Value {
         "sources": o.sources.iter().map(|(instance, s)| json!({
             "instance": instance, "failing_since": s.failing_since, "last_error": s.last_error,
             "blind": s.blind, "last_ok_at": s.memory.mark,
+            "session": s.last_error.as_deref().and_then(crate::wawp::session_state_of),
+            "session_since": s.last_error.as_deref().and_then(crate::wawp::session_state_of).and(s.failing_since),
         })).collect::<Vec<_>>(),
     })
 }
@@ -406,6 +408,29 @@ fn alerts_text(o: &AlertsView, all: bool, now: i64) {
                 ""
             },
         );
+    }
+    let failing: Vec<_> = o
+        .sources
+        .iter()
+        .filter_map(|(i, s)| s.failing_since.map(|since| (i, s, since)))
+        .collect();
+    if !failing.is_empty() {
+        say!("Instances failing: {}", failing.len());
+        for (instance, s, since) in failing {
+            let what = match s.last_error.as_deref() {
+                Some(e) => match crate::wawp::session_state_of(e) {
+                    Some(state) => format!("WhatsApp session {state} (not WORKING)"),
+                    None => format!("polling failing ({e})"),
+                },
+                None => "polling failing".to_string(),
+            };
+            say!(
+                "  {instance}: {what} since {} ({}){}",
+                utc_time(since),
+                short_duration(now - since),
+                if s.blind { ", blind alert sent" } else { "" }
+            );
+        }
     }
     say!("Mutes: {}", o.mutes.len());
     for m in &o.mutes {

@@ -11,7 +11,7 @@ use crate::config::{Config, Instance};
 use crate::overview::Interest;
 use crate::sla::{self, Evaluation, EventKind};
 use crate::store::{CycleCommit, Fence, JidSet, Opening, Snapshot, SourceState, Store, StoreError};
-use crate::wawp::{PollError, WawpClient};
+use crate::wawp::{self, PollError, Session, WawpClient};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -120,11 +120,39 @@ pub async fn plan(
         Ok::<_, StoreError>(Interest::new(move |id| open.get(id), seed, read_since, now))
     };
     let started = Instant::now();
-    let fetched = client.overview(instance, interest, progress).await?;
+    // The session is asked beside the overview: an unlinked number's overview may still
+    // answer 200 with what the engine last knew (section 7).
+    let (fetched, session) = tokio::join!(
+        client.overview(instance, interest, progress),
+        client.session(instance)
+    );
+    let fetched = fetched?;
     let poll_seconds = started.elapsed().as_secs_f64();
     let Some((generation, source)) = opened else {
         return Err(StoreError::Corrupt("the store was not read".into()).into());
     };
+    let working = |up: bool| {
+        metrics::gauge!("inbox_sla_session_working", "wawp_instance" => instance.name.clone())
+            .set(if up { 1.0 } else { 0.0 });
+    };
+    match session {
+        Ok(Some(Session::Not(state))) => {
+            // Not WORKING: the overview proves nothing (no absence counted, nothing
+            // resolved); the instance is failing, and blind after sla.blind_after.
+            working(false);
+            return Err(PollError::Session {
+                instance: instance.name.clone(),
+                hint: wawp::session_hint(&state),
+                state,
+            }
+            .into());
+        }
+        Ok(Some(Session::Working)) => working(true),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            "{e}; the session's state is unknown this cycle: judging by the overview alone"
+        ),
+    }
     let fetched = fetched?;
     let Snapshot {
         episodes, mutes, ..
@@ -261,10 +289,17 @@ pub async fn commit(
         next_source,
     } = plan;
     if source.blind {
-        let message = format!(
-            "Polling works again after {} of failure.",
-            alert::short_duration(now - source.failing_since.unwrap_or(now))
-        );
+        let after = alert::short_duration(now - source.failing_since.unwrap_or(now));
+        let message = match source
+            .last_error
+            .as_deref()
+            .and_then(wawp::session_state_of)
+        {
+            Some(state) => format!(
+                "The WhatsApp session is WORKING again after {after} (it was {state}); the number is watched again."
+            ),
+            None => format!("Polling works again after {after} of failure."),
+        };
         outgoing.extend(to_every_channel(
             config,
             instance,
@@ -313,11 +348,18 @@ pub async fn source_failed(
     let blind_after = config.sla().blind_after;
     if !prev.blind && now - since >= blind_after.as_secs() as i64 {
         next.blind = true;
-        let message = format!(
-            "Polling has failed for {} (sla.blind_after = {}); waiting customers are not being watched. Last error: {error}",
-            alert::short_duration(now - since),
-            crate::duration::format(blind_after),
-        );
+        let message = match error {
+            PollError::Session { state, hint, .. } => format!(
+                "The WhatsApp session of this number has been {state}, not WORKING, for {} (sla.blind_after = {}): it receives no messages, so customers writing to it are not being watched. What to do: {hint}.",
+                alert::short_duration(now - since),
+                crate::duration::format(blind_after),
+            ),
+            _ => format!(
+                "Polling has failed for {} (sla.blind_after = {}); waiting customers are not being watched. Last error: {error}",
+                alert::short_duration(now - since),
+                crate::duration::format(blind_after),
+            ),
+        };
         outgoing = to_every_channel(config, instance, Status::Blind, message, now);
         tracing::error!(instance, "monitor blind: {error}");
     }

@@ -163,6 +163,10 @@ pub fn describe() {
         "Wall-clock wait of each episode that ended, by instance (wawp_instance)."
     );
     describe_gauge!(
+        "inbox_sla_session_working",
+        "1 while the instance's WhatsApp session (wawp_instance) is WORKING, 0 while it is not (unlinked, stopped, failed)."
+    );
+    describe_gauge!(
         "inbox_sla_instance_held",
         "1 where this node (node) polls the instance (wawp_instance), 0 where it stands by."
     );

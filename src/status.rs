@@ -197,6 +197,7 @@ impl Now {
                 "instance": i.name, "healthy": i.healthy,
                 "last_successful_poll_seconds_ago": i.polled_ago,
                 "failing_since": i.failing_since, "last_error": i.last_error,
+                "session": i.last_error.as_deref().and_then(crate::wawp::session_state_of),
                 "lease_holder": i.holder,
             })).collect::<Vec<_>>(),
             "waiting": self.waiting.iter().map(|w| json!({
@@ -289,6 +290,17 @@ pub fn page(now: &Now, report: &Report) -> String {
             if i.healthy { "ok" } else { "bad" },
             if i.healthy {
                 "polling".to_string()
+            } else if let (Some(state), Some(since)) = (
+                i.last_error
+                    .as_deref()
+                    .and_then(crate::wawp::session_state_of),
+                i.failing_since,
+            ) {
+                format!(
+                    "WhatsApp session {} for {}",
+                    esc(state, 40),
+                    short_duration(now.generated_at - since)
+                )
             } else if let Some(since) = i.failing_since {
                 format!("failing for {}", short_duration(now.generated_at - since))
             } else {

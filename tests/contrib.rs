@@ -117,6 +117,7 @@ fn every_metric_the_rules_and_the_dashboard_use_is_served() {
     // The daemon of a one-machine install serves everything but the HA gauge; on
     // PostgreSQL (an HA group of one) it serves that too.
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    wawp.session("WORKING"); // inbox_sla_session_working is served once a session is known
     let t = now();
     wawp.chats(vec![chat(
         "201001234567@c.us",

@@ -3,7 +3,8 @@
 //! - [`FakeWawp`]: a Wawp-shaped HTTP server per test, serving each instance its own
 //!   overview (array or keyed object, paging honoured or ignored, a scripted sequence of
 //!   inbox states for drift), error statuses, raw bodies, hangs or slow answers; it counts
-//!   requests in flight, per instance and in all.
+//!   requests in flight, per instance and in all. It also serves `POST /v2/session/info`
+//!   (404, as an engine without it, until a state is set).
 //! - [`Receiver`]: a Slack/webhook receiver that records every POST with when it arrived
 //!   and when it was answered, answering from a script (500, 429 with Retry-After, 404, a
 //!   delay, a hang, then 200 "ok").
@@ -161,6 +162,9 @@ struct WawpState {
     max_in_flight_per_instance: usize,
     in_flight_total: usize,
     max_in_flight_total: usize,
+    /// `/v2/session/info` per instance_id (`""`: any); absent: 404, no such endpoint.
+    sessions: HashMap<String, String>,
+    session_queries: usize,
 }
 
 #[derive(Clone)]
@@ -174,6 +178,7 @@ impl FakeWawp {
         let state = Arc::new(Mutex::new(WawpState::default()));
         let app = Router::new()
             .route("/v2/chats/overview", axum::routing::get(wawp_overview))
+            .route("/v2/session/info", post(wawp_session))
             .with_state(state.clone());
         let addr = serve(app);
         let wawp = FakeWawp {
@@ -243,6 +248,32 @@ impl FakeWawp {
 
     pub fn max_in_flight_total(&self) -> usize {
         self.lock().max_in_flight_total
+    }
+
+    /// The WhatsApp session's state (`WORKING`, `SCAN_QR_CODE`, …) of every instance.
+    pub fn session(&self, state: &str) {
+        self.lock().sessions.insert(String::new(), state.into());
+    }
+
+    pub fn session_queries(&self) -> usize {
+        self.lock().session_queries
+    }
+
+}
+
+async fn wawp_session(
+    State(state): State<Arc<Mutex<WawpState>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let instance = q.get("instance_id").cloned().unwrap_or_default();
+    let mut s = state.lock().unwrap();
+    s.session_queries += 1;
+    match s.sessions.get(&instance).or_else(|| s.sessions.get("")) {
+        // Wawp's envelope around WAHA's session object.
+        Some(status) => axum::Json(json!({"status": "success",
+            "data": {"name": instance, "status": status, "engine": {"engine": "WEBJS"}}}))
+        .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
     }
 }
 
