@@ -425,6 +425,7 @@ mod tests {
             fingerprint: 0,
             quiet_until: 0,
             legacy_fired: None,
+            history_pending: false,
         };
         let chat = AlertChat::waiting(&ep, &policy, mon_1700 + 3 * 3600);
         assert_eq!(chat.waiting_seconds, 3 * 3600);
@@ -457,6 +458,7 @@ mod tests {
                 fingerprint: 0,
                 quiet_until: 0,
                 legacy_fired: None,
+                history_pending: false,
             },
             channels: vec!["oncall".into()],
             age: 0,

@@ -12,6 +12,7 @@ use crate::overview::Interest;
 use crate::sla::{self, Evaluation, EventKind};
 use crate::store::{CycleCommit, Fence, JidSet, Opening, Snapshot, SourceState, Store, StoreError};
 use crate::wawp::{self, PollError, Session, WawpClient};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -154,6 +155,10 @@ pub async fn plan(
         ),
     }
     let fetched = fetched?;
+    // After a gap in polling (this process's first look, or polls that failed) waiting
+    // chats may have waited since before the overview's last message.
+    let first_look = client.note_polled(&instance.name);
+    let gap = first_look || source.failing_since.is_some();
     let Snapshot {
         episodes, mutes, ..
     } = match store {
@@ -175,7 +180,15 @@ pub async fn plan(
     let total = fetched.total;
     let read_whole = fetched.complete;
     let memory = source.memory.clone();
+    let muted: HashMap<String, i64> = mutes.clone();
     let judge = move || {
+        // Which episodes the history may move back: the ones opened now, and those whose
+        // history is still to be read (taken before the episodes go).
+        let pending: Vec<sla::Episode> = episodes
+            .values()
+            .filter(|e| e.history_pending)
+            .cloned()
+            .collect();
         let eval = sla::evaluate(&sla::Cycle {
             episodes: &episodes,
             chats: &chats,
@@ -186,6 +199,12 @@ pub async fn plan(
             policy: &engine_config.policy,
             now,
         });
+        let opened: HashSet<String> = eval
+            .upserts
+            .iter()
+            .filter(|e| !episodes.contains_key(&e.jid))
+            .map(|e| e.jid.clone())
+            .collect();
         if chats.len() + episodes.len() >= LARGE {
             // Freeing 100k parsed chats takes longer than evaluating them; nothing waits
             // on it. (If no thread can be had, they are simply freed here.)
@@ -193,11 +212,11 @@ pub async fn plan(
                 .name("free-overview".into())
                 .spawn(move || drop((chats, episodes)));
         }
-        eval
+        (eval, opened, pending)
     };
     // The engine is CPU work over possibly 100k chats: a large cycle runs off the async
     // workers. A small one (most of a fleet's) costs less than the hand-over would.
-    let eval = if fetched_chats >= LARGE {
+    let (mut eval, opened, pending) = if fetched_chats >= LARGE {
         tokio::task::spawn_blocking(judge)
             .await
             .map_err(|e| StoreError::Corrupt(format!("the evaluation task failed: {e}")))?
@@ -206,6 +225,10 @@ pub async fn plan(
     };
     let chat_count = total;
     progress();
+    first_unanswered(
+        client, config, instance, &mut eval, &opened, pending, gap, &muted, now, progress,
+    )
+    .await;
     if !eval.complete && read_whole && eval.waiting > 0 {
         tracing::warn!(instance = %instance.name, chats = chat_count, previous = ?source.memory.complete_chats,
             "overview incomplete: empty or under half the size of the last complete one; absence proves nothing this cycle");
@@ -247,6 +270,136 @@ pub async fn plan(
         source,
         next_source,
     })
+}
+
+/// Reads the recent messages of chats whose episode may have started before the
+/// overview's last message, and moves their start back to the first unanswered message
+/// (section 2): episodes opened now with more than one unread message (or any, after a
+/// gap in polling), and those whose history could not be read before. At most
+/// `wawp.history_lookups` reads, one after the other inside this cycle's slot of
+/// `wawp.max_concurrent`; the rest are marked and read at a later cycle. A read that
+/// fails leaves the overview's timestamp: a failing engine (no answer, 5xx, 429) ends
+/// the round and its chats are read later; a chat the engine refuses (another 4xx, an
+/// unreadable answer) keeps the overview's timestamp for good.
+#[allow(clippy::too_many_arguments)]
+async fn first_unanswered(
+    client: &WawpClient,
+    config: &Config,
+    instance: &Instance,
+    eval: &mut Evaluation,
+    opened: &HashSet<String>,
+    pending: Vec<sla::Episode>,
+    gap: bool,
+    mutes: &HashMap<String, i64>,
+    now: i64,
+    progress: Progress<'_>,
+) {
+    let budget = config.wawp.history_lookups;
+    if budget == 0 {
+        return;
+    }
+    enum At {
+        /// Written this cycle anyway: `eval.upserts[i]`.
+        Upsert(usize),
+        /// Unchanged this cycle: written only if its history changes it.
+        Stored(Box<sla::Episode>),
+    }
+    let index: HashMap<&str, usize> = eval
+        .upserts
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.jid.as_str(), i))
+        .collect();
+    let closed: HashSet<&str> = eval.closed.iter().map(|c| c.episode.jid.as_str()).collect();
+    let mut wanted: Vec<(bool, i64, String, At)> = Vec::new();
+    for ep in pending {
+        match index.get(ep.jid.as_str()) {
+            Some(&i) => wanted.push((false, ep.started_at, ep.jid.clone(), At::Upsert(i))),
+            None if closed.contains(ep.jid.as_str()) => {}
+            None => wanted.push((
+                false,
+                ep.started_at,
+                ep.jid.clone(),
+                At::Stored(Box::new(ep)),
+            )),
+        }
+    }
+    for (i, ep) in eval.upserts.iter().enumerate() {
+        let several = ep.unread.is_some_and(|n| n > 1 || n == -1);
+        if opened.contains(&ep.jid) && !ep.history_pending && (gap || several) {
+            wanted.push((true, ep.started_at, ep.jid.clone(), At::Upsert(i)));
+        }
+    }
+    if wanted.is_empty() {
+        return;
+    }
+    drop(index);
+    drop(closed);
+    // What waited longest first: the earlier reads were owed, then the oldest starts.
+    wanted.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    let mut reads = 0usize;
+    let mut engine_failing = false;
+    for (_, _, jid, at) in wanted {
+        let mut ep = match &at {
+            At::Upsert(i) => eval.upserts[*i].clone(),
+            At::Stored(e) => (**e).clone(),
+        };
+        let was_pending = ep.history_pending;
+        if reads >= budget || engine_failing {
+            ep.history_pending = true;
+        } else {
+            reads += 1;
+            let limit = match ep.unread {
+                Some(n) if n > 0 => (n as usize).saturating_add(1).min(100),
+                _ => 10,
+            };
+            match client.messages(instance, &jid, limit).await {
+                Ok(messages) => {
+                    ep.history_pending = false;
+                    if let Some(start) = sla::first_unanswered(&messages, &config.policy, now) {
+                        let muted = mutes.get(&jid).is_some_and(|until| *until > now);
+                        let before = ep.started_at;
+                        if sla::start_earlier(eval, &mut ep, start, &config.policy, muted, now) {
+                            tracing::info!(
+                                instance = %instance.name,
+                                chat = %jid,
+                                "the chat's history shows its first unanswered message {} before the overview's start",
+                                alert::short_duration(before - ep.started_at)
+                            );
+                        }
+                    }
+                }
+                Err(e) => {
+                    let transient = match &e {
+                        PollError::Transport { .. } => true,
+                        PollError::Status { status, .. } => {
+                            status.is_server_error() || status.as_u16() == 429
+                        }
+                        _ => false,
+                    };
+                    ep.history_pending = transient;
+                    engine_failing |= transient;
+                    tracing::warn!(
+                        chat = %jid,
+                        "{e}: the episode starts at the overview's last message{}",
+                        if transient {
+                            " until its history can be read (next cycle)"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+            progress();
+        }
+        match at {
+            At::Upsert(i) => eval.upserts[i] = ep,
+            At::Stored(_) if ep.history_pending != was_pending || !ep.history_pending => {
+                eval.upserts.push(ep)
+            }
+            At::Stored(_) => {}
+        }
+    }
 }
 
 /// Polls, evaluates and commits one instance's cycle. Polling failures are recorded for

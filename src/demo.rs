@@ -41,6 +41,26 @@ async fn overview(State(inbox): State<Inbox>) -> Json<Value> {
     Json(Value::Object(keyed))
 }
 
+/// The session is always linked in the demo.
+async fn session() -> Json<Value> {
+    Json(json!({"status": "WORKING"}))
+}
+
+/// A chat's messages: the demo keeps only each chat's last one, which is all its history.
+async fn messages(
+    State(inbox): State<Inbox>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Json<Value> {
+    let chats = inbox.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let chat_id = q.get("chatId").map(String::as_str).unwrap_or("");
+    let history: Vec<Value> = chats
+        .iter()
+        .filter(|c| c["id"] == chat_id)
+        .map(|c| c["lastMessage"].clone())
+        .collect();
+    Json(Value::Array(history))
+}
+
 fn chat(id: &str, name: &str, unread: i64, body: &str, ts: i64, from_me: bool) -> Value {
     json!({
         "id": id, "name": name, "unreadCount": unread,
@@ -60,6 +80,8 @@ pub async fn run() -> Result<ExitCode, CliError> {
         .map_err(|e| CliError::Runtime(format!("cannot read the loopback address: {e}")))?;
     let app = Router::new()
         .route("/v2/chats/overview", get(overview))
+        .route("/v2/session/info", axum::routing::post(session))
+        .route("/v2/chats/messages", get(messages))
         .with_state(inbox.clone());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 

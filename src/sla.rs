@@ -53,6 +53,10 @@ pub struct Episode {
     /// Tiers fired as a count, from a store written before tiers were known by `after`:
     /// read as the chat's first tiers at its next evaluation, then gone.
     pub legacy_fired: Option<u32>,
+    /// The chat's history must still be read to find the first unanswered message
+    /// (section 2): the read failed or did not fit in `wawp.history_lookups` this cycle.
+    /// Such an episode is never quiet, so a later cycle sees it and reads it.
+    pub history_pending: bool,
 }
 
 /// The last message as alerts show it.
@@ -407,6 +411,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
                 fingerprint: chat.fingerprint,
                 quiet_until: 0,
                 legacy_fired: None,
+                history_pending: false,
             },
         };
         ep.fingerprint = chat.fingerprint;
@@ -463,6 +468,73 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
     out
 }
 
+/// The first unanswered message in a chat's recent `messages` (section 2): the earliest
+/// customer message after your last real reply (an automatic reply is not one). In a
+/// group, any participant's message counts. `None` when the window holds no customer
+/// message with a timestamp. Messages come newest first from Wawp; they are ordered here
+/// all the same, and those without a timestamp cannot be placed and are left out.
+pub fn first_unanswered(
+    messages: &[overview::LastMessage],
+    policy: &Policy,
+    now: i64,
+) -> Option<i64> {
+    let mut dated: Vec<&overview::LastMessage> =
+        messages.iter().filter(|m| m.timestamp.is_some()).collect();
+    dated.sort_by_key(|m| std::cmp::Reverse(m.timestamp));
+    let mut earliest: Option<i64> = None;
+    for m in dated {
+        let ts = m.timestamp.unwrap_or(now).min(now);
+        if m.from_me == Some(true) {
+            if policy.is_auto_reply(m.body.as_deref()) {
+                continue;
+            }
+            break; // your last real reply: what came before it was answered
+        }
+        earliest = Some(earliest.map_or(ts, |e| e.min(ts)));
+    }
+    earliest
+}
+
+/// Moves an open episode's start back to `start`, the first unanswered message its
+/// chat's history showed (section 2), and fires what that makes due: never later, and
+/// never a tier that already fired (tiers are known by `after`). Events this cycle already
+/// made for the episode are told the corrected start. Returns whether the start moved.
+pub fn start_earlier(
+    out: &mut Evaluation,
+    ep: &mut Episode,
+    start: i64,
+    policy: &Policy,
+    muted: bool,
+    now: i64,
+) -> bool {
+    let start = start.min(now);
+    if start >= ep.started_at {
+        return false;
+    }
+    let Some(cp) = policy.for_chat(&ep.jid, ep.name.as_deref()) else {
+        return false;
+    };
+    let was_breached = !ep.fired.is_empty();
+    ep.started_at = start;
+    if !muted {
+        let due = due(ep, &cp, policy, now);
+        escalate(out, ep, &cp, due, now);
+    }
+    let age = cp.age(ep.started_at, now);
+    for event in out.events.iter_mut() {
+        if event.episode.jid == ep.jid && matches!(event.kind, EventKind::Firing { .. }) {
+            event.episode = ep.clone();
+            event.age = age;
+            event.waited = (now - ep.started_at).max(0);
+        }
+    }
+    ep.quiet_until = quiet_until(ep, &cp, policy);
+    if !was_breached && !ep.fired.is_empty() {
+        out.breached += 1;
+    }
+    true
+}
+
 /// Ends every open episode of an instance that is no longer watched (it was removed from
 /// the config): each closes with reason `unwatched`, and the channels that were told of it
 /// hear so (section 2, "an unwatched chat").
@@ -513,7 +585,7 @@ fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
 /// faster than the wall clock), so a chat is never thought quiet when it is not; an
 /// episode that must be looked at anyway (missing from the last overview) says 0.
 pub fn quiet_until(ep: &Episode, cp: &ChatPolicy, policy: &Policy) -> i64 {
-    if ep.missing > 0 || ep.legacy_fired.is_some() {
+    if ep.missing > 0 || ep.legacy_fired.is_some() || ep.history_pending {
         return 0;
     }
     let unfired = cp

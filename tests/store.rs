@@ -65,6 +65,7 @@ fn episode(jid: &str, started_at: i64) -> Episode {
         fingerprint: 0xDEAD_BEEF_F00D_CAFE,
         quiet_until: T0 + 7200,
         legacy_fired: None,
+        history_pending: false,
     }
 }
 
@@ -884,4 +885,38 @@ fn migrations_run_once_and_a_newer_schema_is_refused() {
         "{err}"
     );
     assert!(!err.contains(DB_PASSWORD), "{err}");
+}
+
+/// An episode whose history is still to be read (section 2, the first unanswered message)
+/// round-trips on both backends, and is never quiet: the next cycle reads it.
+#[test]
+fn an_episode_owing_its_history_round_trips_and_is_never_quiet() {
+    for (name, store, _dir, _clock) in backends("store: history pending") {
+        rt().block_on(async {
+            let mut owed = episode("1@c.us", T0);
+            owed.history_pending = true;
+            owed.quiet_until = 0;
+            let mut known = episode("2@c.us", T0);
+            known.quiet_until = T0 + 7200;
+            let eps = [owed.clone(), known.clone()];
+            store
+                .commit_cycle(commit("support", 0, &eps, &[], &[]))
+                .await
+                .unwrap();
+            let snap = store.snapshot("support", T0).await.unwrap();
+            assert_eq!(snap.episodes["1@c.us"], owed, "{name}");
+            assert_eq!(snap.episodes["2@c.us"], known, "{name}");
+            let opening = store.opening("support").await.unwrap();
+            let open = opening.jids.get("1@c.us").expect("open");
+            assert!(open.quiet_until <= T0, "{name}: never quiet");
+            // Read at last: the mark goes.
+            owed.history_pending = false;
+            store
+                .commit_cycle(commit("support", 1, &[owed.clone()], &[], &[]))
+                .await
+                .unwrap();
+            let snap = store.snapshot("support", T0).await.unwrap();
+            assert_eq!(snap.episodes["1@c.us"], owed, "{name}");
+        });
+    }
 }

@@ -177,3 +177,140 @@ fn once_says_the_session_is_not_working() {
     assert!(run.stderr.contains("STOPPED, not WORKING"), "{run}");
     assert!(rx.posts().is_empty(), "a stale list is not judged");
 }
+
+// ----------------------------------------------------------- the first unanswered message
+
+fn three_messages(wawp: &FakeWawp, t: i64) {
+    wawp.chats(vec![chat(AMINA, "Amina", 3, "hello??", t - 600)]);
+    wawp.history(
+        AMINA,
+        &[
+            ("hello??", t - 600, false),
+            ("anyone?", t - 2 * H - 1200, false),
+            ("my order is late", t - 3 * H, false),
+            ("Sent today", t - 6 * H, true),
+            ("where is my order", t - 7 * H, false),
+        ],
+    );
+}
+
+/// Section 2: three customer messages at −3h, −2h20m and −10m, seen for the first time:
+/// escalated at once at the 2h tier, waiting since −3h, from one read of unread + 1
+/// messages.
+#[test]
+fn the_clock_starts_at_the_first_unanswered_message() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let t = now();
+    three_messages(&wawp, t);
+    let env = Env::new(slack(&wawp, &rx));
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    let queries = wawp.history_queries();
+    assert_eq!(queries.len(), 1, "{queries:?}");
+    assert_eq!(queries[0]["limit"], "4", "unread + 1");
+    assert_eq!(queries[0]["downloadMedia"], "false");
+    assert_eq!(queries[0]["chatId"], AMINA);
+    assert_eq!(rx.accepted().len(), 1, "escalated at once: {run}");
+    assert!(
+        slack_texts(&rx)[0].contains("waiting over 2h"),
+        "{:?}",
+        slack_texts(&rx)
+    );
+    let alerts = env.alerts();
+    assert_eq!(
+        episode(&alerts, AMINA).unwrap()["waiting_since"],
+        t - 3 * H,
+        "{alerts}"
+    );
+}
+
+/// Section 2: with the history read failing, the episode starts at the overview's −10m;
+/// the next cycle reads it, moves the start back to −3h and pages the 2h tier once; later
+/// cycles page nothing more.
+#[test]
+fn a_failed_history_read_is_corrected_at_the_next_cycle_without_a_second_page() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let t = now();
+    three_messages(&wawp, t);
+    wawp.history_fails(Some(503));
+    let env = Env::new(slack(&wawp, &rx));
+    let run = env.run(&["once"]);
+    assert_eq!(
+        run.code, 0,
+        "a failed history read does not fail the poll: {run}"
+    );
+    assert!(
+        run.stderr.contains("503"),
+        "the failed read is logged: {run}"
+    );
+    assert!(rx.accepted().is_empty(), "−10m is under the SLA");
+    let alerts = env.alerts();
+    assert_eq!(
+        episode(&alerts, AMINA).unwrap()["waiting_since"],
+        t - 600,
+        "{alerts}"
+    );
+
+    wawp.history_fails(None);
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(rx.accepted().len(), 1, "the 2h tier, now due: {run}");
+    let alerts = env.alerts();
+    assert_eq!(
+        episode(&alerts, AMINA).unwrap()["waiting_since"],
+        t - 3 * H,
+        "{alerts}"
+    );
+    assert_eq!(
+        rx.accepted()[0]["text"].as_str().map(|t| t.contains("2h")),
+        Some(true)
+    );
+
+    for _ in 0..2 {
+        let run = env.run(&["once"]);
+        assert_eq!(run.code, 0, "{run}");
+    }
+    assert_eq!(rx.accepted().len(), 1, "never a second 2h page");
+    assert_eq!(
+        wawp.history_queries().len(),
+        2,
+        "read until it succeeded, then no more"
+    );
+}
+
+/// `wawp.history_lookups` bounds the reads per cycle; the rest are read at later cycles.
+#[test]
+fn history_reads_are_bounded_per_cycle_and_the_rest_follow() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let t = now();
+    let ids: Vec<String> = (0..5).map(|i| format!("20100000000{i}@c.us")).collect();
+    wawp.chats(
+        ids.iter()
+            .map(|id| chat(id, "C", 2, "again", t - 60))
+            .collect(),
+    );
+    for id in &ids {
+        wawp.history(id, &[("again", t - 60, false), ("first", t - 3 * H, false)]);
+    }
+    let env = Env::new(slack(&wawp, &rx).wawp("history_lookups", "2"));
+    env.run(&["once"]);
+    assert_eq!(wawp.history_queries().len(), 2);
+    env.run(&["once"]);
+    assert_eq!(wawp.history_queries().len(), 4);
+    env.run(&["once"]);
+    assert_eq!(wawp.history_queries().len(), 5);
+    env.run(&["once"]);
+    assert_eq!(
+        wawp.history_queries().len(),
+        5,
+        "every start known: no more reads"
+    );
+    let alerts = env.alerts();
+    for id in &ids {
+        assert_eq!(
+            episode(&alerts, id).unwrap()["waiting_since"],
+            t - 3 * H,
+            "{alerts}"
+        );
+    }
+}

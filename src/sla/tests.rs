@@ -878,6 +878,7 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
         fingerprint: 0,
         quiet_until: 0,
         legacy_fired: Some(1),
+        history_pending: false,
     };
     sim.episodes.insert(old.jid.clone(), old.clone());
     let c = [customer("1@c.us", 1, T0)];
@@ -914,6 +915,7 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
         let mut sim = Sim::new(policy());
         let ep = Episode {
             legacy_fired: Some(count),
+            history_pending: false,
             ..old.clone()
         };
         sim.episodes.insert(ep.jid.clone(), ep.clone());
@@ -1401,6 +1403,7 @@ fn quiet_until_is_the_next_thing_that_can_fall_due() {
         fingerprint: 0,
         quiet_until: 0,
         legacy_fired: None,
+        history_pending: false,
     };
     let q = |ep: &Episode, p: &Policy| {
         let chat = p.for_chat("1@c.us", None);
@@ -1520,4 +1523,138 @@ fn an_unchanged_chat_still_follows_a_change_of_preview_policy() {
     let e = sim.cycle(std::slice::from_ref(&chat), T0 + 120);
     assert_eq!(e.upserts.len(), 1, "the preview is dropped from the store");
     assert_eq!(stored(&sim), None);
+}
+
+/// Section 2, the first unanswered message: the earliest customer message after your last
+/// real reply; automatic replies are not replies; in a group any participant counts;
+/// messages without a timestamp cannot be placed.
+#[test]
+fn the_first_unanswered_message_is_the_earliest_after_the_last_real_reply() {
+    let mut p = policy();
+    p.sla.auto_replies = vec![Pattern::parse("Thanks for contacting*").unwrap()];
+    let now = T0;
+    let m = |ts: i64, me: bool, body: &str| msg("X", Some(now + ts), Some(me), body);
+    let cases: Vec<(&str, Vec<LastMessage>, Option<i64>)> = vec![
+        (
+            "three customer messages after a reply",
+            vec![
+                m(-600, false, "hello??"),
+                m(-2 * H - 1200, false, "anyone?"),
+                m(-3 * H, false, "late order"),
+                m(-4 * H, true, "sent today"),
+                m(-5 * H, false, "answered already"),
+            ],
+            Some(now - 3 * H),
+        ),
+        (
+            "an automatic reply does not end the wait",
+            vec![
+                m(-600, false, "hello??"),
+                m(-3 * H, true, "Thanks for contacting Acme!"),
+                m(-4 * H, false, "first"),
+                m(-5 * H, true, "a real reply"),
+            ],
+            Some(now - 4 * H),
+        ),
+        (
+            "oldest first, as some engines answer, reads the same",
+            vec![
+                m(-5 * H, true, "a real reply"),
+                m(-4 * H, false, "first"),
+                m(-600, false, "hello??"),
+            ],
+            Some(now - 4 * H),
+        ),
+        (
+            "a window of customer messages only: its earliest",
+            vec![m(-60, false, "b"), m(-H, false, "a")],
+            Some(now - H),
+        ),
+        (
+            "group participants count alike (fromMe absent is not me)",
+            vec![
+                msg("P2", Some(now - 60), None, "+1"),
+                msg("P1", Some(now - 2 * H), Some(false), "is anyone there"),
+            ],
+            Some(now - 2 * H),
+        ),
+        (
+            "the last message is a real reply: nothing unanswered",
+            vec![m(-60, true, "done"), m(-H, false, "help")],
+            None,
+        ),
+        (
+            "no timestamps: nothing to place",
+            vec![msg("A", None, Some(false), "x")],
+            None,
+        ),
+        ("empty", vec![], None),
+    ];
+    for (what, messages, want) in cases {
+        assert_eq!(first_unanswered(&messages, &p, now), want, "{what}");
+    }
+}
+
+/// Moving a start back fires what is now due, never a tier that fired, and never moves a
+/// start later.
+#[test]
+fn an_earlier_start_fires_what_is_due_once_and_never_moves_later() {
+    let p = Policy {
+        tiers: vec![tier(2 * H, &["oncall"]), tier(6 * H, &["leads"])],
+        ..Policy::default()
+    };
+    let mut sim = Sim::new(p.clone());
+    let now = T0;
+    let eval = sim.cycle(&[customer("a@c.us", 3, now - 600)], now);
+    assert!(eval.events.is_empty());
+    let mut out = Evaluation::default();
+    let mut ep = sim.episodes["a@c.us"].clone();
+    assert!(
+        !start_earlier(&mut out, &mut ep, now - 300, &p, false, now),
+        "later: no"
+    );
+    assert_eq!(ep.started_at, now - 600);
+    assert!(start_earlier(
+        &mut out,
+        &mut ep,
+        now - 3 * H,
+        &p,
+        false,
+        now
+    ));
+    assert_eq!(ep.started_at, now - 3 * H);
+    assert_eq!(kinds(&out), vec![("a@c.us".to_string(), fired(0, 2 * H))]);
+    assert_eq!(out.events[0].episode.started_at, now - 3 * H);
+    assert_eq!(out.events[0].waited, 3 * H);
+    assert_eq!(out.breached, 1);
+    // Earlier again: the 2h tier fired already; only what is newly due fires.
+    let mut out = Evaluation::default();
+    assert!(start_earlier(
+        &mut out,
+        &mut ep,
+        now - 7 * H,
+        &p,
+        false,
+        now
+    ));
+    assert_eq!(kinds(&out), vec![("a@c.us".to_string(), fired(1, 6 * H))]);
+    assert_eq!(out.breached, 0, "it was breached already");
+    // Muted: the start moves, nothing fires.
+    let mut ep = sim.episodes["a@c.us"].clone();
+    let mut out = Evaluation::default();
+    assert!(start_earlier(&mut out, &mut ep, now - 3 * H, &p, true, now));
+    assert!(out.events.is_empty());
+}
+
+/// An episode whose history is still to be read is never quiet: a later cycle must see it.
+#[test]
+fn an_episode_owing_its_history_is_never_quiet() {
+    let p = policy();
+    let mut sim = Sim::new(p.clone());
+    sim.cycle(&[customer("a@c.us", 3, T0 - 600)], T0);
+    let mut ep = sim.episodes["a@c.us"].clone();
+    let cp = p.for_chat("a@c.us", None).unwrap();
+    assert!(quiet_until(&ep, &cp, &p) > T0);
+    ep.history_pending = true;
+    assert_eq!(quiet_until(&ep, &cp, &p), 0);
 }

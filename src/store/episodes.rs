@@ -61,6 +61,8 @@ struct Written<'a> {
     timestamp: Option<i64>,
     has_media: bool,
     has_last: bool,
+    /// `quiet_until` as stored: marks an episode whose history is still to be read.
+    quiet_until: i64,
 }
 
 impl<'a> Written<'a> {
@@ -83,6 +85,7 @@ impl<'a> Written<'a> {
             timestamp: last.and_then(|m| m.timestamp),
             has_media: last.is_some_and(|m| m.has_media),
             has_last: last.is_some(),
+            quiet_until: stored_quiet_until(ep),
         }
     }
 
@@ -106,7 +109,7 @@ impl<'a> Written<'a> {
             &self.notified,
             &self.missing,
             &self.fingerprint,
-            &ep.quiet_until,
+            &self.quiet_until,
         ]
     }
 }
@@ -288,7 +291,23 @@ fn episode_from(r: &dyn Row, at: usize) -> Result<Episode, StoreError> {
         nudged: r.bool(at + 11)?,
         missing: r.u32(at + 14)?,
         fingerprint: r.i64(at + 15)? as u64,
-        quiet_until: r.i64(at + 16)?,
+        quiet_until: r.i64(at + 16)?.max(0),
         legacy_fired,
+        history_pending: r.i64(at + 16)? == HISTORY_PENDING,
     })
 }
+
+/// `quiet_until` as stored: an episode whose history is still to be read (section 2,
+/// the first unanswered message) is stored as [`HISTORY_PENDING`], a value no instant
+/// takes. Such an episode is never quiet either way (a cycle must see it to read it), so
+/// the one column says both, and no schema change was needed for it.
+fn stored_quiet_until(ep: &Episode) -> i64 {
+    if ep.history_pending {
+        HISTORY_PENDING
+    } else {
+        ep.quiet_until
+    }
+}
+
+/// See [`stored_quiet_until`]: negative, so "now < quiet_until" never holds for it.
+const HISTORY_PENDING: i64 = -1;

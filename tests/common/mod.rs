@@ -4,7 +4,8 @@
 //!   overview (array or keyed object, paging honoured or ignored, a scripted sequence of
 //!   inbox states for drift), error statuses, raw bodies, hangs or slow answers; it counts
 //!   requests in flight, per instance and in all. It also serves `POST /v2/session/info`
-//!   (404, as an engine without it, until a state is set).
+//!   (404, as an engine without it, until a state is set) and `GET /v2/chats/messages`
+//!   (a chat's messages newest first, `limit`/`offset`, or a failing status).
 //! - [`Receiver`]: a Slack/webhook receiver that records every POST with when it arrived
 //!   and when it was answered, answering from a script (500, 429 with Retry-After, 404, a
 //!   delay, a hang, then 200 "ok").
@@ -165,6 +166,11 @@ struct WawpState {
     /// `/v2/session/info` per instance_id (`""`: any); absent: 404, no such endpoint.
     sessions: HashMap<String, String>,
     session_queries: usize,
+    /// `/v2/chats/messages` per chatId, newest first; a chat not listed is 404.
+    history: HashMap<String, Vec<Value>>,
+    /// While set, `/v2/chats/messages` answers this status.
+    history_fails: Option<u16>,
+    history_queries: Vec<HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -179,6 +185,7 @@ impl FakeWawp {
         let app = Router::new()
             .route("/v2/chats/overview", axum::routing::get(wawp_overview))
             .route("/v2/session/info", post(wawp_session))
+            .route("/v2/chats/messages", axum::routing::get(wawp_messages))
             .with_state(state.clone());
         let addr = serve(app);
         let wawp = FakeWawp {
@@ -259,6 +266,27 @@ impl FakeWawp {
         self.lock().session_queries
     }
 
+    /// A chat's messages, newest first: `(body, timestamp, from_me)`.
+    pub fn history(&self, chat_id: &str, messages: &[(&str, i64, bool)]) {
+        let list = messages
+            .iter()
+            .map(|(body, ts, me)| {
+                json!({"id": format!("H-{chat_id}-{ts}"), "body": body, "timestamp": ts,
+                       "fromMe": me, "hasMedia": false})
+            })
+            .collect();
+        self.lock().history.insert(chat_id.into(), list);
+    }
+
+    /// `/v2/chats/messages` answers this status (`None`: the history again).
+    pub fn history_fails(&self, status: Option<u16>) {
+        self.lock().history_fails = status;
+    }
+
+    /// The queries `/v2/chats/messages` received.
+    pub fn history_queries(&self) -> Vec<HashMap<String, String>> {
+        self.lock().history_queries.clone()
+    }
 }
 
 async fn wawp_session(
@@ -275,6 +303,29 @@ async fn wawp_session(
         .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
+}
+
+async fn wawp_messages(
+    State(state): State<Arc<Mutex<WawpState>>>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let mut s = state.lock().unwrap();
+    s.history_queries.push(q.clone());
+    if let Some(code) = s.history_fails {
+        return (
+            StatusCode::from_u16(code).unwrap(),
+            "{\"message\":\"engine busy\"}",
+        )
+            .into_response();
+    }
+    let chat = q.get("chatId").cloned().unwrap_or_default();
+    let Some(list) = s.history.get(&chat) else {
+        return (StatusCode::NOT_FOUND, "{\"message\":\"chat not found\"}").into_response();
+    };
+    let offset: usize = q.get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
+    let page: Vec<Value> = list.iter().skip(offset).take(limit).cloned().collect();
+    axum::Json(Value::Array(page)).into_response()
 }
 
 async fn wawp_overview(
