@@ -64,6 +64,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub channels: Vec<ChannelConfig>,
     pub http: Option<HttpConfig>,
+    pub events: Option<EventsConfig>,
     pub log: LogConfig,
     /// Problems worth a warning but not a refusal (a group-readable file with secrets, a
     /// credential only the service can read).
@@ -95,6 +96,18 @@ pub struct WawpConfig {
     /// `/v2/chats/messages` reads per instance per cycle, to start episodes at the first
     /// unanswered message (section 2); 0 turns the reads off.
     pub history_lookups: usize,
+}
+
+/// `[events]`: Wawp/WAHA webhooks as a doorbell (section 7): an event makes its instance
+/// poll at once; the poll stays the only truth.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventsConfig {
+    /// Where the webhooks are POSTed, on `http.listen`.
+    pub path: String,
+    /// The key WAHA signs bodies with (`X-Webhook-Hmac`, HMAC-SHA512); without it any
+    /// POST is taken (a forged event can cause at most an extra poll).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<Secret>,
 }
 
 /// One WhatsApp number.
@@ -224,8 +237,16 @@ struct RawConfig {
     #[serde(default)]
     channel: Vec<RawChannelTable>,
     http: Option<RawHttp>,
+    events: Option<RawEvents>,
     #[serde(default)]
     log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    path: Option<String>,
+    hmac_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -418,6 +439,8 @@ impl Config {
             channel: &'a [ChannelConfig],
             #[serde(skip_serializing_if = "Option::is_none")]
             http: &'a Option<HttpConfig>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            events: &'a Option<EventsConfig>,
             log: &'a LogConfig,
         }
         let view = View {
@@ -431,6 +454,7 @@ impl Config {
             delivery: &self.delivery,
             channel: &self.channels,
             http: &self.http,
+            events: &self.events,
             log: &self.log,
         };
         toml::to_string_pretty(&view).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
@@ -938,6 +962,32 @@ fn build(
         }
         None => None,
     };
+    let events = match raw.events {
+        Some(e) => {
+            if http.is_none() {
+                return Err(
+                    "[events] needs [http] listen: the webhooks are received on its address".into(),
+                );
+            }
+            let path = e.path.unwrap_or_else(|| "/hooks/wawp".into());
+            if !path.starts_with('/') || path.len() < 2 || path.contains(['?', '#', ' ']) {
+                return Err(format!(
+                    "events.path: \"{path}\" is not a path like /hooks/wawp"
+                ));
+            }
+            if ["/", "/metrics", "/healthz"].contains(&path.as_str()) || path.starts_with("/api/") {
+                return Err(format!(
+                    "events.path: \"{path}\" is taken by the status page, /metrics, /healthz or /api"
+                ));
+            }
+            let hmac_key = match &e.hmac_key_file {
+                Some(f) => Some(secrets.file("events", "hmac_key", f)?),
+                None => None,
+            };
+            Some(EventsConfig { path, hmac_key })
+        }
+        None => None,
+    };
     let level = raw.log.level.unwrap_or_else(|| "info".into());
     check_log_level(&level).map_err(|e| format!("log.level: {e}"))?;
     let log = LogConfig {
@@ -954,6 +1004,7 @@ fn build(
         delivery,
         channels,
         http,
+        events,
         log,
         warnings: std::mem::take(&mut secrets.warnings),
         secrets_read: secrets.all_read,

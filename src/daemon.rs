@@ -222,6 +222,8 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
         runtime.config.healthy_within(),
     );
 
+    // Webhooks ring an instance's doorbell; its poll loop answers (section 7, events).
+    let events = crate::events::Receiver::default();
     let current_config: http::CurrentConfig =
         Arc::new(std::sync::RwLock::new(runtime.config.clone()));
     let (stop_http_tx, mut stop_http_rx) = watch::channel(false);
@@ -240,6 +242,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
                 }
             );
             let health = health.clone();
+            let events = events.clone();
             let source = http::StatusSource {
                 store: store.clone(),
                 config: current_config.clone(),
@@ -249,7 +252,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
                 let stop = async move {
                     let _ = stop_http_rx.changed().await;
                 };
-                if let Err(e) = http::serve(listener, handle, health, source, stop).await {
+                if let Err(e) = http::serve(listener, handle, health, source, events, stop).await {
                     tracing::error!("the HTTP endpoint failed: {e}");
                 }
             }))
@@ -269,6 +272,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
         took_over: watch::channel(0u64).0,
         notifier: notifier.clone(),
         share: Share::default(),
+        doorbells: events.doorbells.clone(),
     };
     let mut deliverers = loops.deliverers(&runtime);
     let mut pollers = loops.pollers(&runtime);
@@ -454,6 +458,8 @@ struct Loops {
     notifier: Notifier,
     /// This node's share of the instances, in an HA group.
     share: Share,
+    /// Rung by webhooks: the instance polls now (at most once a second).
+    doorbells: crate::events::Doorbells,
 }
 
 impl Loops {
@@ -482,6 +488,7 @@ impl Loops {
                 notifier: self.notifier.clone(),
                 share: self.share.clone(),
                 limit: limit.clone(),
+                bell: self.doorbells.bell(&runtime.config.instances[index].name),
                 index,
                 // Instance i of n starts i/n of an interval late: polls spread evenly.
                 offset: runtime
@@ -549,6 +556,8 @@ struct PollContext {
     notifier: Notifier,
     share: Share,
     limit: Arc<Semaphore>,
+    /// This instance's doorbell (`[events]`).
+    bell: Arc<tokio::sync::Notify>,
     index: usize,
     offset: Duration,
 }
@@ -562,11 +571,25 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Whether this node held the instance's lease after its last look (HA).
     let mut held = false;
+    let mut last_start: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            _ = ctx.bell.notified() => {
+                // A webhook: poll now, but at most once a second (rings meanwhile
+                // coalesce into the one kept permit). Other instances' loops and the
+                // shared `max_concurrent` permits are untouched by this one's events.
+                if let Some(at) = last_start {
+                    let ready = at + crate::events::MIN_POLL_GAP;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(ready) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+            }
             _ = stop.changed() => return,
         }
+        last_start = Some(Instant::now());
         let _permit = tokio::select! {
             permit = ctx.limit.acquire() => match permit {
                 Ok(p) => p,

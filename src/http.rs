@@ -212,6 +212,7 @@ struct AppState {
     metrics: PrometheusHandle,
     health: Health,
     status: StatusSource,
+    events: crate::events::Receiver,
 }
 
 /// Serves until `shutdown` resolves.
@@ -220,12 +221,14 @@ pub async fn serve(
     metrics: PrometheusHandle,
     health: Health,
     status: StatusSource,
+    events: crate::events::Receiver,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let state = AppState {
         metrics,
         health,
         status,
+        events,
     };
     let private = Router::new()
         .route("/", get(status_page))
@@ -236,10 +239,79 @@ pub async fn serve(
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
         .merge(private)
+        // `[events] path` is looked up per request in the running config, so a reload
+        // that adds, moves or removes it applies at once. Its own route: open to the
+        // webhook sender, checked by its signature, never by the page's token.
+        .fallback(webhook)
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// `POST <events.path>`: a Wawp/WAHA webhook (section 7). Answered at once; the poll it
+/// asks for happens after the answer, in the instance's own loop.
+async fn webhook(State(s): State<AppState>, request: Request) -> Response {
+    use crate::events::{MAX_BODY, Outcome};
+    let config = s.status.config();
+    let ours = config
+        .events
+        .as_ref()
+        .is_some_and(|e| e.path == request.uri().path());
+    if !ours {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if request.method() != axum::http::Method::POST {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, "POST")],
+            "webhooks are POSTed\n",
+        )
+            .into_response();
+    }
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than 1 MiB\n",
+        )
+            .into_response()
+    };
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        return too_large();
+    }
+    let signature = request
+        .headers()
+        .get("x-webhook-hmac")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_BODY).await else {
+        return too_large();
+    };
+    match s.events.receive(&config, signature.as_deref(), &body) {
+        Outcome::Rang(instance) => {
+            tracing::debug!(instance, "webhook event: polling the instance now");
+            (StatusCode::OK, "ok\n").into_response()
+        }
+        Outcome::Ignored(why) => {
+            tracing::debug!("webhook event ignored: {why}");
+            (StatusCode::OK, "ignored\n").into_response()
+        }
+        Outcome::BadSignature => {
+            tracing::info!(
+                "webhook refused: X-Webhook-Hmac is missing or wrong (events.hmac_key_file)"
+            );
+            (StatusCode::UNAUTHORIZED, "bad or missing X-Webhook-Hmac\n").into_response()
+        }
+        Outcome::Unreadable(why) => {
+            tracing::debug!("webhook refused: {why}");
+            (StatusCode::BAD_REQUEST, format!("{why}\n")).into_response()
+        }
+    }
 }
 
 /// 401 unless the request carries `Authorization: Bearer <token>` (when a token is set).

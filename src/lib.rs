@@ -35,12 +35,16 @@
 //!    read from `*_file`s; channel tables handed to their type.
 //! 5. **Storage**: [`store`], one module per concern over SQLite or PostgreSQL.
 //! 6. **Work over the store**: [`wawp`] (the HTTP client for the overview: paging,
-//!    limits, errors), [`outbox`] (a notification's life: claim, ack, nack, kill),
-//!    [`cycle`] (one poll → evaluate → commit; blind-monitor state), [`deliver`] (sends
+//!    limits, errors; the session's state and a chat's recent messages), [`outbox`] (a
+//!    notification's life: claim, ack, nack, kill), [`cycle`] (one poll → evaluate →
+//!    commit; blind-monitor state; the first unanswered message), [`deliver`] (sends
 //!    due notifications; the Alertmanager re-send), [`report`] (waits, attainment,
 //!    breaches), [`status`] (the status page and its JSON).
-//! 7. **Serving and running**: [`http`] (`/metrics`, `/healthz`, the page and the API),
-//!    [`daemon`] (`run`: poll and delivery loops, reload, watchdog, HA leases and shares).
+//! 7. **Serving and running**: [`events`] (`[events]`: webhooks checked for signature,
+//!    size and replay, and turned into a "poll this instance now" doorbell; never
+//!    believed as the truth), [`http`] (`/metrics`, `/healthz`, the page, the API and
+//!    the webhook route), [`daemon`] (`run`: poll and delivery loops, reload, watchdog,
+//!    HA leases and shares).
 //! 8. **The command line**: [`commands`] (`check`, `once`, `alerts`, `mute`, …) and
 //!    [`demo`]; `main.rs` wires signals, logging and metrics over them.
 
@@ -55,6 +59,7 @@ pub mod daemon;
 pub mod deliver;
 pub mod demo;
 pub mod duration;
+pub mod events;
 pub mod host;
 pub mod http;
 pub mod notify;

@@ -8,6 +8,7 @@ mod common;
 
 use common::*;
 use serde_json::Value;
+use std::time::{Duration, Instant};
 
 const AMINA: &str = "201001234567@c.us";
 
@@ -313,4 +314,189 @@ fn history_reads_are_bounded_per_cycle_and_the_rest_follow() {
             "{alerts}"
         );
     }
+}
+
+// ------------------------------------------------------------------------------- events
+
+fn with_events(wawp: &FakeWawp, rx: &Receiver, key_file: &std::path::Path) -> Setup {
+    Setup::new(wawp)
+        .poll("60s")
+        .channel(Channel::slack("oncall", &rx.url))
+        .http()
+        .set("events", "path", "\"/hooks/wawp\"")
+        .set(
+            "events",
+            "hmac_key_file",
+            &toml_str(&key_file.display().to_string()),
+        )
+}
+
+fn event(kind: &str, session: &str, id: &str) -> String {
+    serde_json::json!({"id": id, "timestamp": now() * 1000, "event": kind,
+        "session": session, "engine": "WEBJS", "payload": {"fromMe": true}})
+    .to_string()
+}
+
+/// Section 7: with `[events]`, a reply resolves within 2 s of its webhook although the
+/// poll interval is 60 s; a wrong signature is 401 and a replay is ignored, neither polls.
+#[test]
+fn a_signed_webhook_makes_the_instance_poll_at_once_and_forgeries_and_replays_do_not() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    wawp.chats(vec![breached_chat()]);
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("hmac");
+    std::fs::write(&key_file, "my-secret-key\n").unwrap();
+    let env = Env::new(with_events(&wawp, &rx, &key_file));
+    let d = env.start();
+    assert!(
+        wait_for(PATIENCE, || rx.accepted().len() == 1),
+        "{}",
+        d.log()
+    );
+    let hook = format!("{}/hooks/wawp", d.http_base());
+    let polls = wawp.polls();
+
+    // A forged event: 401, and no poll.
+    assert_eq!(
+        post_webhook(&hook, &event("message", "12345", "e1"), Some("wrong")),
+        401
+    );
+    assert_eq!(
+        post_webhook(&hook, &event("message", "12345", "e1"), None),
+        401
+    );
+    // An event for another instance, or of another kind: taken, ignored.
+    assert_eq!(
+        post_webhook(
+            &hook,
+            &event("message", "99999", "e2"),
+            Some("my-secret-key")
+        ),
+        200
+    );
+    assert_eq!(
+        post_webhook(
+            &hook,
+            &event("presence.update", "12345", "e3"),
+            Some("my-secret-key")
+        ),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(wawp.polls(), polls, "no poll from forged or foreign events");
+
+    // The reply, then its webhook: resolved within 2 s.
+    wawp.chats(vec![answered(AMINA, "Amina", "on it", now())]);
+    let sent = Instant::now();
+    assert_eq!(
+        post_webhook(
+            &hook,
+            &event("message.any", "12345", "e4"),
+            Some("my-secret-key")
+        ),
+        200
+    );
+    assert!(
+        wait_for(Duration::from_secs(5), || rx.accepted().len() == 2),
+        "{}",
+        d.log()
+    );
+    let took = sent.elapsed();
+    eprintln!("measured: the reply's resolved notice arrived {took:?} after its webhook");
+    assert!(
+        took < Duration::from_secs(2),
+        "resolved {took:?} after the webhook"
+    );
+    assert!(
+        slack_texts(&rx)[1].contains("no longer waiting")
+            || slack_texts(&rx)[1].contains("resolved")
+    );
+
+    // A replay of that event: ignored, no poll.
+    std::thread::sleep(Duration::from_millis(1100));
+    let polls = wawp.polls();
+    assert_eq!(
+        post_webhook(
+            &hook,
+            &event("message.any", "12345", "e4"),
+            Some("my-secret-key")
+        ),
+        200
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(wawp.polls(), polls, "a replay polls nothing");
+
+    // A body over 1 MiB is refused unread.
+    let big = format!(
+        "{{\"event\":\"message\",\"x\":\"{}\"}}",
+        "a".repeat(1 << 20)
+    );
+    assert_eq!(post_webhook(&hook, &big, Some("my-secret-key")), 413);
+}
+
+/// Section 7: 1,000 events a second for one instance cause at most one poll a second, and
+/// the other instance's scheduled polls go on as before.
+#[test]
+fn a_flood_of_events_polls_at_most_once_a_second_and_starves_no_other_instance() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("hmac");
+    std::fs::write(&key_file, "k3y").unwrap();
+    let env = Env::new(
+        with_events(&wawp, &rx, &key_file)
+            .poll("1s")
+            .wawp("max_concurrent", "1")
+            .instances(&[("loud", "111"), ("quiet", "222")]),
+    );
+    let d = env.start();
+    assert!(
+        wait_for(PATIENCE, || wawp.polls_of("222") >= 2),
+        "{}",
+        d.log()
+    );
+    let hook = format!("{}/hooks/wawp", d.http_base());
+    let (loud, quiet) = (wawp.polls_of("111"), wawp.polls_of("222"));
+    let started = Instant::now();
+    let sent = rt().block_on(async {
+        let client = reqwest::Client::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..3000 {
+            let (client, hook) = (client.clone(), hook.clone());
+            let body = event("message", "111", &format!("flood-{i}"));
+            let sig = waha_hmac("k3y", body.as_bytes());
+            tasks.spawn(async move {
+                // 1,000 a second for three seconds.
+                tokio::time::sleep(Duration::from_millis(i as u64)).await;
+                client
+                    .post(&hook)
+                    .header("X-Webhook-Hmac", sig)
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            });
+        }
+        let mut ok = 0;
+        while let Some(r) = tasks.join_next().await {
+            ok += usize::from(r.unwrap() == 200);
+        }
+        ok
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(sent, 3000);
+    let loud_polls = wawp.polls_of("111") - loud;
+    let quiet_polls = wawp.polls_of("222") - quiet;
+    eprintln!(
+        "measured: {sent} events in {elapsed:.1}s: {loud_polls} polls of the flooded number, {quiet_polls} of the other (poll_interval 1s)"
+    );
+    // Events at most once a second, plus the scheduled 1s polls: at most two a second.
+    assert!(
+        (loud_polls as f64) <= 2.0 * elapsed + 2.0,
+        "{loud_polls} polls in {elapsed:.1}s"
+    );
+    assert!(
+        (quiet_polls as f64) >= elapsed - 2.0,
+        "the other instance kept its schedule: {quiet_polls} polls in {elapsed:.1}s"
+    );
 }

@@ -5,7 +5,8 @@
 //!   inbox states for drift), error statuses, raw bodies, hangs or slow answers; it counts
 //!   requests in flight, per instance and in all. It also serves `POST /v2/session/info`
 //!   (404, as an engine without it, until a state is set) and `GET /v2/chats/messages`
-//!   (a chat's messages newest first, `limit`/`offset`, or a failing status).
+//!   (a chat's messages newest first, `limit`/`offset`, or a failing status); and
+//!   [`post_webhook`] sends an event signed as WAHA signs ([`waha_hmac`]).
 //! - [`Receiver`]: a Slack/webhook receiver that records every POST with when it arrived
 //!   and when it was answered, answering from a script (500, 429 with Retry-After, 404, a
 //!   delay, a hang, then 200 "ok").
@@ -326,6 +327,35 @@ async fn wawp_messages(
     let limit: usize = q.get("limit").and_then(|v| v.parse().ok()).unwrap_or(100);
     let page: Vec<Value> = list.iter().skip(offset).take(limit).cloned().collect();
     axum::Json(Value::Array(page)).into_response()
+}
+
+/// `X-Webhook-Hmac` as WAHA computes it: hex HMAC-SHA512 of the body.
+pub fn waha_hmac(key: &str, body: &[u8]) -> String {
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA512, key.as_bytes());
+    aws_lc_rs::hmac::sign(&key, body)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// POSTs a webhook event as WAHA sends it (signed when `key` is given); the status.
+pub fn post_webhook(url: &str, body: &str, key: Option<&str>) -> u16 {
+    rt().block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(key) = key {
+            request = request
+                .header("X-Webhook-Hmac", waha_hmac(key, body.as_bytes()))
+                .header("X-Webhook-Hmac-Algorithm", "sha512");
+        }
+        match request.send().await {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        }
+    })
 }
 
 async fn wawp_overview(
