@@ -83,9 +83,49 @@ pub fn check(config: &Config, path: &Path, quiet: bool) -> ExitCode {
     }
     if !quiet {
         say!("# {}: valid", path.display());
+        for line in what_wawp_gives(config) {
+            say!("# {line}");
+        }
         say!("{}", config.render().trim_end());
     }
     ExitCode::SUCCESS
+}
+
+/// What the config takes from WhatsApp beyond the overview (sections 2 and 7), in words:
+/// each of these changes what a quiet inbox, a restart or a reply mean.
+fn what_wawp_gives(config: &Config) -> Vec<String> {
+    let w = &config.wawp;
+    vec![
+        if w.session_check {
+            "session health: on: each cycle asks /v2/session/info; a number whose session is not WORKING for sla.blind_after raises a blind alert (wawp.session_check)".to_string()
+        } else {
+            "session health: off (wawp.session_check = false): an unlinked number looks like a quiet inbox".to_string()
+        },
+        if w.history_lookups > 0 {
+            format!(
+                "first unanswered message: on: up to {} /v2/chats/messages reads per instance per cycle start episodes at the earliest unanswered customer message (wawp.history_lookups)",
+                w.history_lookups
+            )
+        } else {
+            "first unanswered message: off (wawp.history_lookups = 0): episodes start at the overview's last message".to_string()
+        },
+        match &config.events {
+            Some(e) => format!(
+                "events: on: Wawp/WAHA webhooks POSTed to {}{} make their instance poll at once (at most once a second); {}",
+                config
+                    .http
+                    .as_ref()
+                    .map_or(String::new(), |h| format!("http://{}", h.listen)),
+                e.path,
+                if e.hmac_key.is_some() {
+                    "signatures checked (X-Webhook-Hmac, sha512)"
+                } else {
+                    "signatures not checked (no hmac_key_file)"
+                }
+            ),
+            None => "events: off (no [events]): changes are seen at the next poll".to_string(),
+        },
+    ]
 }
 
 fn channels(config: &Config) -> Result<Channels, CliError> {

@@ -500,3 +500,43 @@ fn a_flood_of_events_polls_at_most_once_a_second_and_starves_no_other_instance()
         "the other instance kept its schedule: {quiet_polls} polls in {elapsed:.1}s"
     );
 }
+
+// -------------------------------------------------------------------------------- check
+
+#[test]
+fn check_says_what_the_config_takes_from_whatsapp() {
+    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("hmac");
+    std::fs::write(&key_file, "k3y").unwrap();
+    let env = Env::new(with_events(&wawp, &rx, &key_file));
+    let run = env.run(&["check"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert!(run.stdout.contains("session health: on"), "{run}");
+    assert!(
+        run.stdout
+            .contains("first unanswered message: on: up to 50"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("events: on"), "{run}");
+    assert!(run.stdout.contains("/hooks/wawp"), "{run}");
+    assert!(!run.stdout.contains("k3y"), "{run}");
+
+    let env = Env::new(
+        slack(&wawp, &rx)
+            .wawp("session_check", "false")
+            .wawp("history_lookups", "0"),
+    );
+    let run = env.run(&["check"]);
+    assert!(run.stdout.contains("session health: off"), "{run}");
+    assert!(
+        run.stdout.contains("first unanswered message: off"),
+        "{run}"
+    );
+    assert!(run.stdout.contains("events: off"), "{run}");
+
+    let env = Env::new(slack(&wawp, &rx).set("events", "path", "\"/hooks/wawp\""));
+    let run = env.run(&["check"]);
+    assert_eq!(run.code, 2, "{run}");
+    assert!(run.stderr.contains("[events] needs [http] listen"), "{run}");
+}
