@@ -29,7 +29,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["store"]),
     (
         "work over the store: polling, delivery, insight",
-        &["wawp", "outbox", "cycle", "deliver", "report", "status"],
+        &[
+            "wawp", "events", "outbox", "cycle", "deliver", "report", "status",
+        ],
     ),
     ("serving and running", &["http", "daemon"]),
     ("the command line", &["commands", "demo"]),
