@@ -29,11 +29,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["store"]),
     (
         "work over the store: polling, delivery, insight",
-        &[
-            "wawp", "events", "outbox", "cycle", "deliver", "report", "status",
-        ],
+        &["wawp", "outbox", "cycle", "deliver", "report", "status"],
     ),
-    ("serving and running", &["http", "daemon"]),
+    ("serving and running", &["events", "http", "daemon"]),
     ("the command line", &["commands", "demo"]),
 ];
 
