@@ -460,6 +460,8 @@ struct Recorder {
     am: BTreeMap<String, i64>,
     story: Vec<String>,
     coverage: BTreeMap<&'static str, usize>,
+    /// How many times each invariant was put to the test (checked during the run).
+    checks: BTreeMap<&'static str, usize>,
 }
 
 impl Recorder {
@@ -796,6 +798,7 @@ async fn step(s: Step) {
             {
                 Ok(Some(f)) => {
                     let mut rec = lock(&s.rec);
+                    *rec.checks.entry("one lease holder per poll").or_insert(0) += 1;
                     let newest = *rec.leases.entry(name.clone()).or_insert((f.value, s.node));
                     if f.value > newest.0 {
                         rec.leases.insert(name.clone(), (f.value, s.node));
@@ -1082,6 +1085,8 @@ pub struct Outcome {
     pub violations: Vec<String>,
     pub story: Vec<String>,
     pub coverage: BTreeMap<&'static str, usize>,
+    /// Invariant → how many times it was checked (a firing, a notice, a due tier...).
+    pub checks: BTreeMap<&'static str, usize>,
     pub received: usize,
     pub sim_hours: f64,
 }
@@ -1364,12 +1369,14 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
     }
     let now = EPOCH + t;
     let rec = std::mem::take(&mut *lock(&rec));
-    let violations = check(&rec, &config, now);
+    let mut checks = rec.checks.clone();
+    let violations = check(&rec, &config, now, &mut checks);
     Outcome {
         plan: plan.clone(),
         violations,
         story: rec.story.clone(),
         coverage: rec.coverage.clone(),
+        checks,
         received: rec.received.len(),
         sim_hours: (end + CALM) as f64 / 3600.0,
     }
@@ -1579,7 +1586,13 @@ type EpisodeKey = (String, String, i64, String, bool);
 
 /// The invariants, checked after the run: against the model, and against what each
 /// receiver got in the order it got it.
-fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
+fn check(
+    rec: &Recorder,
+    end_config: &Config,
+    now: i64,
+    checks: &mut BTreeMap<&'static str, usize>,
+) -> Vec<String> {
+    let mut checked = |what: &'static str| *checks.entry(what).or_insert(0) += 1;
     let mut out = Vec::new();
     let mut m = model::Model::default();
     let mut mutes: HashMap<String, i64> = HashMap::new();
@@ -1677,6 +1690,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
                         after,
                         ch.clone(),
                     );
+                    checked("a page is due by the model, once (per crash)");
                     let n = got.entry(k.clone()).or_insert(0);
                     *n += 1;
                     let want = expected.get(&k).copied().unwrap_or(0);
@@ -1700,6 +1714,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
                     let unwatched = c.reason.as_deref() == Some("unwatched");
                     let (inst, ch) = (d.instance.clone(), r.channel.clone());
                     let since = c.waiting_since - EPOCH;
+                    checked("a resolved notice follows a firing and an end");
                     if !paged.contains(&(inst.clone(), c.id.clone(), c.waiting_since, ch.clone())) {
                         out.push(format!(
                             "t={t}: {ch} got a resolved notice for {} (waiting since {since}) before any firing of it",
@@ -1730,6 +1745,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
             Status::Blind | Status::Recovered => {
                 // The last monitor notice per (instance, channel); a notice repeated is a
                 // crash's resend, within the allowance.
+                checked("blind and recovered alternate");
                 let k = (d.instance.clone(), r.channel.clone());
                 let last = blind.insert(k, d.status == Status::Blind);
                 match (d.status, last) {
@@ -1759,6 +1775,9 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
     let settled = |at: i64| at <= now - SETTLE;
     for (k, want) in &expected {
         let due = due_at.get(&(k.0.clone(), k.1.clone(), k.2, k.3)).copied();
+        if due.is_some_and(settled) {
+            checked("liveness: a due tier is told");
+        }
         if *want > 0
             && !got.contains_key(k)
             && end_config.channel(&k.4).is_some()
@@ -1776,6 +1795,9 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
     }
     for (k, want) in &expected_resolves {
         let ended = ended_at.get(&(k.0.clone(), k.1.clone(), k.2)).copied();
+        if ended.is_some_and(settled) {
+            checked("liveness: an end is told");
+        }
         if *want > 0
             && !got_resolves.contains_key(k)
             && end_config.channel(&k.3).is_some()
@@ -1792,6 +1814,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
     }
     // A removed instance is retired: nothing of it stays open.
     for (inst, jid, start, _) in m.open() {
+        checked("a removed instance is retired");
         if end_config.instance(&inst).is_none() {
             out.push(format!(
                 "{jid} (waiting since {}) of {inst}, no longer in the config, was never retired",
@@ -1829,6 +1852,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
             continue;
         }
         let inst = l["wawp_instance"].as_str().unwrap_or("").to_string();
+        checked("Alertmanager fires what waits and no more");
         match l["alertname"].as_str() {
             Some("WhatsAppChatWaiting") => {
                 let chat = l["chat"].as_str().unwrap_or("").to_string();
@@ -1849,6 +1873,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
         }
     }
     for ((inst, chat), first) in &open_am {
+        checked("Alertmanager fires what waits and no more");
         if !firing_am.contains(&(inst.clone(), chat.clone())) && settled(*first) {
             out.push(format!(
                 "Alertmanager shows nothing for {chat} on {inst}, which still waits"
