@@ -1101,8 +1101,20 @@ pub fn run(plan: &Plan, pg: Option<&str>) -> Outcome {
     rt.block_on(run_async(plan, pg))
 }
 
+/// Where a run keeps its SQLite file and config: memory (`/dev/shm`) where there is one.
+/// No invariant depends on the file surviving a power cut: a killed node is a process
+/// dying in this one, whose writes the kernel already holds, so the disk's flushes (at
+/// each WAL checkpoint, and when the file is made) are pure cost here.
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    shm.is_dir()
+        .then(|| tempfile::tempdir_in(shm).ok())
+        .flatten()
+        .unwrap_or_else(|| tempfile::tempdir().expect("a temporary directory"))
+}
+
 async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = scratch_dir();
     let truth = Clock::manual(EPOCH * 1000);
     let (location, store_line) = match pg {
         Some(url) => (
@@ -1188,13 +1200,9 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
             last_housekeeping: -3600,
         });
     }
-    let am = |config: &Config| {
-        notify::build(config)
-            .ok()
-            .and_then(|c| c.get("am").cloned())
-            .filter(|c| c.alertmanager().is_some())
-    };
-    let mut am_channel = am(&config);
+    // The Alertmanager channel is made of what no reload here changes (the channels, the
+    // poll interval, the HA lease: all the plan's), so one serves the whole run.
+    let am_channel = am_channel(plan, &config);
     let end = plan.hours * 3600;
     let mut events: VecDeque<Event> = plan.events.iter().cloned().collect();
     let mut msg_seq = 0u64;
@@ -1230,7 +1238,6 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
                         .set_limits(next.delivery.retry_for, next.delivery.timeout);
                 }
                 config = next;
-                am_channel = am(&config);
             }
             if let What::Mute { chat, secs } = e.what {
                 for i in 0..plan.instances {
@@ -1380,6 +1387,30 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
         received: rec.received.len(),
         sim_hours: (end + CALM) as f64 / 3600.0,
     }
+}
+
+type AmChannel = Option<Arc<notify::Channel>>;
+
+thread_local! {
+    /// Alertmanager channels by (poll interval, HA): building channels builds an HTTP
+    /// client, which reads the system's CA certificates (milliseconds, a tenth of a seed's
+    /// time when done at each reload); the simulator never sends through it.
+    static AM_CHANNELS: std::cell::RefCell<HashMap<(i64, bool), AmChannel>> = Default::default();
+}
+
+fn am_channel(plan: &Plan, config: &Config) -> AmChannel {
+    AM_CHANNELS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((plan.poll, plan.postgres))
+            .or_insert_with(|| {
+                notify::build(config)
+                    .ok()
+                    .and_then(|c| c.get("am").cloned())
+                    .filter(|c| c.alertmanager().is_some())
+            })
+            .clone()
+    })
 }
 
 /// A manual `once` on the same store: a process of its own (its own claim owner) polls
