@@ -1094,6 +1094,10 @@ pub struct Outcome {
 /// Runs `plan` on a fresh store: `pg` is a PostgreSQL server's admin URL for a fresh
 /// database, or `None` for SQLite in a temporary directory.
 pub fn run(plan: &Plan, pg: Option<&str>) -> Outcome {
+    // The product draws from this thread's `fastrand` (the outbox's backoff jitter, its
+    // owner name), and the runtime below runs everything on this thread: seeded by the
+    // plan, a seed replays exactly, whatever ran on the thread before.
+    fastrand::seed(plan.seed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
