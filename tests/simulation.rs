@@ -109,7 +109,8 @@ fn replay() {
 }
 
 /// Runs `SIM_SEEDS` seeds from `SIM_FROM` (SQLite, or PostgreSQL with
-/// `SIM_BACKEND=postgres`) on `SIM_JOBS` threads (1 unless told), and reports speed and
+/// `SIM_BACKEND=postgres`) on `SIM_JOBS` threads (1 unless told), for at most
+/// `SIM_SECONDS` if given (no seed starts after that), and reports speed and
 /// the coverage of event kinds and invariants. Stops at the first failing seed (the lowest,
 /// whatever the threads: every seed below it has run), shrinks it and fails with its
 /// number, its story and the line that replays it.
@@ -141,12 +142,18 @@ fn soak() {
     let stop_at = AtomicU64::new(u64::MAX);
     let tally = Mutex::new(Tally::default());
     let report_every = env_u64("SIM_REPORT").unwrap_or(500).max(1);
+    // A time budget: no seed starts after it (the ones under way finish), then the soak
+    // reports as if it had been asked for that many seeds.
+    let budget = env_u64("SIM_SECONDS").map(std::time::Duration::from_secs);
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
                     let seed = next.fetch_add(1, Ordering::SeqCst);
-                    if seed >= from + count || seed > stop_at.load(Ordering::SeqCst) {
+                    if seed >= from + count
+                        || seed > stop_at.load(Ordering::SeqCst)
+                        || budget.is_some_and(|b| started.elapsed() >= b)
+                    {
                         break;
                     }
                     let plan = sim::Plan::generate(seed, postgres);
