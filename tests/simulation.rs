@@ -109,50 +109,115 @@ fn replay() {
 }
 
 /// Runs `SIM_SEEDS` seeds from `SIM_FROM` (SQLite, or PostgreSQL with
-/// `SIM_BACKEND=postgres`) and reports speed and coverage; stops at the first failure.
+/// `SIM_BACKEND=postgres`) on `SIM_JOBS` threads (1 unless told), for at most
+/// `SIM_SECONDS` if given (no seed starts after that), and reports speed and
+/// the coverage of event kinds and invariants. Stops at the first failing seed (the lowest,
+/// whatever the threads: every seed below it has run), shrinks it and fails with its
+/// number, its story and the line that replays it.
 #[test]
 #[ignore]
 fn soak() {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[derive(Default)]
+    struct Tally {
+        seeds: u64,
+        hours: f64,
+        received: usize,
+        coverage: BTreeMap<&'static str, usize>,
+        checks: BTreeMap<&'static str, usize>,
+        /// Failing seeds with their first violation.
+        failed: BTreeMap<u64, String>,
+    }
+
     let from = env_u64("SIM_FROM").unwrap_or(1);
     let count = env_u64("SIM_SEEDS").unwrap_or(1000);
+    let jobs = env_u64("SIM_JOBS").unwrap_or(1).max(1);
     let postgres = std::env::var("SIM_BACKEND").is_ok_and(|b| b == "postgres");
+    let backend = if postgres { "postgres" } else { "sqlite" };
     let started = Instant::now();
-    let mut coverage = std::collections::BTreeMap::new();
-    let (mut hours, mut received) = (0.0, 0usize);
-    for seed in from..from + count {
-        let plan = sim::Plan::generate(seed, postgres);
-        let outcome = sim::run(&plan, postgres.then(pg_database).flatten().as_deref());
-        hours += outcome.sim_hours;
-        received += outcome.received;
-        for (k, v) in &outcome.coverage {
-            *coverage.entry(*k).or_insert(0usize) += v;
+    let next = AtomicU64::new(from);
+    let stop_at = AtomicU64::new(u64::MAX);
+    let tally = Mutex::new(Tally::default());
+    let report_every = env_u64("SIM_REPORT").unwrap_or(500).max(1);
+    // A time budget: no seed starts after it (the ones under way finish), then the soak
+    // reports as if it had been asked for that many seeds.
+    let budget = env_u64("SIM_SECONDS").map(std::time::Duration::from_secs);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::SeqCst);
+                    if seed >= from + count
+                        || seed > stop_at.load(Ordering::SeqCst)
+                        || budget.is_some_and(|b| started.elapsed() >= b)
+                    {
+                        break;
+                    }
+                    let plan = sim::Plan::generate(seed, postgres);
+                    let outcome = sim::run(&plan, postgres.then(pg_database).flatten().as_deref());
+                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    t.seeds += 1;
+                    t.hours += outcome.sim_hours;
+                    t.received += outcome.received;
+                    for (k, v) in &outcome.coverage {
+                        *t.coverage.entry(*k).or_insert(0) += v;
+                    }
+                    for (k, v) in &outcome.checks {
+                        *t.checks.entry(*k).or_insert(0) += v;
+                    }
+                    if let Some(v) = outcome.violations.first() {
+                        t.failed.insert(seed, v.clone());
+                        stop_at.fetch_min(seed, Ordering::SeqCst);
+                    }
+                    if t.seeds.is_multiple_of(report_every) {
+                        let secs = started.elapsed().as_secs_f64();
+                        eprintln!(
+                            "soak: {} seeds (up to {seed}), {:.0} simulated hours in {secs:.0}s, {:.1} seeds/s, {:.0} simulated hours/s",
+                            t.seeds,
+                            t.hours,
+                            t.seeds as f64 / secs,
+                            t.hours / secs
+                        );
+                    }
+                }
+            });
         }
-        if !outcome.violations.is_empty() {
-            let pg = || postgres.then(pg_database).flatten();
-            let (_, shrunk) = sim::shrink(&plan, &pg);
-            println!("{}", sim::story(&shrunk));
-            panic!("seed {seed} fails");
-        }
-        let done = seed - from + 1;
-        if done.is_multiple_of(500) {
-            let secs = started.elapsed().as_secs_f64();
-            eprintln!(
-                "soak: {done} seeds, {hours:.0} simulated hours, {:.1} seeds/s, {:.0} simulated hours/s",
-                done as f64 / secs,
-                hours / secs
-            );
-        }
-    }
+    });
     let secs = started.elapsed().as_secs_f64();
-    println!(
-        "soak: {count} seeds ({from}..{}) on {}: {hours:.0} simulated hours, {received} notifications received, in {secs:.0}s ({:.1} seeds/s, {:.0} simulated hours/s)",
-        from + count,
-        if postgres { "PostgreSQL" } else { "SQLite" },
-        count as f64 / secs,
-        hours / secs
+    let t = tally.into_inner().unwrap_or_else(|p| p.into_inner());
+    let summary = format!(
+        "soak: {} seeds ({from}..{}) on {backend} ({jobs} thread(s)): {:.0} simulated hours, {} notifications received, in {secs:.0}s ({:.1} seeds/s, {:.0} simulated hours/s)",
+        t.seeds,
+        from + t.seeds,
+        t.hours,
+        t.received,
+        t.seeds as f64 / secs,
+        t.hours / secs
     );
+    println!("{summary}");
     println!("coverage (event kind: times):");
-    for (k, v) in coverage {
+    for (k, v) in &t.coverage {
         println!("  {k}: {v}");
+    }
+    println!("invariants (checked: times):");
+    for (k, v) in &t.checks {
+        println!("  {k}: {v}");
+    }
+    if let Some((&seed, first)) = t.failed.iter().next() {
+        let found = seed - from + 1;
+        let plan = sim::Plan::generate(seed, postgres);
+        let pg = || postgres.then(pg_database).flatten();
+        let shrinking = Instant::now();
+        let (shrunk_plan, shrunk) = sim::shrink(&plan, &pg);
+        panic!(
+            "soak: seed {seed} fails, the first failing seed ({found} seeds from {from}, found in {secs:.0}s; shrunk in {:.0}s from {} events to {})\nfirst violation, before shrinking: {first}\n{}replay: SIM_SEED={seed} SIM_BACKEND={backend} cargo test --release --test simulation -- --ignored replay --nocapture",
+            shrinking.elapsed().as_secs_f64(),
+            plan.events.len(),
+            shrunk_plan.events.len(),
+            sim::story(&shrunk),
+        );
     }
 }

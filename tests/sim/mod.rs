@@ -460,6 +460,8 @@ struct Recorder {
     am: BTreeMap<String, i64>,
     story: Vec<String>,
     coverage: BTreeMap<&'static str, usize>,
+    /// How many times each invariant was put to the test (checked during the run).
+    checks: BTreeMap<&'static str, usize>,
 }
 
 impl Recorder {
@@ -796,6 +798,7 @@ async fn step(s: Step) {
             {
                 Ok(Some(f)) => {
                     let mut rec = lock(&s.rec);
+                    *rec.checks.entry("one lease holder per poll").or_insert(0) += 1;
                     let newest = *rec.leases.entry(name.clone()).or_insert((f.value, s.node));
                     if f.value > newest.0 {
                         rec.leases.insert(name.clone(), (f.value, s.node));
@@ -1084,6 +1087,8 @@ pub struct Outcome {
     pub violations: Vec<String>,
     pub story: Vec<String>,
     pub coverage: BTreeMap<&'static str, usize>,
+    /// Invariant → how many times it was checked (a firing, a notice, a due tier...).
+    pub checks: BTreeMap<&'static str, usize>,
     pub received: usize,
     pub sim_hours: f64,
 }
@@ -1091,6 +1096,10 @@ pub struct Outcome {
 /// Runs `plan` on a fresh store: `pg` is a PostgreSQL server's admin URL for a fresh
 /// database, or `None` for SQLite in a temporary directory.
 pub fn run(plan: &Plan, pg: Option<&str>) -> Outcome {
+    // The product draws from this thread's `fastrand` (the outbox's backoff jitter, its
+    // owner name), and the runtime below runs everything on this thread: seeded by the
+    // plan, a seed replays exactly, whatever ran on the thread before.
+    fastrand::seed(plan.seed);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -1098,8 +1107,20 @@ pub fn run(plan: &Plan, pg: Option<&str>) -> Outcome {
     rt.block_on(run_async(plan, pg))
 }
 
+/// Where a run keeps its SQLite file and config: memory (`/dev/shm`) where there is one.
+/// No invariant depends on the file surviving a power cut: a killed node is a process
+/// dying in this one, whose writes the kernel already holds, so the disk's flushes (at
+/// each WAL checkpoint, and when the file is made) are pure cost here.
+fn scratch_dir() -> tempfile::TempDir {
+    let shm = std::path::Path::new("/dev/shm");
+    shm.is_dir()
+        .then(|| tempfile::tempdir_in(shm).ok())
+        .flatten()
+        .unwrap_or_else(|| tempfile::tempdir().expect("a temporary directory"))
+}
+
 async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = scratch_dir();
     let truth = Clock::manual(EPOCH * 1000);
     let (location, store_line) = match pg {
         Some(url) => (
@@ -1185,13 +1206,9 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
             last_housekeeping: -3600,
         });
     }
-    let am = |config: &Config| {
-        notify::build(config)
-            .ok()
-            .and_then(|c| c.get("am").cloned())
-            .filter(|c| c.alertmanager().is_some())
-    };
-    let mut am_channel = am(&config);
+    // The Alertmanager channel is made of what no reload here changes (the channels, the
+    // poll interval, the HA lease: all the plan's), so one serves the whole run.
+    let am_channel = am_channel(plan, &config);
     let end = plan.hours * 3600;
     let mut events: VecDeque<Event> = plan.events.iter().cloned().collect();
     let mut msg_seq = 0u64;
@@ -1227,7 +1244,6 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
                         .set_limits(next.delivery.retry_for, next.delivery.timeout);
                 }
                 config = next;
-                am_channel = am(&config);
             }
             if let What::Mute { chat, secs } = e.what {
                 for i in 0..plan.instances {
@@ -1366,15 +1382,41 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
     }
     let now = EPOCH + t;
     let rec = std::mem::take(&mut *lock(&rec));
-    let violations = check(&rec, &config, now);
+    let mut checks = rec.checks.clone();
+    let violations = check(&rec, &config, now, &mut checks);
     Outcome {
         plan: plan.clone(),
         violations,
         story: rec.story.clone(),
         coverage: rec.coverage.clone(),
+        checks,
         received: rec.received.len(),
         sim_hours: (end + CALM) as f64 / 3600.0,
     }
+}
+
+type AmChannel = Option<Arc<notify::Channel>>;
+
+thread_local! {
+    /// Alertmanager channels by (poll interval, HA): building channels builds an HTTP
+    /// client, which reads the system's CA certificates (milliseconds, a tenth of a seed's
+    /// time when done at each reload); the simulator never sends through it.
+    static AM_CHANNELS: std::cell::RefCell<HashMap<(i64, bool), AmChannel>> = Default::default();
+}
+
+fn am_channel(plan: &Plan, config: &Config) -> AmChannel {
+    AM_CHANNELS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry((plan.poll, plan.postgres))
+            .or_insert_with(|| {
+                notify::build(config)
+                    .ok()
+                    .and_then(|c| c.get("am").cloned())
+                    .filter(|c| c.alertmanager().is_some())
+            })
+            .clone()
+    })
 }
 
 /// A manual `once` on the same store: a process of its own (its own claim owner) polls
@@ -1581,7 +1623,13 @@ type EpisodeKey = (String, String, i64, String, bool);
 
 /// The invariants, checked after the run: against the model, and against what each
 /// receiver got in the order it got it.
-fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
+fn check(
+    rec: &Recorder,
+    end_config: &Config,
+    now: i64,
+    checks: &mut BTreeMap<&'static str, usize>,
+) -> Vec<String> {
+    let mut checked = |what: &'static str| *checks.entry(what).or_insert(0) += 1;
     let mut out = Vec::new();
     let mut m = model::Model::default();
     let mut mutes: HashMap<String, i64> = HashMap::new();
@@ -1679,6 +1727,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
                         after,
                         ch.clone(),
                     );
+                    checked("a page is due by the model, once (per crash)");
                     let n = got.entry(k.clone()).or_insert(0);
                     *n += 1;
                     let want = expected.get(&k).copied().unwrap_or(0);
@@ -1702,6 +1751,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
                     let unwatched = c.reason.as_deref() == Some("unwatched");
                     let (inst, ch) = (d.instance.clone(), r.channel.clone());
                     let since = c.waiting_since - EPOCH;
+                    checked("a resolved notice follows a firing and an end");
                     if !paged.contains(&(inst.clone(), c.id.clone(), c.waiting_since, ch.clone())) {
                         out.push(format!(
                             "t={t}: {ch} got a resolved notice for {} (waiting since {since}) before any firing of it",
@@ -1732,6 +1782,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
             Status::Blind | Status::Recovered => {
                 // The last monitor notice per (instance, channel); a notice repeated is a
                 // crash's resend, within the allowance.
+                checked("blind and recovered alternate");
                 let k = (d.instance.clone(), r.channel.clone());
                 let last = blind.insert(k, d.status == Status::Blind);
                 match (d.status, last) {
@@ -1761,6 +1812,9 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
     let settled = |at: i64| at <= now - SETTLE;
     for (k, want) in &expected {
         let due = due_at.get(&(k.0.clone(), k.1.clone(), k.2, k.3)).copied();
+        if due.is_some_and(settled) {
+            checked("liveness: a due tier is told");
+        }
         if *want > 0
             && !got.contains_key(k)
             && end_config.channel(&k.4).is_some()
@@ -1778,6 +1832,9 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
     }
     for (k, want) in &expected_resolves {
         let ended = ended_at.get(&(k.0.clone(), k.1.clone(), k.2)).copied();
+        if ended.is_some_and(settled) {
+            checked("liveness: an end is told");
+        }
         if *want > 0
             && !got_resolves.contains_key(k)
             && end_config.channel(&k.3).is_some()
@@ -1794,6 +1851,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
     }
     // A removed instance is retired: nothing of it stays open.
     for (inst, jid, start, _) in m.open() {
+        checked("a removed instance is retired");
         if end_config.instance(&inst).is_none() {
             out.push(format!(
                 "{jid} (waiting since {}) of {inst}, no longer in the config, was never retired",
@@ -1831,6 +1889,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
             continue;
         }
         let inst = l["wawp_instance"].as_str().unwrap_or("").to_string();
+        checked("Alertmanager fires what waits and no more");
         match l["alertname"].as_str() {
             Some("WhatsAppChatWaiting") => {
                 let chat = l["chat"].as_str().unwrap_or("").to_string();
@@ -1851,6 +1910,7 @@ fn check(rec: &Recorder, end_config: &Config, now: i64) -> Vec<String> {
         }
     }
     for ((inst, chat), first) in &open_am {
+        checked("Alertmanager fires what waits and no more");
         if !firing_am.contains(&(inst.clone(), chat.clone())) && settled(*first) {
             out.push(format!(
                 "Alertmanager shows nothing for {chat} on {inst}, which still waits"
