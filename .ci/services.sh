@@ -22,6 +22,7 @@ need_packages() {
   command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
   command -v systemd-nspawn >/dev/null 2>&1 || missing+=(systemd-container)
   command -v lintian >/dev/null 2>&1 || missing+=(lintian)
+  command -v htpasswd >/dev/null 2>&1 || missing+=(apache2-utils)
   python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "== installing ${missing[*]} (Debian packages the tests use)"

@@ -184,13 +184,39 @@ pub struct HttpConfig {
     /// The bearer token the status page and `/api` require (from `auth_token_file`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token: Option<Secret>,
+    /// People: HTTP Basic against these bcrypt hashes, what a browser can send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub users_file: Option<PathBuf>,
+    /// The users of `users_file`; `None` when it is not set, or not read (commands that
+    /// read no secret).
+    #[serde(skip)]
+    pub users: Option<crate::access::Users>,
+    /// HTTPS (`tls_cert_file`, `tls_key_file`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HttpTls>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HttpTls {
+    #[serde(rename = "tls_cert_file")]
+    pub cert_file: PathBuf,
+    #[serde(rename = "tls_key_file")]
+    pub key_file: PathBuf,
+    /// The pair, parsed and matched; `None` only where secrets were not read.
+    #[serde(skip)]
+    pub identity: Option<crate::tls::Identity>,
 }
 
 impl HttpConfig {
-    /// Whether `/` and `/api` need the bearer token: they show customer data, so anything
-    /// but loopback does.
+    /// Whether `/` and `/api` need a person or a machine to sign in: they show customer
+    /// data, so anything but loopback does.
     pub fn needs_auth(&self) -> bool {
         !self.listen.ip().is_loopback()
+    }
+
+    /// The scheme the endpoints are served with.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
     }
 }
 
@@ -327,6 +353,9 @@ struct RawHttp {
     listen: String,
     external_url: Option<String>,
     auth_token_file: Option<PathBuf>,
+    users_file: Option<PathBuf>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -931,16 +960,70 @@ fn build(
                     h.listen
                 )
             })?;
+            if h.auth_token_file.is_none() && h.users_file.is_none() && !listen.ip().is_loopback() {
+                return Err(format!(
+                    "http.users_file (people) or http.auth_token_file (scripts) is required \
+                     when http.listen ({listen}) is not a loopback address: the status page \
+                     shows customer names and messages"
+                ));
+            }
             let auth_token = match &h.auth_token_file {
                 Some(f) => Some(secrets.file("http", "auth_token", f)?),
-                None if !listen.ip().is_loopback() => {
-                    return Err(format!(
-                        "http.auth_token_file is required when http.listen ({listen}) is not \
-                         a loopback address: the status page shows customer names and messages"
-                    ));
+                None => None,
+            };
+            // The hashes are secrets too: read like one (systemd credentials, `check`).
+            let users = match &h.users_file {
+                Some(f) => {
+                    let text = secrets.file("http", "users", f)?;
+                    if text.expose().is_empty() {
+                        None
+                    } else {
+                        Some(crate::access::Users::parse(text.expose()).map_err(|e| {
+                            format!(
+                                "http.users_file {}: {e}",
+                                secrets.base_dir.join(f).display()
+                            )
+                        })?)
+                    }
                 }
                 None => None,
             };
+            let tls = match (h.tls_cert_file, h.tls_key_file) {
+                (None, None) => None,
+                (Some(_), None) | (None, Some(_)) => {
+                    return Err(
+                        "http: set both tls_cert_file and tls_key_file for HTTPS, or neither"
+                            .into(),
+                    );
+                }
+                (Some(cert_file), Some(key_file)) => {
+                    let key = secrets.file("http", "tls_key", &key_file)?;
+                    let identity = if key.expose().is_empty() {
+                        None
+                    } else {
+                        let path = secrets.base_dir.join(&cert_file);
+                        let cert = std::fs::read(&path).map_err(|e| {
+                            format!("http.tls_cert_file: cannot read {}: {e}", path.display())
+                        })?;
+                        Some(
+                            crate::tls::Identity::from_pem(&cert, key.expose().as_bytes())
+                                .map_err(|e| format!("http.{e}"))?,
+                        )
+                    };
+                    Some(HttpTls {
+                        cert_file,
+                        key_file,
+                        identity,
+                    })
+                }
+            };
+            if h.users_file.is_some() && tls.is_none() && !listen.ip().is_loopback() {
+                secrets.warnings.push(format!(
+                    "http.users_file without tls_cert_file: passwords cross the network in clear \
+                     to {listen}; set tls_cert_file and tls_key_file, or serve it through a TLS \
+                     reverse proxy on loopback"
+                ));
+            }
             let external_url = match &h.external_url {
                 Some(u) => Some(
                     Url::parse(u)
@@ -958,6 +1041,9 @@ fn build(
                 listen,
                 external_url,
                 auth_token,
+                users_file: h.users_file,
+                users,
+                tls,
             })
         }
         None => None,

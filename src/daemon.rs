@@ -234,11 +234,13 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
             })?;
             let bound = listener.local_addr().map_or(h.listen, |a| a);
             tracing::info!(
-                "serving the status page, /metrics and /healthz on http://{bound}{}",
-                if h.auth_token.is_some() {
-                    " (the page and /api need the bearer token)"
-                } else {
-                    ""
+                "serving the status page, /metrics and /healthz on {}://{bound}{}",
+                h.scheme(),
+                match (&h.users_file, &h.auth_token) {
+                    (Some(_), Some(_)) => " (the page and /api need a user or the bearer token)",
+                    (Some(_), None) => " (the page and /api need a user)",
+                    (None, Some(_)) => " (the page and /api need the bearer token)",
+                    (None, None) => "",
                 }
             );
             let health = health.clone();
@@ -396,6 +398,12 @@ fn reload(
     }
     if config.http.as_ref().map(|h| h.listen) != current.config.http.as_ref().map(|h| h.listen) {
         tracing::warn!("SIGHUP: http.listen changed; it takes effect at the next restart");
+    }
+    if config.http.as_ref().map(|h| h.scheme()) != current.config.http.as_ref().map(|h| h.scheme())
+    {
+        tracing::warn!(
+            "SIGHUP: TLS was turned on or off (http.tls_cert_file); that takes effect at the next restart"
+        );
     }
     if config.log.format != current.config.log.format {
         tracing::warn!("SIGHUP: log.format changed; it takes effect at the next restart");

@@ -1,23 +1,28 @@
 //! `/metrics` (Prometheus text), `/healthz`, the status page (`/`) and its JSON (`/api/v1`)
-//! on `http.listen`, when it is set.
+//! on `http.listen`, when it is set; over HTTPS with `http.tls_cert_file`.
 //!
 //! Read-only views of what the daemon records; nothing here changes state. Metric names
 //! and help texts are declared in [`describe`] so every scrape carries HELP and TYPE lines.
-//! The page and the API show customer data: off loopback they need the bearer token from
-//! `http.auth_token_file`; `/healthz` and `/metrics` stay open for probes and scrapers.
+//! The page and the API show customer data: [`guard`] admits them through [`access`]
+//! (a user of `http.users_file` or the bearer token of `http.auth_token_file`, judged by
+//! the running configuration at each request) and refuses state-changing requests from
+//! other sites; `/healthz` and `/metrics` stay open for probes and scrapers.
 
+use crate::access::{self, Gate, Outcome};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::secret::Secret;
 use crate::status;
 use crate::store::Store;
+use axum::extract::connect_info::{ConnectInfo, Connected};
 use axum::extract::{Query, Request};
-use axum::http::{HeaderMap, header};
+use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
 use axum::{Router, extract::State, http::StatusCode, routing::get};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -213,9 +218,28 @@ struct AppState {
     health: Health,
     status: StatusSource,
     events: crate::events::Receiver,
+    gate: Arc<Gate>,
 }
 
-/// Serves until `shutdown` resolves.
+/// The client's address, for counting failed logins per address.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, crate::tls::TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+/// Serves until `shutdown` resolves: HTTPS when the configuration has `tls_cert_file`,
+/// each handshake served the certificate of the configuration in force (a reload swaps
+/// it), else plain HTTP.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     metrics: PrometheusHandle,
@@ -224,17 +248,24 @@ pub async fn serve(
     events: crate::events::Receiver,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let first = status
+        .config()
+        .http
+        .as_ref()
+        .and_then(|h| h.tls.as_ref())
+        .map(|t| t.identity.clone());
     let state = AppState {
         metrics,
         health,
-        status,
+        status: status.clone(),
         events,
+        gate: Arc::new(Gate::new()),
     };
     let private = Router::new()
         .route("/", get(status_page))
         .route("/api/v1/waiting", get(api_waiting))
         .route("/api/v1/report", get(api_report))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
@@ -244,9 +275,35 @@ pub async fn serve(
         // webhook sender, checked by its signature, never by the page's token.
         .fallback(webhook)
         .with_state(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let Some(first) = first else {
+        return axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let Some(first) = first else {
+        return Err(std::io::Error::other(
+            "http.tls_key_file was not read: the certificate cannot be served",
+        ));
+    };
+    let config = status.config.clone();
+    // A reload that drops TLS takes effect at the next restart: until then the last
+    // certificate is served.
+    let tls = crate::tls::server_config(move || {
+        let running = config.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let current = running
+            .http
+            .as_ref()
+            .and_then(|h| h.tls.as_ref())
+            .and_then(|t| t.identity.clone());
+        Some(current.unwrap_or_else(|| first.clone()))
+    })
+    .map_err(std::io::Error::other)?;
+    axum::serve(
+        crate::tls::TlsListener::new(listener, tls)?,
+        app.into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// `POST <events.path>`: a Wawp/WAHA webhook (section 7). Answered at once; the poll it
@@ -314,40 +371,63 @@ async fn webhook(State(s): State<AppState>, request: Request) -> Response {
     }
 }
 
-/// 401 unless the request carries `Authorization: Bearer <token>` (when a token is set).
-/// The token is the running configuration's, read per request: after a reload (SIGHUP) a
-/// rotated token works at once and the old one no longer does (section 7). Loopback needs
-/// no token, but one that is configured is still required.
-async fn require_token(State(s): State<AppState>, request: Request, next: Next) -> Response {
+/// Admits requests to the page and the API. The users and the token are the running
+/// configuration's, read per request: after a reload (SIGHUP) a removed user or a rotated
+/// token stops working at once (section 7). Loopback with neither needs nothing, but what
+/// is configured is required. State-changing requests from another site are refused
+/// before any credential is looked at.
+async fn guard(State(s): State<AppState>, mut request: Request, next: Next) -> Response {
     let config = s.status.config();
-    let token = config.http.as_ref().and_then(|h| h.auth_token.as_ref());
-    if let Some(token) = token
-        && !bearer_matches(request.headers(), token)
-    {
+    let http = config.http.as_ref();
+    if let Some(why) = access::cross_site(
+        request.method(),
+        request.headers(),
+        http.and_then(|h| h.external_url.as_ref()),
+    ) {
+        tracing::warn!(
+            "status page: refused a cross-site {} request: {why}",
+            request.method()
+        );
         return (
+            StatusCode::FORBIDDEN,
+            format!("403: cross-site request refused: {why}\n"),
+        )
+            .into_response();
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<Peer>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
+    let users = http.and_then(|h| h.users.as_ref());
+    let token = http.and_then(|h| h.auth_token.as_ref());
+    match s.gate.admit(users, token, request.headers(), peer).await {
+        Outcome::Admitted(who) => {
+            request.extensions_mut().insert(who);
+            next.run(request).await
+        }
+        Outcome::Missing | Outcome::Failed if users.is_some() => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"inbox-sla\"")],
+            "401: this page shows customer data; sign in as a user of http.users_file \
+             (scripts: Authorization: Bearer <the token in http.auth_token_file>)\n",
+        )
+            .into_response(),
+        Outcome::Missing | Outcome::Failed => (
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer realm=\"inbox-sla\"")],
             "401: this page shows customer data; send Authorization: Bearer <the token in http.auth_token_file>\n",
         )
-            .into_response();
+            .into_response(),
+        Outcome::Blocked(left) => {
+            let secs = left.as_secs().max(1);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, secs.to_string())],
+                format!("429: too many failed logins from this address; try again in {secs}s\n"),
+            )
+                .into_response()
+        }
     }
-    next.run(request).await
-}
-
-/// Compares in time independent of where the first difference is. The scheme is matched
-/// case-insensitively (RFC 9110 section 11.1: `bearer`, `BEARER` are the same scheme).
-fn bearer_matches(headers: &HeaderMap, token: &Secret) -> bool {
-    let Some(given) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim_start().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, credentials)| credentials)
-    else {
-        return false;
-    };
-    let (a, b) = (given.trim().as_bytes(), token.expose().as_bytes());
-    !b.is_empty() && a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// A store error as the page shows it: the store's message, never a secret (the store's

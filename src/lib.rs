@@ -25,7 +25,11 @@
 //!    [`cli`] (the command line as data; the man page and completions are built from it),
 //!    [`calendar`] (business hours, open time between two instants), [`overview`] (the
 //!    chat model and its lenient streaming parser), [`share`] (which node of an HA group
-//!    holds which instance), [`systemd`] (the notify protocol, on its own thread).
+//!    holds which instance), [`systemd`] (the notify protocol, on its own thread),
+//!    [`access`] (who may use the page and API: the users file and bcrypt, the bearer
+//!    token, failed logins limited per address, the cross-site check for state changes),
+//!    [`tls`] (HTTPS for the page: the certificate swapped on reload, a listener that
+//!    handshakes off the accept loop).
 //! 2. **The pure core**: [`policy`] (`[sla]`, tiers, rules, globs), [`sla`] (the engine:
 //!    episodes, overview, mutes, policy, now → changes and events), [`alert`] (the alert
 //!    document of docs/spec.md section 5 and the digest rule).
@@ -48,6 +52,7 @@
 //! 8. **The command line**: [`commands`] (`check`, `once`, `alerts`, `mute`, …) and
 //!    [`demo`]; `main.rs` wires signals, logging and metrics over them.
 
+pub mod access;
 pub mod alert;
 pub mod calendar;
 pub mod cli;
@@ -73,6 +78,7 @@ pub mod sla;
 pub mod status;
 pub mod store;
 pub mod systemd;
+pub mod tls;
 pub mod untrusted;
 pub mod wawp;
 

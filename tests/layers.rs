@@ -21,6 +21,8 @@ const LAYERS: &[(&str, &[&str])] = &[
             "overview",
             "share",
             "systemd",
+            "access",
+            "tls",
         ],
     ),
     ("the pure core", &["policy", "sla", "alert"]),

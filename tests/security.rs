@@ -156,3 +156,83 @@ fn plain_http_is_refused_off_loopback() {
     assert_eq!(run.code, 2, "{run}");
     assert!(run.stderr.contains("wawp.base_url must use https"), "{run}");
 }
+
+/// The status page's credentials (section 8): the users' passwords and hashes, the bearer
+/// token and the TLS key never reach a log line at trace level, `check`, or an answer,
+/// whether a login succeeds, fails or is locked out.
+#[test]
+fn status_page_passwords_hashes_tokens_and_the_tls_key_never_show() {
+    let wawp = FakeWawp::start();
+    wawp.chats(vec![breached_chat()]);
+    let dir = tempfile::tempdir().unwrap();
+    let line = htpasswd_line("amina", USER_PASSWORD);
+    let hash = line.split_once(':').unwrap().1.to_string();
+    let users = dir.path().join("users");
+    std::fs::write(&users, format!("{line}\n")).unwrap();
+    let token = dir.path().join("token");
+    let status_token = "status-tok-9e1f3a7b22";
+    std::fs::write(&token, status_token).unwrap();
+    let tls = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let key_pem = tls.signing_key.serialize_pem();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, tls.cert.pem()).unwrap();
+    std::fs::write(&key, &key_pem).unwrap();
+    let path = |p: &std::path::Path| toml_str(&p.to_string_lossy());
+    let env = Env::new(
+        Setup::new(&wawp)
+            .poll("1s")
+            .channel(Channel::console())
+            .set("http", "listen", "\"0.0.0.0:0\"")
+            .set("http", "users_file", &path(&users))
+            .set("http", "auth_token_file", &path(&token))
+            .set("http", "tls_cert_file", &path(&cert))
+            .set("http", "tls_key_file", &path(&key)),
+    );
+    let key_body: Vec<&str> = key_pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let clean = |text: &str| {
+        assert!(!text.contains(&hash), "a hash leaked:\n{text}");
+        assert!(!text.contains("$2y$"), "a hash leaked:\n{text}");
+        assert!(!text.contains(status_token), "the token leaked:\n{text}");
+        for l in &key_body {
+            assert!(!text.contains(l), "the TLS key leaked:\n{text}");
+        }
+    };
+    let run = traced(&env, &["check"]);
+    assert_eq!(run.code, 0, "{run}");
+    clean(&run.stdout);
+    clean(&run.stderr);
+
+    let daemon = Daemon::start(&env, &[("RUST_LOG", "trace".to_string())]);
+    let base = daemon.http_base().replace("0.0.0.0", "127.0.0.1");
+    let client = reqwest::Client::builder()
+        .tls_danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let status = |auth: &str| -> u16 {
+        rt().block_on(async {
+            client
+                .get(format!("{base}/api/v1/waiting"))
+                .header("Authorization", auth)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        })
+    };
+    assert!(
+        wait_for(PATIENCE, || status(&basic("amina", USER_PASSWORD)) == 200),
+        "{}",
+        daemon.log()
+    );
+    assert_eq!(status(&format!("Bearer {status_token}")), 200);
+    assert_eq!(status("Bearer wrong-token-0000"), 401);
+    for guess in ["a", "b", "c", "d", "e"] {
+        assert_eq!(status(&basic("amina", guess)), 401);
+    }
+    assert_eq!(status(&basic("amina", USER_PASSWORD)), 429);
+    assert!(daemon.wait_log("refusing this address"), "{}", daemon.log());
+    clean(&daemon.log());
+}

@@ -42,13 +42,16 @@ pub const SMTP_PASSWORD: &str = "smtp-pw-44d1e09";
 pub const HEADER_SECRET: &str = "hdr-bearer-6b0c2a";
 pub const ROUTING_KEY: &str = "pdkey-R0uting99a7";
 pub const DB_PASSWORD: &str = "dbpw-7Hq2xLs0";
-pub const SECRETS: [&str; 6] = [
+/// The password of the status page's users (`http.users_file`).
+pub const USER_PASSWORD: &str = "upw-Lq93xTz0a";
+pub const SECRETS: [&str; 7] = [
     TOKEN,
     HOOK_SECRET,
     SMTP_PASSWORD,
     HEADER_SECRET,
     ROUTING_KEY,
     DB_PASSWORD,
+    USER_PASSWORD,
 ];
 
 pub const H: i64 = 3600;
@@ -1256,16 +1259,16 @@ impl Daemon {
         let mut found = None;
         wait_for(PATIENCE, || {
             found = self.log().lines().find_map(|l| {
-                l.split("on http://")
-                    .nth(1)
-                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+                ["http", "https"].into_iter().find_map(|scheme| {
+                    l.split(&format!("on {scheme}://")).nth(1).map(|rest| {
+                        let addr = rest.split_whitespace().next().unwrap_or("");
+                        format!("{scheme}://{addr}")
+                    })
+                })
             });
             found.is_some()
         });
-        format!(
-            "http://{}",
-            found.unwrap_or_else(|| panic!("no listen address logged:\n{}", self.log()))
-        )
+        found.unwrap_or_else(|| panic!("no listen address logged:\n{}", self.log()))
     }
 
     pub fn signal(&self, name: &str) {
@@ -1319,6 +1322,39 @@ pub fn slack_texts(rx: &Receiver) -> Vec<String> {
         .iter()
         .map(|p| p["text"].as_str().unwrap_or("").to_string())
         .collect()
+}
+
+// ----------------------------------------------------------------------------- people
+
+/// A `users_file` line for `user`, as `htpasswd -B` writes it (cost 5: fast tests). The
+/// real tool when it is installed (CI installs apache2-utils); else the same format from
+/// the bcrypt crate, after a loud skip.
+pub fn htpasswd_line(user: &str, password: &str) -> String {
+    let out = Command::new("htpasswd")
+        .args(["-nbB", "-C", "5", user, password])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        _ => {
+            skip(
+                "htpasswd (apache2-utils) is not installed: hashing with the bcrypt crate",
+                true,
+            );
+            let hash = bcrypt::hash_with_result(password, 5)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY);
+            format!("{user}:{hash}")
+        }
+    }
+}
+
+/// `Authorization: Basic …` for `user` and `password`.
+pub fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
 }
 
 // ----------------------------------------------------------------------------- PostgreSQL
