@@ -606,7 +606,11 @@ pub async fn report(
         Some(store) => {
             crate::status::report(&store, config, now, d.as_secs() as i64, instance).await?
         }
-        None => crate::report::build(&[], &config.policy, now - d.as_secs() as i64, now),
+        None => {
+            let tz = crate::report::timezone(&config.policy);
+            let from = crate::report::window_start(now, d.as_secs() as i64, tz);
+            crate::report::build(&[], &config.policy, from, now)
+        }
     };
     if let Some(name) = instance
         && let Some(why) = crate::status::unknown_instance(config, &report, name)

@@ -151,10 +151,39 @@ pub struct Report {
     pub distribution: [usize; 9],
 }
 
+/// Where a report's weekdays, hours and days are counted: the business hours' zone, else
+/// UTC.
+pub fn timezone(policy: &Policy) -> Tz {
+    policy
+        .sla
+        .business_hours
+        .as_ref()
+        .map_or(Tz::UTC, |c| c.timezone())
+}
+
+/// The start of the window a report over the last `since` seconds before `until` covers.
+/// A whole number of days means that many calendar days in `tz`, today included, from
+/// midnight: `7d` is seven dates, the page's seven bars, and every wait it counts ended on
+/// one of them (7 × 24 h back would start part-way through an eighth date). Any other
+/// length is exactly that long.
+pub fn window_start(until: i64, since: i64, tz: Tz) -> i64 {
+    const DAY: i64 = 86_400;
+    if since <= 0 || since % DAY != 0 {
+        return until - since;
+    }
+    let Some(today) = tz.timestamp_opt(until, 0).single().map(|d| d.date_naive()) else {
+        return until - since;
+    };
+    let first = today - chrono::Days::new((since / DAY - 1) as u64);
+    first
+        .and_hms_opt(0, 0, 0)
+        .and_then(|midnight| tz.from_local_datetime(&midnight).earliest())
+        .map_or(until - since, |t| t.timestamp())
+}
+
 /// Builds the report over `history` (episodes closed in `[since, until]`).
 pub fn build(history: &[Past], policy: &Policy, since: i64, until: i64) -> Report {
-    let calendar = policy.sla.business_hours.as_ref();
-    let timezone = calendar.map_or(Tz::UTC, |c| c.timezone());
+    let timezone = timezone(policy);
     let shown: Vec<&Past> = history
         .iter()
         .filter(|p| p.ended_at >= since && p.ended_at <= until)
@@ -589,6 +618,16 @@ mod tests {
         // ≤ 15m, ≤ 4h, ≤ 8h.
         assert_eq!(r.distribution, [0, 1, 0, 0, 0, 1, 1, 0, 0]);
         assert_eq!(r.days.len(), 8);
+        // 7d from MONDAY + 7 days 00:00 UTC: the 7 dates Tuesday … Monday, from midnight.
+        let until = MONDAY + 7 * 86400 + 13 * 3600;
+        let from = window_start(until, 7 * 86400, Tz::UTC);
+        assert_eq!(from, MONDAY + 86400);
+        assert_eq!(build(&h, &Policy::default(), from, until).days.len(), 7);
+        assert_eq!(window_start(until, 36 * 3600, Tz::UTC), until - 36 * 3600);
+        let cairo: Tz = "Africa/Cairo".parse().unwrap();
+        let from = window_start(until, 86400, cairo);
+        assert_eq!(cairo.timestamp_opt(from, 0).unwrap().hour(), 0);
+        assert!(until - from < 86400 && from <= until);
         assert_eq!((r.days[0].episodes, r.days[0].within_sla), (2, 1));
         let text = r.text();
         assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");

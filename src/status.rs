@@ -160,7 +160,8 @@ pub async fn now(
     })
 }
 
-/// The report over the closed episodes of the last `since` seconds, for `instance` or all.
+/// The report over the closed episodes of the last `since` seconds (whole days: that many
+/// calendar days, see [`report::window_start`]), for `instance` or all.
 pub async fn report(
     store: &Store,
     config: &Config,
@@ -168,7 +169,7 @@ pub async fn report(
     since: i64,
     instance: Option<&str>,
 ) -> Result<Report, StoreError> {
-    let from = now - since;
+    let from = report::window_start(now, since, report::timezone(&config.policy));
     let history = store.history(from, instance).await?;
     Ok(report::build(&history, &config.policy, from, now))
 }
@@ -219,7 +220,20 @@ impl Now {
 /// Escapes text for HTML content and attribute values, after `untrusted::display` has
 /// removed what could spoof the page (bidi overrides, invisible characters).
 fn esc(text: &str, max: usize) -> String {
-    let shown = untrusted::display(text, max);
+    escape(&untrusted::display(text, max))
+}
+
+/// The whole of `text` for an attribute a script or a test reads back (`data-id`): not
+/// shortened, only escaped, control characters replaced (HTML forbids them).
+fn attr(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { '\u{FFFD}' } else { c })
+        .collect();
+    escape(&clean)
+}
+
+fn escape(shown: &str) -> String {
     let mut out = String::with_capacity(shown.len());
     for c in shown.chars() {
         match c {
@@ -234,13 +248,21 @@ fn esc(text: &str, max: usize) -> String {
     out
 }
 
+/// Phones first: every cell may break anywhere (`overflow-wrap: anywhere` also lets the
+/// tables shrink to the window), charts scale to the width, and below 40em the tables'
+/// rows become labelled blocks, so nothing scrolls sideways at 390 px.
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2330;background:#fafbfc}\
-h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.6em 0 .4em}\
-table{border-collapse:collapse;background:#fff}th,td{padding:.3em .7em;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top}\
+h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.6em 0 .4em}p{overflow-wrap:anywhere}\
+table{border-collapse:collapse;background:#fff;max-width:100%}th,td{padding:.3em .7em;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
 th{font-weight:600;color:#4a5263}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#157a3b}.bad{color:#b3261e;font-weight:600}.muted{color:#8a90a0}.due{color:#b3261e}\
 .meta{color:#4a5263}.cards{display:flex;gap:1em;flex-wrap:wrap}.card{background:#fff;border:1px solid #e3e6eb;padding:.6em 1em;min-width:8em}\
-.card b{display:block;font-size:1.5em}svg text{font:11px system-ui,sans-serif;fill:#4a5263}";
+.card b{display:block;font-size:1.5em}svg text{font:11px system-ui,sans-serif;fill:#4a5263}\
+svg.chart{display:block;width:100%;height:auto}#attainment{max-width:560px}#distribution{max-width:510px}\
+@media (max-width:40em){body{margin:.75em}.cards{gap:.5em}.card{min-width:6em}\
+table.rows,table.rows tbody,table.rows tr,table.rows td{display:block}table.rows thead{display:none}\
+table.rows tr{border-bottom:1px solid #e3e6eb;padding:.4em 0}table.rows td{border:0;padding:.1em .6em;text-align:left}\
+table.rows td[data-label]::before{content:attr(data-label) \": \";color:#4a5263;font-weight:600}}";
 
 /// The status page.
 pub fn page(now: &Now, report: &Report) -> String {
@@ -281,11 +303,13 @@ pub fn page(now: &Now, report: &Report) -> String {
         now.dead,
     );
 
-    h.push_str("<h2>Instances</h2><table id=\"instances\"><tr><th>Instance</th><th>Health</th><th>Last successful poll</th><th>Polled by</th><th>Last error</th></tr>");
+    h.push_str("<h2>Instances</h2><table id=\"instances\" class=\"rows\"><thead><tr><th>Instance</th><th>Health</th><th>Last successful poll</th><th>Polled by</th><th>Last error</th></tr></thead><tbody>");
     for i in &now.instances {
         let _ = write!(
             h,
-            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td data-label=\"Instance\">{}</td><td data-label=\"Health\" class=\"{}\">{}</td>\
+             <td data-label=\"Last successful poll\">{}</td><td data-label=\"Polled by\">{}</td>\
+             <td data-label=\"Last error\">{}</td></tr>",
             esc(&i.name, 64),
             if i.healthy { "ok" } else { "bad" },
             if i.healthy {
@@ -316,13 +340,13 @@ pub fn page(now: &Now, report: &Report) -> String {
                 .map_or(String::new(), |e| esc(e, 200)),
         );
     }
-    h.push_str("</table>");
+    h.push_str("</tbody></table>");
 
     let _ = write!(h, "<h2>Waiting now ({})</h2>", now.waiting.len());
     if now.waiting.is_empty() {
         h.push_str("<p id=\"waiting-none\" class=\"ok\">Nobody is waiting.</p>");
     } else {
-        h.push_str("<table id=\"waiting\"><tr><th>Waiting</th><th>Next tier</th><th>Chat</th><th>Instance</th><th>Unread</th><th>Last message</th></tr>");
+        h.push_str("<table id=\"waiting\" class=\"rows\"><thead><tr><th>Waiting</th><th>Next tier</th><th>Chat</th><th>Instance</th><th>Unread</th><th>Last message</th></tr></thead><tbody>");
         for w in &now.waiting {
             let next = match w.next_tier {
                 Some((after, 0)) => format!(
@@ -339,11 +363,13 @@ pub fn page(now: &Now, report: &Report) -> String {
             };
             let _ = write!(
                 h,
-                "<tr class=\"{}\" data-id=\"{}\"><td class=\"n age\">{}{}</td><td class=\"next\">{next}{}</td>\
-                 <td><span class=\"name\">{}</span><br><span class=\"muted\">{}</span></td>\
-                 <td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                "<tr class=\"{}\" data-id=\"{}\"><td class=\"n age\" data-label=\"Waiting\">{}{}</td>\
+                 <td class=\"next\" data-label=\"Next tier\">{next}{}</td>\
+                 <td data-label=\"Chat\"><span class=\"name\">{}</span><br><span class=\"muted\">{}</span></td>\
+                 <td data-label=\"Instance\">{}</td><td class=\"n\" data-label=\"Unread\">{}</td>\
+                 <td data-label=\"Last message\">{}</td></tr>",
                 if w.muted { "muted" } else { "" },
-                esc(&w.jid, 128),
+                attr(&w.jid),
                 short_duration(w.age),
                 if w.sla_age != w.age {
                     format!(
@@ -365,7 +391,7 @@ pub fn page(now: &Now, report: &Report) -> String {
                 w.preview.as_deref().map_or(String::new(), |p| esc(p, 120)),
             );
         }
-        h.push_str("</table>");
+        h.push_str("</tbody></table>");
     }
 
     let _ = write!(h, "<h2>Muted chats ({})</h2>", now.mutes.len());
@@ -373,24 +399,34 @@ pub fn page(now: &Now, report: &Report) -> String {
         h.push_str("<p class=\"muted\">None.</p>");
     } else {
         h.push_str(
-            "<table id=\"mutes\"><tr><th>Chat</th><th>Until</th><th>Left</th><th>Reason</th></tr>",
+            "<table id=\"mutes\" class=\"rows\"><thead><tr><th>Chat</th><th>Until</th><th>Left</th><th>Reason</th></tr></thead><tbody>",
         );
         for m in &now.mutes {
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+                "<tr data-id=\"{}\"><td data-label=\"Chat\">{}</td><td data-label=\"Until\">{}</td>\
+                 <td class=\"n\" data-label=\"Left\">{}</td><td data-label=\"Reason\">{}</td></tr>",
+                attr(&m.jid),
                 esc(&m.jid, 128),
                 utc_time(m.until),
                 short_duration(m.until - now.generated_at),
                 m.reason.as_deref().map_or(String::new(), |r| esc(r, 120)),
             );
         }
-        h.push_str("</table>");
+        h.push_str("</tbody></table>");
     }
 
-    h.push_str("<h2>SLA attainment, last 7 days</h2>");
+    let _ = write!(
+        h,
+        "<h2>SLA attainment, last {} days</h2>",
+        report.days.len()
+    );
     h.push_str(&attainment_chart(report));
-    h.push_str("<h2>How long customers waited, last 7 days</h2>");
+    let _ = write!(
+        h,
+        "<h2>How long customers waited, last {} days</h2>",
+        report.days.len()
+    );
     h.push_str(&distribution_chart(report));
     let _ = writeln!(
         h,
@@ -404,13 +440,15 @@ pub fn page(now: &Now, report: &Report) -> String {
 
 /// One bar per day: the share of that day's ended waits answered within the SLA.
 fn attainment_chart(report: &Report) -> String {
-    let days: Vec<&report::Day> = report.days.iter().rev().take(7).collect();
-    let days: Vec<&report::Day> = days.into_iter().rev().collect();
-    let (w, hgt, left, bottom, bar) = (560, 200, 40, 30, 60);
+    // Every day of the report, as `/api/v1/report` lists them: the chart and the API agree.
+    let days: Vec<&report::Day> = report.days.iter().collect();
+    let (hgt, left, bottom, bar, gap) = (200, 40, 30, 60, 14);
+    let w = (left + 10 + days.len() as i32 * (bar + gap)).max(560);
     let plot = hgt - bottom - 10;
+    // Width 100% (CSS caps it): the viewBox scales the chart down to a phone.
     let mut s = format!(
-        "<svg id=\"attainment\" role=\"img\" aria-label=\"SLA attainment per day\" \
-         xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{hgt}\" viewBox=\"0 0 {w} {hgt}\">"
+        "<svg id=\"attainment\" class=\"chart\" role=\"img\" aria-label=\"SLA attainment per day\" \
+         xmlns=\"http://www.w3.org/2000/svg\" width=\"100%\" viewBox=\"0 0 {w} {hgt}\">"
     );
     for pct in [0, 50, 100] {
         let y = 10 + plot - plot * pct / 100;
@@ -423,7 +461,7 @@ fn attainment_chart(report: &Report) -> String {
         );
     }
     for (k, d) in days.iter().enumerate() {
-        let x = left + 10 + k as i32 * (bar + 14);
+        let x = left + 10 + k as i32 * (bar + gap);
         let label = d.date.get(5..).unwrap_or(&d.date);
         let _ = write!(
             s,
@@ -480,9 +518,8 @@ fn distribution_chart(report: &Report) -> String {
     let (row, left, width) = (22, 70, 380);
     let hgt = row * labels.len() as i32 + 8;
     let mut s = format!(
-        "<svg id=\"distribution\" role=\"img\" aria-label=\"Distribution of waits\" \
-         xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{hgt}\" viewBox=\"0 0 {} {hgt}\">",
-        left + width + 60,
+        "<svg id=\"distribution\" class=\"chart\" role=\"img\" aria-label=\"Distribution of waits\" \
+         xmlns=\"http://www.w3.org/2000/svg\" width=\"100%\" viewBox=\"0 0 {} {hgt}\">",
         left + width + 60
     );
     for (k, (label, n)) in labels.iter().zip(report.distribution.iter()).enumerate() {

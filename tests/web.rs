@@ -1,9 +1,12 @@
 //! The status page for people and machines (PRODUCT.md sections 8 and 11): HTTP Basic
 //! against `http.users_file`, the bearer token for scripts, failed logins limited per
-//! address, both re-read on SIGHUP; HTTPS with a certificate renewed by SIGHUP.
+//! address, both re-read on SIGHUP; HTTPS with a certificate renewed by SIGHUP; and the
+//! page on a phone and with hostile text, measured in a real Chromium.
 
 mod common;
+use common::browser::Browser;
 use common::*;
+use serde_json::{Value, json};
 use std::path::Path;
 
 const AMINA: &str = "amina";
@@ -467,4 +470,121 @@ fn https_serves_the_page_and_a_renewed_certificate_after_sighup() {
     let log = daemon.log();
     assert!(!log.contains(key_pem.lines().nth(1).unwrap()), "{log}");
     assert_no_password_or_hash(&log, &users);
+}
+
+// ----------------------------------------------------------------------------- the page
+
+/// The longest text a customer could put in each field: no space to break at, and
+/// markup that must stay text.
+fn hostile_chats(n: usize) -> Vec<Value> {
+    let t = now();
+    (0..n)
+        .map(|k| {
+            let name = format!("<b>{}</b>", "W".repeat(300));
+            let jid = format!("2010{k:08}{}@c.us", "9".repeat(150));
+            let preview = format!("{}&<script>", "x".repeat(500));
+            chat(&jid, &name, 3, &preview, t - 3 * H - k as i64 * 60)
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_fits_a_phone_and_a_wide_screen_with_hostile_text_signed_in_in_chromium() {
+    let wawp = FakeWawp::start();
+    let chats = hostile_chats(3);
+    wawp.chats(chats.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let (users, _) = people(dir.path());
+    let env = Env::new(with_people(
+        Setup::new(&wawp)
+            .poll("1s")
+            .tier("2h", &["console"])
+            .channel(Channel::console())
+            .http(),
+        &users,
+        None,
+    ));
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    let run = env.run(&[
+        "mute",
+        chats[2]["id"].as_str().unwrap(),
+        "--for",
+        "4h",
+        "--reason",
+        &"r".repeat(400),
+    ]);
+    assert_eq!(run.code, 0, "{run}");
+    let daemon = env.start();
+    let base = daemon.http_base();
+    let Some(mut browser) = Browser::start() else {
+        return;
+    };
+
+    // Without credentials Chromium is refused (a person would be asked for a password).
+    let anonymous = browser.tab(1280, 900, false, json!({}));
+    browser.open(&anonymous, &format!("{base}/"));
+    let html = browser.eval(&anonymous, "document.documentElement.outerHTML");
+    let html = html.as_str().unwrap_or("");
+    assert!(
+        !html.contains("id=\"waiting\"") && !html.contains("WWW"),
+        "{html}"
+    );
+
+    let measure = "JSON.stringify({sw: document.documentElement.scrollWidth, \
+        vw: window.innerWidth, rows: document.querySelectorAll('#waiting tr[data-id]').length, \
+        ids: [...document.querySelectorAll('#waiting tr[data-id]')].map(r => r.dataset.id), \
+        bars: document.querySelectorAll('#attainment rect.bar, #attainment text.bar-empty').length, \
+        chart: document.getElementById('attainment').getBoundingClientRect().width})";
+    let mut seen = Vec::new();
+    for (width, height, mobile) in [(390u32, 844u32, true), (1920, 1080, false)] {
+        let tab = browser.tab(
+            width,
+            height,
+            mobile,
+            json!({"Authorization": basic(AMINA, USER_PASSWORD)}),
+        );
+        browser.open(&tab, &format!("{base}/"));
+        let m: Value = serde_json::from_str(browser.eval(&tab, measure).as_str().unwrap_or("{}"))
+            .unwrap_or_default();
+        eprintln!("{width} px: {m}");
+        assert_eq!(m["rows"], 3, "signed in, the waiting table: {m}");
+        let sw = m["sw"].as_u64().unwrap_or(u64::MAX);
+        assert!(
+            sw <= width as u64,
+            "{width} px: the page scrolls sideways ({sw} px wide): {m}"
+        );
+        // A phone would zoom out to fit a page wider than it: the viewport must stay put.
+        assert_eq!(m["vw"], width, "the viewport: {m}");
+        assert!(
+            m["chart"].as_f64().unwrap_or(f64::MAX) <= width as f64,
+            "the chart scales: {m}"
+        );
+        seen.push(m);
+    }
+    // data-id is the whole JID, never the shortened one shown.
+    let ids: Vec<&str> = seen[0]["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let mut expected: Vec<&str> = chats.iter().filter_map(|c| c["id"].as_str()).collect();
+    expected.sort();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(sorted, expected);
+    assert!(ids.iter().all(|id| !id.contains('…')));
+
+    // The API's days are the chart's days.
+    let (code, _, body) = fetch(
+        &format!("{base}/api/v1/report?since=7d"),
+        Some(&basic(AMINA, USER_PASSWORD)),
+    );
+    assert_eq!(code, 200, "{body}");
+    let report: Value = serde_json::from_str(&body).unwrap();
+    let days = report["days"].as_array().map_or(0, Vec::len);
+    assert_eq!(days, 7, "{report:#}");
+    assert_eq!(seen[0]["bars"], days, "the chart draws the API's days");
+    assert_no_password_or_hash(&daemon.log(), &users);
 }

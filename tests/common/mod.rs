@@ -21,6 +21,8 @@
 //!   should be there.
 #![allow(dead_code)]
 
+pub mod browser;
+
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
