@@ -122,7 +122,7 @@ fn commit() -> Result<String, String> {
 
 /// `inbox-sla(1)`: clap_mangen's sections for the program, then every command with its
 /// options (clap_mangen alone lists the commands' names only), then the files, the
-/// environment and the exit codes of PRODUCT.md section 3.
+/// environment and the exit codes of docs/spec.md section 3.
 fn man_page(cmd: &clap::Command) -> Result<Vec<u8>, String> {
     let version = cmd.get_version().unwrap_or_default().to_string();
     let man = clap_mangen::Man::new(cmd.clone())

@@ -1,4 +1,4 @@
-//! `cargo bench`: the figures of PRODUCT.md section 9, measured on loopback.
+//! `cargo bench`: the figures of docs/spec.md section 9, measured on loopback.
 //!
 //! For synthetic overviews of 1,000, 10,000 and 100,000 chats (about 30% unread, 1%
 //! breached, groups, media, `@lid` ids, long names, non-Latin text) served over real HTTP:

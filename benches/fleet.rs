@@ -1,4 +1,4 @@
-//! `cargo bench --bench fleet`: one daemon watching 1,000 instances (PRODUCT.md section 9).
+//! `cargo bench --bench fleet`: one daemon watching 1,000 instances (docs/spec.md section 9).
 //!
 //! A loopback Wawp serves 1,000 instances of 1,000 chats each, paged as the real API is
 //! (the default `page_size = 100`: eleven requests a poll), every response 50 ms late like

@@ -1,6 +1,6 @@
 //! `cargo bench --bench process`: the whole `inbox-sla once` process against a floor.
 //!
-//! PRODUCT.md section 9 measures what a user runs: the release binary as a process, start
+//! docs/spec.md section 9 measures what a user runs: the release binary as a process, start
 //! to exit, over a 100,000-chat overview served whole on loopback (`page_size = 0`), warm
 //! (nothing changed since the last cycle) and cold (an empty store: every waiting chat
 //! becomes an episode), against a floor: a minimal program that fetches the same body over

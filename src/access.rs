@@ -1,4 +1,4 @@
-//! Who may use the status page and its API (PRODUCT.md section 11): people through HTTP
+//! Who may use the status page and its API (docs/spec.md section 11): people through HTTP
 //! Basic against `http.users_file` (bcrypt hashes, as `htpasswd -B` writes them), machines
 //! through the bearer token of `http.auth_token_file`; failed logins limited per client
 //! address; and the cross-site check every state-changing request must pass.

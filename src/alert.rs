@@ -1,4 +1,4 @@
-//! The alert document (PRODUCT.md section 5) and the digest rule that builds it.
+//! The alert document (docs/spec.md section 5) and the digest rule that builds it.
 //!
 //! [`digest`] turns one cycle's events into one document per channel, kind and tier: 300
 //! chats breaching at once are one notification, not 300. The document is what the outbox

@@ -4,7 +4,7 @@
 //! ranges are local wall-clock times in an IANA timezone, so a day on which the clocks jump
 //! is as long as its open ranges really are. Pure arithmetic: no clock, no I/O.
 //!
-//! The cost does not grow with the span (PRODUCT.md section 9: a chat waiting since 1970
+//! The cost does not grow with the span (docs/spec.md section 9: a chat waiting since 1970
 //! costs what one waiting since this morning does). The first and last days are measured
 //! exactly; the whole days between are counted at once: whole weeks times the week's open
 //! time, the remaining weekdays, minus holidays, plus the difference daylight-saving days

@@ -1,4 +1,4 @@
-//! The command line as data (PRODUCT.md section 3): `main` parses it, and the build script
+//! The command line as data (docs/spec.md section 3): `main` parses it, and the build script
 //! renders the man page `inbox-sla(1)` and the bash, zsh and fish completions from this same
 //! definition, so a new command or flag appears in all of them at once.
 //!

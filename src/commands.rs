@@ -1,4 +1,4 @@
-//! The command line's commands (PRODUCT.md section 3), each returning an exit code. `main`
+//! The command line's commands (docs/spec.md section 3), each returning an exit code. `main`
 //! parses arguments and sets up logging; everything else is here, so tests and the demo
 //! call the same code the binary runs. The daemon (`run`) is `daemon`; this module does
 //! not serve it.

@@ -1,4 +1,4 @@
-//! Configuration: the TOML file of PRODUCT.md section 4, parsed and validated whole.
+//! Configuration: the TOML file of docs/spec.md section 4, parsed and validated whole.
 //!
 //! Parsing happens once at the edge: unknown keys are errors that name the key, durations
 //! are humantime strings of at most 10 years, and cross-references (tiers to channels) are
@@ -150,7 +150,7 @@ impl StoreConfig {
     }
 }
 
-/// `[ha]`: several daemons on one PostgreSQL store (PRODUCT.md section 10).
+/// `[ha]`: several daemons on one PostgreSQL store (docs/spec.md section 10).
 #[derive(Debug, Clone, Serialize)]
 pub struct HaConfig {
     /// This daemon's name in leases, `/metrics` and `alerts`.

@@ -1,4 +1,4 @@
-//! One cycle for one instance: poll, evaluate, record (PRODUCT.md sections 2 and 6).
+//! One cycle for one instance: poll, evaluate, record (docs/spec.md sections 2 and 6).
 //!
 //! The shell around the pure engine: fetch the overview (`wawp`), read the open episodes,
 //! mutes and the instance's memory (`store`), evaluate (`sla`), digest the events (`alert`),

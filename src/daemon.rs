@@ -1,4 +1,4 @@
-//! The `run` daemon (PRODUCT.md section 7): the poll loops, the delivery loops, signals,
+//! The `run` daemon (docs/spec.md section 7): the poll loops, the delivery loops, signals,
 //! reload, the systemd notify protocol, HA leases and the HTTP endpoints.
 //!
 //! Each instance has its own loop (never two cycles of one instance at once; a missed tick

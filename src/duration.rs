@@ -1,6 +1,6 @@
 //! Durations as people write them ("90s", "2h", "1h 30m"), in the config and on the
 //! command line, and the one limit on them: nothing past 10 years means anything here
-//! (PRODUCT.md section 4). A larger value is an error naming what was written, never an
+//! (docs/spec.md section 4). A larger value is an error naming what was written, never an
 //! overflow that turns a mute into a date in the past.
 
 use serde::{Deserialize, Deserializer, Serializer};

@@ -1,4 +1,4 @@
-//! `[events]`: Wawp/WAHA webhooks as a doorbell (PRODUCT.md section 7).
+//! `[events]`: Wawp/WAHA webhooks as a doorbell (docs/spec.md section 7).
 //!
 //! An event (`message`, `message.any`, `message.ack`, `session.status`) for a configured
 //! instance rings that instance's [`Doorbells`]: its poll loop polls at once, at most once

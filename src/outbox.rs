@@ -1,4 +1,4 @@
-//! The outbox: a notification's life as a state machine (PRODUCT.md section 6).
+//! The outbox: a notification's life as a state machine (docs/spec.md section 6).
 //!
 //! ```text
 //! pending ──claim──▶ claimed(owner, lease) ──ack──▶ sent

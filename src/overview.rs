@@ -1,4 +1,4 @@
-//! The chat model and its lenient parsing (PRODUCT.md section 2).
+//! The chat model and its lenient parsing (docs/spec.md section 2).
 //!
 //! Real overviews vary: a JSON array, or an object keyed "0", "1", …; the unread count on
 //! the chat, in `_chat`, or missing; ids as strings or WAHA's `{ "_serialized": … }`
@@ -181,7 +181,7 @@ enum Look {
 }
 
 /// Whether a chat without an episode can be waiting at all (the first, cheap look of
-/// PRODUCT.md section 2): it has unread messages or is marked unread; or no count is known
+/// docs/spec.md section 2): it has unread messages or is marked unread; or no count is known
 /// and it has a last message; or (reply mode) it is read but its last message is newer
 /// than the last poll.
 pub fn may_wait(

@@ -11,7 +11,7 @@ use regex::Regex;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::time::Duration;
 
-/// What ends an episode (PRODUCT.md section 2, "read is not answered").
+/// What ends an episode (docs/spec.md section 2, "read is not answered").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StopOn {

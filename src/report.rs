@@ -1,5 +1,5 @@
 //! How the team did: statistics over closed episodes (the store's history), for the
-//! `report` command, the status page and `/api/v1/report` (PRODUCT.md section 11).
+//! `report` command, the status page and `/api/v1/report` (docs/spec.md section 11).
 //!
 //! Pure functions of the history and the policy: nothing here reads a clock or the store.
 //! "Within the SLA" means no tier fired; the SLA clock is business time where business
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// Upper bounds (seconds) of the wait distribution; the histogram in `/metrics` uses the
-/// same (PRODUCT.md section 7). Waits above the last fall in a final "more" bucket.
+/// same (docs/spec.md section 7). Waits above the last fall in a final "more" bucket.
 pub const WAIT_BUCKETS: [f64; 8] = [
     300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
 ];

@@ -4,7 +4,7 @@
 //! are due, and which episodes ended and why. It returns the episodes that changed (and
 //! only those, so an unchanged cycle writes nothing) and the events the channels must hear.
 //! It must not do I/O or read a clock: everything it knows comes in as arguments, which
-//! is what makes every rule of PRODUCT.md section 2 testable in microseconds.
+//! is what makes every rule of docs/spec.md section 2 testable in microseconds.
 //!
 //! The world it judges is imperfect, and the rules say so: one missing poll proves nothing
 //! (absence is confirmed over `sla.absent_polls` complete overviews, and an empty or

@@ -1,5 +1,5 @@
 //! What the daemon sees right now, for people: the status page at `GET /` and the JSON
-//! under `/api/v1` (PRODUCT.md section 11).
+//! under `/api/v1` (docs/spec.md section 11).
 //!
 //! Everything is read from the store at request time, so every node of an HA group shows
 //! the same chats; polling health comes from the store (failures, leases) and, for the

@@ -14,7 +14,7 @@ use unicode_segmentation::UnicodeSegmentation;
 /// The ellipsis appended to cut text.
 pub const ELLIPSIS: char = '…';
 
-/// A bidirectional control or an invisible format character (PRODUCT.md section 5).
+/// A bidirectional control or an invisible format character (docs/spec.md section 5).
 pub fn is_hidden(c: char) -> bool {
     matches!(c,
         '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')

@@ -182,7 +182,7 @@ pub fn session_state_of(label: &str) -> Option<&str> {
     label.strip_prefix("session ")
 }
 
-/// What to do about a session in `state` (PRODUCT.md section 7): said in the blind alert
+/// What to do about a session in `state` (docs/spec.md section 7): said in the blind alert
 /// and the error, where the person who can fix it reads.
 pub fn session_hint(state: &str) -> String {
     match state {

@@ -1,4 +1,4 @@
-//! More than one process on one store (PRODUCT.md sections 6 and 10): daemons in an HA
+//! More than one process on one store (docs/spec.md sections 6 and 10): daemons in an HA
 //! group on PostgreSQL (takeover, chaos with kill -9, a database that goes away), and
 //! the daemon with a manual `once` on one SQLite store. Each prints its figures.
 

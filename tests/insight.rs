@@ -1,4 +1,4 @@
-//! What support leads look at (PRODUCT.md section 11): `report`, the status page in a real
+//! What support leads look at (docs/spec.md section 11): `report`, the status page in a real
 //! headless browser, its JSON, its access rule, and the wait histogram in `/metrics`.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The status page for people and machines (PRODUCT.md sections 8 and 11): HTTP Basic
+//! The status page for people and machines (docs/spec.md sections 8 and 11): HTTP Basic
 //! against `http.users_file`, the bearer token for scripts, failed logins limited per
 //! address, both re-read on SIGHUP; HTTPS with a certificate renewed by SIGHUP; and the
 //! page on a phone and with hostile text, measured in a real Chromium.

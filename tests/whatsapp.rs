@@ -1,4 +1,4 @@
-//! What WhatsApp knows beyond the overview (PRODUCT.md sections 2, 4 and 7), through the
+//! What WhatsApp knows beyond the overview (docs/spec.md sections 2, 4 and 7), through the
 //! real binary against the loopback Wawp: an unlinked number is a blind monitor, the clock
 //! starts at the first unanswered message, and webhooks ring a doorbell that makes the
 //! instance poll at once. Every wait is a deadline loop, never a fixed sleep, except

@@ -167,7 +167,7 @@ pub fn build<'a>(plan: impl Into<Plan<'a>>) -> Result<Channels, BuildError> {
 }
 
 /// Receivers' answers are read up to this many bytes; the rest is cut, never buffered
-/// (PRODUCT.md section 6: a receiver that streams megabytes cannot fill our memory).
+/// (docs/spec.md section 6: a receiver that streams megabytes cannot fill our memory).
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 /// An HTTP receiver's answer: status, headers, and at most [`MAX_ANSWER_BYTES`] of body.
@@ -243,7 +243,7 @@ impl Pacer {
     }
 }
 
-/// Classifies an HTTP answer per PRODUCT.md section 6.
+/// Classifies an HTTP answer per docs/spec.md section 6.
 pub(crate) fn classify_http(
     status: reqwest::StatusCode,
     headers: &reqwest::header::HeaderMap,

@@ -1,4 +1,4 @@
-//! The webhook channel: POSTs the alert document of PRODUCT.md section 5 as JSON.
+//! The webhook channel: POSTs the alert document of docs/spec.md section 5 as JSON.
 
 use super::{ChannelType, Context, SendError, Sender, Setup, post_json};
 use crate::alert::{AlertDoc, Shape};

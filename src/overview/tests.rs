@@ -1,5 +1,5 @@
 //! The overview parser: worked examples, the open-episode look, streaming, and the
-//! scanner against a reference reading of PRODUCT.md section 2.
+//! scanner against a reference reading of docs/spec.md section 2.
 
 use super::*;
 
@@ -266,7 +266,7 @@ mod stream {
     }
 }
 
-/// The parser against a reference: PRODUCT.md section 2's reading written the plain way,
+/// The parser against a reference: docs/spec.md section 2's reading written the plain way,
 /// on a `serde_json::Value` of each element, for thousands of generated chats in every
 /// shape the engines send (and some they should not). The scanner, the serde fallback,
 /// the streaming and the interest must all come to what the reference says.

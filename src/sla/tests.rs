@@ -1,4 +1,4 @@
-//! The engine against PRODUCT.md section 2, one rule per test, table-driven where the rule
+//! The engine against docs/spec.md section 2, one rule per test, table-driven where the rule
 //! is a table. `Sim` carries episodes from cycle to cycle as the store would.
 
 use super::*;
@@ -1352,7 +1352,7 @@ fn two_thousand_episodes_since_1970_cost_no_walk_over_days() {
     assert_eq!(e.breached, 2000);
 }
 
-/// The names reports and the store keep for how a wait ended (PRODUCT.md section 11).
+/// The names reports and the store keep for how a wait ended (docs/spec.md section 11).
 #[test]
 fn end_reasons_have_their_documented_names() {
     let names: Vec<&str> = [

@@ -38,7 +38,7 @@ impl Dialect {
 
     /// The clock that judges leases and claims, in milliseconds, from parameter `n`. With
     /// SQLite (one machine) that is the caller's clock; with PostgreSQL the database's,
-    /// or the injected one when the parameter is not NULL (PRODUCT.md section 6), never a
+    /// or the injected one when the parameter is not NULL (docs/spec.md section 6), never a
     /// node's.
     pub fn db_now(self, n: usize) -> String {
         match self {

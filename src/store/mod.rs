@@ -3,7 +3,7 @@
 //!
 //! Two backends keep the same schema and migrations: [`sqlite`] (one file, WAL, the
 //! embedded default) and [`postgres`] (12 or newer, for two or more daemons in a
-//! high-availability group, PRODUCT.md section 10). Each concern is written once, generic
+//! high-availability group, docs/spec.md section 10). Each concern is written once, generic
 //! over the small backend trait in `db`: `schema`, `episodes`, `outbox`, `mutes`,
 //! `sources` (with leases) and `history` (with pruning); `dialect` holds what SQL differs,
 //! and the backends only connections, transactions and binding. A store written by a
@@ -220,7 +220,7 @@ impl Lease {
     }
 }
 
-/// Whose clock a PostgreSQL store judges leases and claims by (PRODUCT.md section 6).
+/// Whose clock a PostgreSQL store judges leases and claims by (docs/spec.md section 6).
 /// Nodes' clocks disagree; the database's is the one every node sees.
 #[derive(Debug, Clone, Default)]
 pub enum DbClock {

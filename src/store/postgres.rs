@@ -1,5 +1,5 @@
 //! The PostgreSQL backend (12 or newer), for two or more daemons sharing one database
-//! (PRODUCT.md section 10). The statements and migrations are the concern modules' and
+//! (docs/spec.md section 10). The statements and migrations are the concern modules' and
 //! `schema`'s, rendered in PostgreSQL's dialect; here are the pool, transactions, the
 //! database clock and binding. Migrations run under an advisory lock so two daemons
 //! starting together do not both migrate.

@@ -1,4 +1,4 @@
-//! The reference model: PRODUCT.md sections 2 and 6 written plainly, from the text and
+//! The reference model: docs/spec.md sections 2 and 6 written plainly, from the text and
 //! nothing else, over the history the simulator recorded (what each committed poll saw,
 //! with the config in force and the mutes). It says which chats were waiting when, when
 //! each episode started, which tiers fell due when (and to whom), and which episodes
