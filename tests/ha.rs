@@ -68,6 +68,17 @@ fn a_standby_node_takes_over_a_dead_nodes_instances_within_the_lease_and_a_poll(
         "{}",
         da.log()
     );
+    // The group shares the instances: watch one that stays node-a's share with node-b
+    // alive, so node-b polls it only after node-a dies.
+    let instances: Vec<String> = ["north", "south", "east"].map(String::from).to_vec();
+    let nodes: Vec<String> = ["node-a", "node-b"].map(String::from).to_vec();
+    let share = inbox_sla::share::assign(&instances, &nodes);
+    let watched = instances
+        .iter()
+        .find(|i| share[i.as_str()] == "node-a")
+        .expect("node-a has a share")
+        .clone();
+    let id = format!("id-{watched}");
     let db = b.start();
     let base_b = db.http_base();
     // node-b holds nothing but is healthy: ready to take over.
@@ -78,21 +89,21 @@ fn a_standby_node_takes_over_a_dead_nodes_instances_within_the_lease_and_a_poll(
     );
     assert!(wait_for(PATIENCE, || get(&format!("{base_b}/metrics"))
         .1
-        .contains(
-            "inbox_sla_instance_held{wawp_instance=\"north\",node=\"node-b\"} 0"
-        )));
-    let polls = wawp.polls_of("id-north");
+        .contains(&format!(
+            "inbox_sla_instance_held{{wawp_instance=\"{watched}\",node=\"node-b\"}} 0"
+        ))));
+    let polls = wawp.polls_of(&id);
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        wawp.polls_of("id-north") - polls <= 3,
-        "only node-a polls north"
+        wawp.polls_of(&id) - polls <= 3,
+        "only node-a polls {watched}"
     );
 
     let killed = Instant::now();
     da.kill();
-    let before = wawp.polls_of("id-north");
+    let before = wawp.polls_of(&id);
     assert!(
-        wait_for(PATIENCE, || wawp.polls_of("id-north") > before),
+        wait_for(PATIENCE, || wawp.polls_of(&id) > before),
         "{}",
         db.log()
     );
