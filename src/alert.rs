@@ -18,6 +18,7 @@ pub enum Status {
     Resolved,
     Blind,
     Recovered,
+    Acknowledged,
     Test,
 }
 
@@ -28,6 +29,7 @@ impl Status {
             Status::Resolved => "resolved",
             Status::Blind => "blind",
             Status::Recovered => "recovered",
+            Status::Acknowledged => "acknowledged",
             Status::Test => "test",
         }
     }
@@ -71,6 +73,8 @@ impl AlertDoc {
                 last_message: None,
                 tiers_fired: Vec::new(),
                 reason: None,
+                acknowledged_by: None,
+                acknowledged_at: None,
             }],
             message: Some(format!(
                 "TEST: this is a test message from inbox-sla on {host} through channel \"{channel}\". No customer is waiting."
@@ -109,6 +113,12 @@ pub struct AlertChat {
     /// longer watched (its instance was removed, or a rule now ignores it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who acknowledged the episode, once someone has (section 2, acknowledged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    /// When it was acknowledged (Unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,6 +154,8 @@ impl AlertChat {
             }),
             tiers_fired: ep.fired.clone(),
             reason: None,
+            acknowledged_by: ep.ack.as_ref().map(|a| a.by.clone()),
+            acknowledged_at: ep.ack.as_ref().map(|a| a.at),
         }
     }
 
@@ -185,6 +197,8 @@ impl AlertChat {
             last_message: None,
             tiers_fired: fired.to_vec(),
             reason: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
         }
     }
 
@@ -224,8 +238,10 @@ pub struct Outgoing {
 impl Outgoing {
     pub fn new(channel: impl Into<String>, doc: AlertDoc, shape: Shape) -> Outgoing {
         let subject = match (doc.status, shape, doc.chats.as_slice()) {
-            (Status::Firing | Status::Resolved, Shape::PerChat, [one]) => one.id.clone(),
-            (Status::Firing | Status::Resolved, _, _) => "chats".to_string(),
+            (Status::Firing | Status::Resolved | Status::Acknowledged, Shape::PerChat, [one]) => {
+                one.id.clone()
+            }
+            (Status::Firing | Status::Resolved | Status::Acknowledged, _, _) => "chats".to_string(),
             (Status::Blind | Status::Recovered | Status::Test, _, _) => "monitor".to_string(),
         };
         Outgoing {
@@ -251,7 +267,7 @@ pub enum Shape {
 fn alert_chat(event: &Event) -> AlertChat {
     let (tier, repeat) = match event.kind {
         EventKind::Firing { tier, repeat, .. } => (tier, repeat),
-        EventKind::Resolved { tier, .. } => (tier, false),
+        EventKind::Resolved { tier, .. } | EventKind::Acknowledged { tier } => (tier, false),
     };
     let reason = match event.kind {
         EventKind::Resolved {
@@ -291,8 +307,9 @@ pub fn digest(
                     after_seconds: after_secs,
                 }),
             ),
-            // Resolved notices of all tiers go out together.
+            // Resolved notices of all tiers go out together, and so do acknowledgements.
             EventKind::Resolved { .. } => (Status::Resolved, None),
+            EventKind::Acknowledged { .. } => (Status::Acknowledged, None),
         };
         let chat = alert_chat(event);
         for channel in &event.channels {
@@ -426,6 +443,7 @@ mod tests {
             quiet_until: 0,
             legacy_fired: None,
             history_pending: false,
+            ack: None,
         };
         let chat = AlertChat::waiting(&ep, &policy, mon_1700 + 3 * 3600);
         assert_eq!(chat.waiting_seconds, 3 * 3600);
@@ -459,6 +477,7 @@ mod tests {
                 quiet_until: 0,
                 legacy_fired: None,
                 history_pending: false,
+                ack: None,
             },
             channels: vec!["oncall".into()],
             age: 0,
@@ -504,6 +523,8 @@ mod tests {
             last_message: None,
             tiers_fired: vec![],
             reason: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
         };
         assert_eq!(c.link().as_deref(), Some("https://wa.me/201234567890"));
         c.id = "1203630@g.us".into();

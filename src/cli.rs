@@ -80,6 +80,20 @@ pub enum Command {
         /// The chat's JID
         jid: String,
     },
+    /// Acknowledge an open episode: "I'm on it" (no further tier for sla.ack_for)
+    Ack {
+        /// The chat's JID, e.g. 201234567890@c.us
+        jid: String,
+        /// Who is on it (default: your login name)
+        #[arg(long, value_name = "NAME")]
+        by: Option<String>,
+        /// How long no further tier fires, e.g. 30m (default: sla.ack_for)
+        #[arg(long = "for", value_name = "DURATION")]
+        duration: Option<String>,
+        /// The instance, when the chat is waiting in more than one
+        #[arg(long, value_name = "NAME")]
+        instance: Option<String>,
+    },
     /// How the team did: waits that ended, per instance and overall
     Report {
         /// How far back, e.g. 7d, 24h, 30d (at most 10 years)

@@ -3,7 +3,7 @@
 //! call the same code the binary runs. The daemon (`run`) is `daemon`; this module does
 //! not serve it.
 
-use crate::alert::{AlertDoc, chat_kind, short_duration, utc_time};
+use crate::alert::{AlertDoc, short_duration, utc_time};
 use crate::clock::Clock;
 use crate::config::{Config, ConfigError};
 use crate::cycle::{self, CycleError, Summary};
@@ -58,6 +58,15 @@ impl CliError {
             CliError::Config(_) | CliError::Usage(_) => EXIT_USAGE,
             CliError::Store(_) | CliError::Runtime(_) => EXIT_RUNTIME,
         })
+    }
+}
+
+impl From<crate::act::ActError> for CliError {
+    fn from(e: crate::act::ActError) -> Self {
+        match e {
+            crate::act::ActError::Store(s) => CliError::Store(s),
+            other => CliError::Usage(other.to_string()),
+        }
     }
 }
 
@@ -264,6 +273,11 @@ async fn dry_run_once(
                             short_duration(event.waited),
                             event.channels.join(", ")
                         ),
+                        EventKind::Acknowledged { .. } => say!(
+                            "would tell {who} acknowledged by {} → {}",
+                            ep.ack.as_ref().map_or("?", |a| a.by.as_str()),
+                            event.channels.join(", ")
+                        ),
                     }
                 }
                 say!(
@@ -382,13 +396,9 @@ fn alerts_json(o: &AlertsView, now: i64) -> Value {
     json!({
         "generated_at": now,
         "store": o.store,
-        "episodes": o.episodes.iter().map(|(instance, ep)| json!({
-            "instance": instance, "id": ep.jid, "name": ep.name, "kind": chat_kind(&ep.jid),
-            "unread_count": ep.unread, "waiting_since": ep.started_at,
-            "waiting_seconds": (now - ep.started_at).max(0),
-            "tiers_fired": ep.fired, "escalated": !ep.fired.is_empty() || ep.legacy_fired.is_some(),
-            "notified": ep.notified, "muted": muted(&ep.jid), "missing_polls": ep.missing,
-        })).collect::<Vec<_>>(),
+        "episodes": o.episodes.iter()
+            .map(|(instance, ep)| crate::act::episode_json(instance, ep, muted(&ep.jid), now))
+            .collect::<Vec<_>>(),
         "mutes": o.mutes.iter().map(|m| json!({"id": m.jid, "until": m.until, "reason": m.reason})).collect::<Vec<_>>(),
         "outbox": o.counts,
         "pending": o.pending.iter().map(queued_json).collect::<Vec<_>>(),
@@ -427,7 +437,7 @@ fn alerts_text(o: &AlertsView, all: bool, now: i64) {
     for (instance, ep) in shown {
         let tiers: Vec<String> = ep.fired.iter().map(|s| short_duration(*s as i64)).collect();
         say!(
-            "  {instance}  {}  {}  waiting since {} ({})  tiers fired: {}  {}{}",
+            "  {instance}  {}  {}  waiting since {} ({})  tiers fired: {}  {}{}{}",
             ep.jid,
             untrusted::display(ep.name.as_deref().unwrap_or("(no name)"), 60),
             utc_time(ep.started_at),
@@ -446,6 +456,21 @@ fn alerts_text(o: &AlertsView, all: bool, now: i64) {
                 "  (muted)"
             } else {
                 ""
+            },
+            match &ep.ack {
+                Some(a) if a.holds(now) => format!(
+                    "  (acknowledged by {} at {}, holds until {})",
+                    untrusted::display(&a.by, 60),
+                    utc_time(a.at),
+                    utc_time(a.until)
+                ),
+                Some(a) => format!(
+                    "  (acknowledged by {} at {}, ran out {})",
+                    untrusted::display(&a.by, 60),
+                    utc_time(a.at),
+                    utc_time(a.until)
+                ),
+                None => String::new(),
             },
         );
     }
@@ -623,6 +648,53 @@ pub async fn report(
         ReportFormat::Csv => say!("{}", report.csv().trim_end_matches('\n')),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `ack JID [--by NAME] [--for DURATION] [--instance NAME]`: "I'm on it". A chat with
+/// no open episode is an error (exit 2), never a silent success.
+pub async fn ack(
+    config: &Config,
+    jid: &str,
+    by: Option<&str>,
+    duration: Option<&str>,
+    instance: Option<&str>,
+    clock: &Clock,
+) -> Result<ExitCode, CliError> {
+    let hold = duration
+        .map(|d| crate::act::parse_for("--for", d))
+        .transpose()?;
+    let by = match by {
+        Some(b) => b.to_string(),
+        None => login_name(),
+    };
+    if let Some(name) = instance
+        && !config.instances.iter().any(|i| i.name == name)
+    {
+        return Err(CliError::Usage(format!(
+            "--instance: no instance is named \"{name}\""
+        )));
+    }
+    let store = Store::open(&config.store.location()).await?;
+    let now = clock.now();
+    let acked =
+        crate::act::acknowledge(&store, &config.policy, instance, jid, &by, hold, now).await?;
+    let ack = acked.episode.ack.as_ref();
+    say!(
+        "Acknowledged {jid} ({}) for {}: no further tier fires before {}; the channels that were paged hear it at the next cycle.",
+        acked.instance,
+        ack.map_or(by.clone(), |a| a.by.clone()),
+        utc_time(ack.map_or(now, |a| a.until))
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who is at the shell: the user behind `sudo`, else the login name.
+fn login_name() -> String {
+    ["SUDO_USER", "LOGNAME", "USER"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .find(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "someone at the shell".to_string())
 }
 
 /// `unmute JID`

@@ -474,6 +474,7 @@ pub async fn commit(
             outgoing,
             source: changed,
             forget: false,
+            told: eval.told,
             now,
         })
         .await?;
@@ -596,6 +597,7 @@ pub async fn retire_unwatched(
                 closed: eval.closed,
                 source: None,
                 forget: true,
+                told: Vec::new(),
                 now,
             })
             .await;

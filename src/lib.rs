@@ -43,7 +43,8 @@
 //!    notification's life: claim, ack, nack, kill), [`cycle`] (one poll → evaluate →
 //!    commit; blind-monitor state; the first unanswered message), [`deliver`] (sends
 //!    due notifications; the Alertmanager re-send), [`report`] (waits, attainment,
-//!    breaches), [`status`] (the status page and its JSON).
+//!    breaches), [`status`] (the status page and its JSON), [`act`] (what on call does
+//!    to a waiting chat, whoever asks: acknowledge, mute).
 //! 7. **Serving and running**: [`events`] (`[events]`: webhooks checked for signature,
 //!    size and replay, and turned into a "poll this instance now" doorbell; never
 //!    believed as the truth), [`http`] (`/metrics`, `/healthz`, the page, the API and
@@ -53,6 +54,7 @@
 //!    [`demo`]; `main.rs` wires signals, logging and metrics over them.
 
 pub mod access;
+pub mod act;
 pub mod alert;
 pub mod calendar;
 pub mod cli;

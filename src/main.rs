@@ -21,6 +21,7 @@ fn secrets(command: &Command) -> Secrets {
         Command::Alerts { .. }
         | Command::Mute { .. }
         | Command::Unmute { .. }
+        | Command::Ack { .. }
         | Command::Report { .. } => Secrets::None,
         _ => Secrets::All,
     }
@@ -79,6 +80,22 @@ fn main() -> ExitCode {
                 reason,
             } => commands::mute(&config, &jid, &duration, reason.as_deref(), &clock).await,
             Command::Unmute { jid } => commands::unmute(&config, &jid).await,
+            Command::Ack {
+                jid,
+                by,
+                duration,
+                instance,
+            } => {
+                commands::ack(
+                    &config,
+                    &jid,
+                    by.as_deref(),
+                    duration.as_deref(),
+                    instance.as_deref(),
+                    &clock,
+                )
+                .await
+            }
             Command::Report {
                 since,
                 instance,

@@ -49,6 +49,9 @@ pub struct Sla {
     pub auto_replies: Vec<Pattern>,
     /// Complete overviews a chat must be missing from before its episode ends.
     pub absent_polls: u32,
+    /// An acknowledged episode fires no further tier this long (section 2).
+    #[serde(with = "crate::duration")]
+    pub ack_for: Duration,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub business_hours: Option<BusinessHours>,
 }
@@ -70,6 +73,7 @@ impl Default for Sla {
             nudge_unread: 0,
             auto_replies: Vec::new(),
             absent_polls: 3,
+            ack_for: Duration::from_secs(3600),
             business_hours: None,
         }
     }
@@ -91,6 +95,9 @@ impl Sla {
             return Err(
                 "sla.absent_polls must be at least 1 (one missing poll proves nothing)".into(),
             );
+        }
+        if self.ack_for.is_zero() {
+            return Err("sla.ack_for must be more than 0s (an acknowledgement must hold the next tier for a while)".into());
         }
         Ok(())
     }

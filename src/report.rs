@@ -569,6 +569,10 @@ mod tests {
             fired: fired.to_vec(),
             notified: Vec::new(),
             reason: "read".into(),
+            last_fired_at: None,
+            acked_by: None,
+            acked_at: None,
+            ack_paged_at: None,
         }
     }
 

@@ -57,6 +57,29 @@ pub struct Episode {
     /// (section 2): the read failed or did not fit in `wawp.history_lookups` this cycle.
     /// Such an episode is never quiet, so a later cycle sees it and reads it.
     pub history_pending: bool,
+    /// Someone on call said "I'm on it" (section 2, acknowledged): kept in the store beside
+    /// the episode, read with it, never written by a cycle except to note it was told.
+    pub ack: Option<Ack>,
+}
+
+/// An acknowledgement of an open episode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ack {
+    /// Who: the Basic user, the Slack or PagerDuty user, `--by` or the login name.
+    pub by: String,
+    /// When (Unix seconds).
+    pub at: i64,
+    /// No tier fires before this instant (the acknowledgement's `sla.ack_for`).
+    pub until: i64,
+    /// The channels that were paged have been told (or there were none to tell).
+    pub told: bool,
+}
+
+impl Ack {
+    /// Whether the acknowledgement still holds the escalation back at `now`.
+    pub fn holds(&self, now: i64) -> bool {
+        self.until > now
+    }
 }
 
 /// The last message as alerts show it.
@@ -95,6 +118,9 @@ pub enum EventKind {
     /// The episode ended after at least one tier fired; `tier` is its highest. `reason`
     /// tells an answer from a chat that is no longer watched.
     Resolved { tier: usize, reason: EndReason },
+    /// Someone acknowledged the episode (its `ack`); `tier` is the highest that fired.
+    /// Told once, to the channels that were paged.
+    Acknowledged { tier: usize },
 }
 
 /// Why an episode ended.
@@ -168,6 +194,9 @@ pub struct Evaluation {
     pub complete: bool,
     /// How the overview was judged (what the instance's memory learns from it).
     pub judged: Judged,
+    /// Acknowledgements told this cycle (or with nobody to tell): the chat and the
+    /// acknowledgement's instant, so the store marks exactly that one told.
+    pub told: Vec<(String, i64)>,
 }
 
 /// How long overviews that were read whole but judged incomplete must go on before they
@@ -381,11 +410,12 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
         };
         // An episode converted from an old store must be written even if nothing else changed.
         let converted = matches!(prev, Some(Cow::Owned(_)));
-        let muted = c.mutes.get(&chat.id).is_some_and(|until| *until > now);
+        let held = c.holds(&chat.id, prev.as_deref(), now);
         if let Some(prev @ Cow::Borrowed(_)) = &prev {
             // The common case on a quiet inbox: nothing new, nothing due. No copy.
-            let quiet = muted || due(prev, &cp, policy, now).is_nothing();
+            let quiet = held || due(prev, &cp, policy, now).is_nothing();
             if quiet
+                && !untold(prev)
                 && prev.fingerprint == chat.fingerprint
                 && prev.quiet_until == quiet_until(prev, &cp, policy)
                 && unchanged(prev, chat, policy, now)
@@ -412,6 +442,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
                 quiet_until: 0,
                 legacy_fired: None,
                 history_pending: false,
+                ack: None,
             },
         };
         ep.fingerprint = chat.fingerprint;
@@ -427,7 +458,8 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
             timestamp: m.timestamp.map(|t| t.min(now)),
             has_media: m.has_media,
         });
-        if !muted {
+        announce(&mut out, &mut ep, &cp, now);
+        if !held {
             let due = due(&ep, &cp, policy, now);
             escalate(&mut out, &mut ep, &cp, due, now);
         }
@@ -443,10 +475,16 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
             continue;
         }
         if !out.complete {
-            // Not in this (incomplete) overview: still open, still counted, unchanged.
+            // Not in this (incomplete) overview: still open, still counted, unchanged
+            // (an acknowledgement is told all the same: it does not depend on the chat).
             out.waiting += 1;
             out.breached +=
                 usize::from(!ep.fired.is_empty() || ep.legacy_fired.is_some_and(|n| n > 0));
+            if untold(ep)
+                && let Some(cp) = policy.for_chat(jid, ep.name.as_deref())
+            {
+                announce(&mut out, &mut ep.clone(), &cp, now);
+            }
             continue;
         }
         let Some(cp) = policy.for_chat(jid, ep.name.as_deref()) else {
@@ -458,6 +496,7 @@ pub fn evaluate(c: &Cycle) -> Evaluation {
             close(&mut out, &ep, Some(&cp), policy, EndReason::Absent, now);
         } else {
             let mut ep = ep.into_owned();
+            announce(&mut out, &mut ep, &cp, now);
             ep.missing += 1;
             ep.quiet_until = 0; // its absence must be counted again next cycle
             out.waiting += 1;
@@ -548,6 +587,47 @@ pub fn unwatch(episodes: &HashMap<String, Episode>, policy: &Policy, now: i64) -
     out
 }
 
+impl Cycle<'_> {
+    /// Whether no tier may fire for the chat now: it is muted, or its episode is
+    /// acknowledged and the acknowledgement has not run out.
+    fn holds(&self, jid: &str, ep: Option<&Episode>, now: i64) -> bool {
+        self.mutes.get(jid).is_some_and(|until| *until > now)
+            || ep
+                .and_then(|ep| ep.ack.as_ref())
+                .is_some_and(|a| a.holds(now))
+    }
+}
+
+/// An acknowledgement the channels have not heard of yet.
+fn untold(ep: &Episode) -> bool {
+    ep.ack.as_ref().is_some_and(|a| !a.told)
+}
+
+/// Tells the channels that were paged, once, that someone acknowledged the episode (an
+/// episode that paged nobody has nobody to tell; its acknowledgement is marked told all
+/// the same).
+fn announce(out: &mut Evaluation, ep: &mut Episode, cp: &ChatPolicy, now: i64) {
+    let Some(ack) = ep.ack.as_mut().filter(|a| !a.told) else {
+        return;
+    };
+    ack.told = true;
+    out.told.push((ep.jid.clone(), ack.at));
+    if ep.notified.is_empty() {
+        return;
+    }
+    let highest = ep.fired.iter().copied().max().unwrap_or(0);
+    let tier = cp
+        .tier_index(highest)
+        .unwrap_or_else(|| ep.fired.len().saturating_sub(1));
+    out.events.push(Event {
+        kind: EventKind::Acknowledged { tier },
+        episode: ep.clone(),
+        channels: ep.notified.clone(),
+        age: cp.age(ep.started_at, now),
+        waited: (now - ep.started_at).max(0),
+    });
+}
+
 /// The quiet path for a chat the overview shows exactly as its episode last saw it.
 fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
     let policy = c.policy;
@@ -556,13 +636,13 @@ fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
         return;
     };
     let ep = adopt_legacy(ep, &cp);
-    let muted = c.mutes.get(&ep.jid).is_some_and(|until| *until > now);
-    let due = if muted {
+    let due = if c.holds(&ep.jid, Some(&ep), now) {
         Due::default()
     } else {
         due(&ep, &cp, policy, now)
     };
     if due.is_nothing()
+        && !untold(&ep)
         && ep.missing == 0
         && matches!(ep, Cow::Borrowed(_))
         && ep.quiet_until == quiet_until(&ep, &cp, policy)
@@ -573,6 +653,7 @@ fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
     }
     let mut ep = ep.into_owned();
     ep.missing = 0;
+    announce(out, &mut ep, &cp, now);
     escalate(out, &mut ep, &cp, due, now);
     ep.quiet_until = quiet_until(&ep, &cp, policy);
     out.waiting += 1;
@@ -585,9 +666,10 @@ fn unchanged_chat(out: &mut Evaluation, ep: &Episode, c: &Cycle, now: i64) {
 /// faster than the wall clock), so a chat is never thought quiet when it is not; an
 /// episode that must be looked at anyway (missing from the last overview) says 0.
 pub fn quiet_until(ep: &Episode, cp: &ChatPolicy, policy: &Policy) -> i64 {
-    if ep.missing > 0 || ep.legacy_fired.is_some() || ep.history_pending {
+    if ep.missing > 0 || ep.legacy_fired.is_some() || ep.history_pending || untold(ep) {
         return 0;
     }
+    let held_until = ep.ack.as_ref().map_or(0, |a| a.until);
     let unfired = cp
         .tiers
         .iter()
@@ -610,7 +692,11 @@ pub fn quiet_until(ep: &Episode, cp: &ChatPolicy, policy: &Policy) -> i64 {
             ep.last_fired_at
                 .map(|t| t.saturating_add(every.as_secs() as i64))
         });
-    tier.into_iter().chain(repeat).min().unwrap_or(i64::MAX)
+    // Nothing fires while an acknowledgement holds (section 2): not before it ends.
+    tier.into_iter()
+        .chain(repeat)
+        .min()
+        .map_or(i64::MAX, |at| at.max(held_until))
 }
 
 /// An episode from an old store counted its fired tiers; read the count as the chat's

@@ -37,6 +37,8 @@ fn sample_chat(i: usize, name: &str, body: &str) -> AlertChat {
         }),
         tiers_fired: vec![7200],
         reason: None,
+        acknowledged_by: None,
+        acknowledged_at: None,
     }
 }
 

@@ -271,3 +271,85 @@ async fn a_reload_ends_the_alerts_of_a_removed_instance() {
     assert_eq!(d.sent().await.len(), 3, "nothing more for either");
     d.stop().await;
 }
+
+/// Section 2, acknowledged: an acknowledgement at 2h01 holds the 2h30m tier until
+/// `sla.ack_for` (1h) has passed; the channel that was paged hears once who acknowledged;
+/// after the hold the next tier fires; history keeps who acknowledged. A chat with no
+/// open episode cannot be acknowledged.
+#[tokio::test(start_paused = true)]
+async fn an_acknowledgement_holds_the_next_tier_for_ack_for_and_is_told_once() {
+    let inboxes = Inboxes::default();
+    let chat = "4915112345678@c.us";
+    inboxes.set(
+        "id-1",
+        Answer::Chats(serde_json::json!([waiting(chat, START_MS)])),
+    );
+    let tiers = "\n[[escalation]]\nafter = \"2h\"\nnotify = [\"ops\"]\n\n\
+                 [[escalation]]\nafter = \"2h30m\"\nnotify = [\"ops\"]\n";
+    let d = start(&inboxes, &[("support", "id-1")], tiers).await;
+    pass(minutes(121)).await;
+    assert_eq!(kinds(&d.sent().await), ["firing support"]);
+
+    let store = Store::open(&Location::Sqlite(d.store.clone()))
+        .await
+        .unwrap();
+    let policy = Config::load(&d.config).unwrap().policy;
+    let now = START_MS / 1000 + 121 * 60;
+    let nobody = inbox_sla::act::acknowledge(&store, &policy, None, "1@c.us", "Amina", None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(nobody, inbox_sla::act::ActError::NotOpen(_)),
+        "{nobody}"
+    );
+    let acked = inbox_sla::act::acknowledge(&store, &policy, None, chat, "Amina", None, now)
+        .await
+        .unwrap();
+    assert_eq!(acked.instance, "support");
+    let ack = acked.episode.ack.clone().unwrap();
+    assert_eq!(
+        (ack.by.as_str(), ack.at, ack.until),
+        ("Amina", now, now + 3600)
+    );
+
+    pass(minutes(35)).await; // 2h36m: the 2h30m tier is due, but held
+    let sent = d.sent().await;
+    assert_eq!(
+        kinds(&sent),
+        ["firing support", "acknowledged support"],
+        "told once, and the next tier held"
+    );
+    let told = &sent[1].doc.chats[0];
+    assert_eq!(told.acknowledged_by.as_deref(), Some("Amina"));
+    assert_eq!(told.acknowledged_at, Some(now));
+
+    pass(minutes(20)).await; // 2h56m: still held, still told once
+    assert_eq!(d.sent().await.len(), 2);
+    pass(minutes(7)).await; // 3h03m: the hold ran out at 3h01m
+    let sent = d.sent().await;
+    assert_eq!(
+        kinds(&sent),
+        ["firing support", "acknowledged support", "firing support"]
+    );
+    assert_eq!(sent[2].doc.tier.unwrap().after_seconds, 9000);
+
+    let reply_at = START_MS + 4 * 3600 * 1000;
+    inboxes.set(
+        "id-1",
+        Answer::Chats(serde_json::json!([answered(chat, reply_at)])),
+    );
+    pass(minutes(60)).await;
+    let past = store.history(0, None).await.unwrap();
+    assert_eq!(past.len(), 1);
+    assert_eq!(past[0].acked_by.as_deref(), Some("Amina"));
+    assert_eq!(past[0].acked_at, Some(now));
+    assert_eq!(past[0].ack_paged_at, Some(START_MS / 1000 + 120 * 60));
+    let again = inbox_sla::act::acknowledge(&store, &policy, None, chat, "Amina", None, now)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, inbox_sla::act::ActError::NotOpen(_)),
+        "an ended episode cannot be acknowledged: {again}"
+    );
+    d.stop().await;
+}

@@ -31,7 +31,9 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("storage", &["store"]),
     (
         "work over the store: polling, delivery, insight",
-        &["wawp", "outbox", "cycle", "deliver", "report", "status"],
+        &[
+            "wawp", "outbox", "cycle", "deliver", "report", "status", "act",
+        ],
     ),
     ("serving and running", &["events", "http", "daemon"]),
     ("the command line", &["commands", "demo"]),

@@ -66,6 +66,7 @@ fn episode(jid: &str, started_at: i64) -> Episode {
         quiet_until: T0 + 7200,
         legacy_fired: None,
         history_pending: false,
+        ack: None,
     }
 }
 
@@ -101,6 +102,8 @@ fn about(chat: &str, status: Status) -> Outgoing {
         last_message: None,
         tiers_fired: vec![7200],
         reason: None,
+        acknowledged_by: None,
+        acknowledged_at: None,
     }];
     Outgoing::new("pd", d, Shape::PerChat)
 }
@@ -121,6 +124,7 @@ fn commit<'a>(
         outgoing: outgoing.to_vec(),
         source: None,
         forget: false,
+        told: Vec::new(),
         now: T0,
     }
 }

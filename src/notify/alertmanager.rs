@@ -185,7 +185,8 @@ impl Alertmanager {
     /// or a test alert that ends by itself a minute later.
     pub fn alerts_for(&self, doc: &AlertDoc, now: i64) -> Vec<Value> {
         match doc.status {
-            Status::Firing | Status::Resolved => doc
+            // An acknowledgement re-sends the firing alert with its `acknowledged_by`.
+            Status::Firing | Status::Resolved | Status::Acknowledged => doc
                 .chats
                 .iter()
                 .map(|chat| {
@@ -286,6 +287,15 @@ impl Alertmanager {
         }
         if let Some(link) = c.link() {
             annotations.insert("link".to_string(), link);
+        }
+        if let Some(by) = &c.acknowledged_by {
+            annotations.insert(
+                "acknowledged_by".to_string(),
+                untrusted::display(by, text::NAME_CHARS).into_owned(),
+            );
+            if let Some(at) = c.acknowledged_at {
+                annotations.insert("acknowledged_at".to_string(), rfc3339(at));
+            }
         }
         self.with_generator(json!({
             "labels": labels,

@@ -226,6 +226,15 @@ pub fn events(doc: &AlertDoc, routing_key: &str, severity: Severity) -> Vec<Valu
             .iter()
             .map(|c| resolve(routing_key, &dedup_key(&doc.instance, c)))
             .collect(),
+        // PagerDuty's own acknowledgement: the incident stops escalating there too.
+        Status::Acknowledged => doc
+            .chats
+            .iter()
+            .map(|c| {
+                json!({"routing_key": routing_key, "event_action": "acknowledge",
+                       "dedup_key": dedup_key(&doc.instance, c)})
+            })
+            .collect(),
         Status::Blind => vec![json!({
             "routing_key": routing_key,
             "event_action": "trigger",
@@ -317,6 +326,8 @@ mod tests {
             last_message: None,
             tiers_fired: Vec::new(),
             reason: None,
+            acknowledged_by: None,
+            acknowledged_at: None,
         }
     }
 

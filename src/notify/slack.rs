@@ -131,6 +131,7 @@ pub fn render(doc: &AlertDoc) -> Value {
         Status::Resolved => ":white_check_mark:",
         Status::Blind => ":see_no_evil:",
         Status::Recovered => ":eyes:",
+        Status::Acknowledged => ":raising_hand:",
         Status::Test => ":wave:",
     };
     let mut blocks = vec![section(&format!("{icon} *{}*", escape(&summary)))];
@@ -175,6 +176,9 @@ fn chat_text(status: Status, c: &AlertChat) -> String {
             short_duration(c.waiting_seconds),
             text::business_note(c)
         )),
+    }
+    if let Some(ack) = text::acknowledged(c) {
+        out.push_str(&format!("\n:raising_hand: {}", escape(&ack)));
     }
     if let Some(p) = text::preview(c) {
         out.push_str(&format!("\n> {}", escape(&p)));

@@ -136,6 +136,11 @@ fn chat_container(status: Status, c: &AlertChat) -> Value {
         ),
     };
     items.push(json!({"type": "TextBlock", "text": escape(&detail), "wrap": true, "isSubtle": true, "spacing": "None"}));
+    if let Some(ack) = text::acknowledged(c) {
+        items.push(
+            json!({"type": "TextBlock", "text": escape(&ack), "wrap": true, "spacing": "None"}),
+        );
+    }
     if let Some(p) = text::preview(c) {
         items.push(json!({"type": "TextBlock", "text": format!("“{}”", escape(&p)), "wrap": true, "spacing": "Small"}));
     }
@@ -155,6 +160,7 @@ fn card(doc: &AlertDoc, shown: usize) -> Value {
         Status::Resolved => "✅",
         Status::Blind => "🙈",
         Status::Recovered => "👀",
+        Status::Acknowledged => "🙋",
         Status::Test => "👋",
     };
     let mut body = vec![json!({

@@ -50,6 +50,19 @@ pub fn summary(doc: &AlertDoc) -> String {
             "monitor recovered: polling instance {} works again",
             doc.instance
         ),
+        Status::Acknowledged => {
+            match doc.chats.first().and_then(|c| c.acknowledged_by.as_deref()) {
+                Some(by)
+                    if doc
+                        .chats
+                        .iter()
+                        .all(|c| c.acknowledged_by.as_deref() == Some(by)) =>
+                {
+                    format!("{chats} acknowledged by {by} ({})", doc.instance)
+                }
+                _ => format!("{chats} acknowledged ({})", doc.instance),
+            }
+        }
         Status::Test => format!("test message from inbox-sla ({})", doc.instance),
     };
     untrusted::display(&line, 400).into_owned()
@@ -115,6 +128,15 @@ pub fn ended(c: &AlertChat) -> String {
     )
 }
 
+/// "acknowledged by Amina at 2026-12-05 14:02 UTC", for a chat someone acknowledged.
+pub fn acknowledged(c: &AlertChat) -> Option<String> {
+    let by = untrusted::display(c.acknowledged_by.as_deref()?, NAME_CHARS);
+    Some(match c.acknowledged_at {
+        Some(at) => format!("acknowledged by {by} at {}", utc_time(at)),
+        None => format!("acknowledged by {by}"),
+    })
+}
+
 fn chat_block(out: &mut String, status: Status, c: &AlertChat) {
     let _ = writeln!(
         out,
@@ -138,6 +160,9 @@ fn chat_block(out: &mut String, status: Status, c: &AlertChat) {
                 business_note(c)
             );
         }
+    }
+    if let Some(ack) = acknowledged(c) {
+        let _ = writeln!(out, "  {ack}");
     }
     match preview(c) {
         Some(p) if p == "(media)" => {

@@ -879,6 +879,7 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
         quiet_until: 0,
         legacy_fired: Some(1),
         history_pending: false,
+        ack: None,
     };
     sim.episodes.insert(old.jid.clone(), old.clone());
     let c = [customer("1@c.us", 1, T0)];
@@ -916,6 +917,7 @@ fn an_episode_from_an_old_store_reads_its_count_as_its_first_tiers() {
         let ep = Episode {
             legacy_fired: Some(count),
             history_pending: false,
+            ack: None,
             ..old.clone()
         };
         sim.episodes.insert(ep.jid.clone(), ep.clone());
@@ -1404,6 +1406,7 @@ fn quiet_until_is_the_next_thing_that_can_fall_due() {
         quiet_until: 0,
         legacy_fired: None,
         history_pending: false,
+        ack: None,
     };
     let q = |ep: &Episode, p: &Policy| {
         let chat = p.for_chat("1@c.us", None);

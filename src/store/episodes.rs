@@ -3,7 +3,7 @@
 
 use super::db::{Db, Row, Value};
 use super::{
-    CycleCommit, JidSet, OpenJids, Opening, Snapshot, StoreError, history, json_list, mutes,
+    CycleCommit, JidSet, OpenJids, Opening, Snapshot, StoreError, acks, history, json_list, mutes,
     outbox, parse_list, sources,
 };
 use crate::overview::OpenEpisode;
@@ -146,6 +146,18 @@ pub(super) async fn opening(db: &impl Db, instance: &str) -> Result<Opening, Sto
         },
     )
     .await?;
+    // An acknowledgement not yet told: the cycle must read the episode to tell it.
+    for jid in acks::untold(db, instance).await? {
+        if let Some(open) = jids.get(&jid) {
+            jids.insert(
+                &jid,
+                OpenEpisode {
+                    quiet_until: 0,
+                    ..open
+                },
+            );
+        }
+    }
     Ok(Opening {
         jids,
         generation: generation(db, instance).await?,
@@ -174,6 +186,11 @@ pub(super) async fn snapshot(
         },
     )
     .await?;
+    for ((_, jid), ack) in acks::acks(db, Some(instance)).await? {
+        if let Some(ep) = episodes.get_mut(&jid) {
+            ep.ack = Some(ack);
+        }
+    }
     let mutes = mutes::mutes(db, now)
         .await?
         .into_iter()
@@ -219,6 +236,10 @@ pub(super) async fn commit_cycle<D: Db>(db: &D, c: CycleCommit<'_>) -> Result<u6
             )
             .await?;
         written += history::keep(db, instance, closed).await?;
+        written += acks::forget(db, instance, &closed.episode.jid).await?;
+    }
+    for (jid, at) in &c.told {
+        written += acks::mark_told(db, instance, jid, *at).await?;
     }
     // In key order: each insert lands next to the last one in SQLite's B-tree. Many rows a
     // statement there: a large cycle's cost is per statement, not per row.
@@ -253,14 +274,45 @@ pub(super) async fn instances(db: &impl Db) -> Result<Vec<String>, StoreError> {
     .await
 }
 
-/// Every open episode of every instance, longest waiting first.
+/// Every open episode of every instance, longest waiting first, with its
+/// acknowledgement.
 pub(super) async fn all(db: &impl Db) -> Result<Vec<(String, Episode)>, StoreError> {
-    db.rows(
-        &format!("SELECT instance, {EPISODE_COLUMNS} FROM episode ORDER BY started_at, jid"),
-        &[],
-        |r| Ok((r.string(0)?, episode_from(r, 1)?)),
-    )
-    .await
+    let mut all = db
+        .rows(
+            &format!("SELECT instance, {EPISODE_COLUMNS} FROM episode ORDER BY started_at, jid"),
+            &[],
+            |r| Ok((r.string(0)?, episode_from(r, 1)?)),
+        )
+        .await?;
+    let mut acks = acks::acks(db, None).await?;
+    if !acks.is_empty() {
+        for (instance, ep) in &mut all {
+            ep.ack = acks.remove(&(instance.clone(), ep.jid.clone()));
+        }
+    }
+    Ok(all)
+}
+
+/// One open episode, with its acknowledgement.
+pub(super) async fn one(
+    db: &impl Db,
+    instance: &str,
+    jid: &str,
+) -> Result<Option<Episode>, StoreError> {
+    let found = db
+        .row(
+            &format!("SELECT {EPISODE_COLUMNS} FROM episode WHERE instance = ?1 AND jid = ?2"),
+            &[&instance, &jid],
+            |r| episode_from(r, 0),
+        )
+        .await?;
+    let Some(mut ep) = found else {
+        return Ok(None);
+    };
+    ep.ack = acks::acks(db, Some(instance))
+        .await?
+        .remove(&(instance.to_string(), jid.to_string()));
+    Ok(Some(ep))
 }
 
 /// An episode from `EPISODE_COLUMNS` starting at column `at`.
@@ -294,6 +346,7 @@ fn episode_from(r: &dyn Row, at: usize) -> Result<Episode, StoreError> {
         quiet_until: r.i64(at + 16)?.max(0),
         legacy_fired,
         history_pending: r.i64(at + 16)? == HISTORY_PENDING,
+        ack: None,
     })
 }
 

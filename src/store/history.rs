@@ -8,9 +8,15 @@ use crate::sla::Closed;
 pub(super) async fn keep(db: &impl Db, instance: &str, c: &Closed) -> Result<u64, StoreError> {
     let ep = &c.episode;
     db.execute(
+        // The acknowledgement as the store has it (not as the cycle read it: one made
+        // while the cycle ran is kept too).
         "INSERT INTO history (instance, jid, name, started_at, ended_at, wall_seconds,
-                              business_seconds, fired, notified, reason)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                              business_seconds, fired, notified, reason, last_fired_at,
+                              acked_by, acked_at, ack_paged_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
+                 (SELECT by_name FROM ack WHERE instance = ?1 AND jid = ?2),
+                 (SELECT acked_at FROM ack WHERE instance = ?1 AND jid = ?2),
+                 (SELECT paged_at FROM ack WHERE instance = ?1 AND jid = ?2))",
         &[
             &instance,
             &ep.jid,
@@ -22,6 +28,7 @@ pub(super) async fn keep(db: &impl Db, instance: &str, c: &Closed) -> Result<u64
             &json_list(&ep.fired),
             &json_list(&ep.notified),
             &c.reason.as_str(),
+            &ep.last_fired_at,
         ],
     )
     .await
@@ -35,7 +42,7 @@ pub(super) async fn history(
 ) -> Result<Vec<Past>, StoreError> {
     db.rows(
         "SELECT instance, jid, name, started_at, ended_at, wall_seconds, business_seconds,
-                fired, notified, reason
+                fired, notified, reason, last_fired_at, acked_by, acked_at, ack_paged_at
          FROM history WHERE ended_at >= ?1 AND (CAST(?2 AS TEXT) IS NULL OR instance = ?2)
          ORDER BY ended_at, id",
         &[&since, &instance],
@@ -51,6 +58,10 @@ pub(super) async fn history(
                 fired: parse_list(r.str(7)?)?,
                 notified: parse_list(r.str(8)?)?,
                 reason: r.string(9)?,
+                last_fired_at: r.opt_i64(10)?,
+                acked_by: r.opt_string(11)?,
+                acked_at: r.opt_i64(12)?,
+                ack_paged_at: r.opt_i64(13)?,
             })
         },
     )

@@ -15,6 +15,7 @@
 //! lease's fencing number. This module decides nothing: the engine decides what changes,
 //! `outbox` what a send did.
 
+mod acks;
 mod db;
 mod dialect;
 mod episodes;
@@ -181,6 +182,8 @@ pub struct CycleCommit<'a> {
     /// The instance is no longer watched: its source row (polling health, reply mode's
     /// mark) goes, so that adding it back later starts afresh.
     pub forget: bool,
+    /// Acknowledgements told this cycle: (chat, the acknowledgement's instant).
+    pub told: Vec<(String, i64)>,
     pub now: i64,
 }
 
@@ -191,7 +194,19 @@ impl CycleCommit<'_> {
             && self.outgoing.is_empty()
             && self.source.is_none()
             && !self.forget
+            && self.told.is_empty()
     }
+}
+
+/// What acknowledging a chat did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acknowledged {
+    /// The open episode in `instance` is acknowledged.
+    Done { instance: String },
+    /// The chat has no open episode (in that instance): nothing was written.
+    NotOpen,
+    /// The chat is open in several instances and none was named: nothing was written.
+    Several(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -247,6 +262,12 @@ pub struct Past {
     pub fired: Vec<u64>,
     pub notified: Vec<String>,
     pub reason: String,
+    /// When a tier last fired or repeated.
+    pub last_fired_at: Option<i64>,
+    /// Who acknowledged it, when, and when the page it answered was sent.
+    pub acked_by: Option<String>,
+    pub acked_at: Option<i64>,
+    pub ack_paged_at: Option<i64>,
 }
 
 /// What housekeeping removed.
@@ -373,6 +394,7 @@ impl Store {
                     closed,
                     outgoing,
                     forget,
+                    told,
                     now,
                     ..
                 } = c;
@@ -388,6 +410,7 @@ impl Store {
                             outgoing,
                             source: source.as_ref(),
                             forget,
+                            told,
                             now,
                         },
                     ))
@@ -673,6 +696,42 @@ impl Store {
         }
     }
 
+    /// Acknowledges the open episode of `jid` for `by` at `at`, holding its next tier
+    /// until `until` (docs/spec.md section 2). `instance` may be left out when the chat is
+    /// open in one instance only. Nothing is written unless an episode is open.
+    pub async fn acknowledge(
+        &self,
+        instance: Option<&str>,
+        jid: &str,
+        by: &str,
+        at: i64,
+        until: i64,
+    ) -> Result<Acknowledged, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let (instance, jid, by) = (
+                    instance.map(str::to_string),
+                    jid.to_string(),
+                    by.to_string(),
+                );
+                s.run(Tx::Immediate, move |c| {
+                    ready(acks::acknowledge(
+                        c,
+                        instance.as_deref(),
+                        &jid,
+                        &by,
+                        at,
+                        until,
+                    ))
+                })
+                .await
+            }
+            Store::Postgres(p) => {
+                acks::acknowledge(&p.conn().await?, instance, jid, by, at, until).await
+            }
+        }
+    }
+
     /// Mutes still in force at `now`, soonest to end first.
     pub async fn mutes(&self, now: i64) -> Result<Vec<Mute>, StoreError> {
         match self {
@@ -686,6 +745,20 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.run(Tx::None, |c| ready(episodes::instances(c))).await,
             Store::Postgres(p) => episodes::instances(&p.conn().await?).await,
+        }
+    }
+
+    /// The open episode of `jid` in `instance`, if there is one.
+    pub async fn episode(&self, instance: &str, jid: &str) -> Result<Option<Episode>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let (instance, jid) = (instance.to_string(), jid.to_string());
+                s.run(Tx::Deferred, move |c| {
+                    ready(episodes::one(c, &instance, &jid))
+                })
+                .await
+            }
+            Store::Postgres(p) => episodes::one(&p.conn().await?, instance, jid).await,
         }
     }
 

@@ -5,7 +5,7 @@
 use super::dialect::Dialect;
 
 /// The schema this build writes. Migrations run from the store's version up to this.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// One step: what both backends run, then what only SQLite runs.
 struct Migration {
@@ -139,6 +139,25 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
         name TEXT PRIMARY KEY,
         expires_ms {int} NOT NULL
     );",
+        sqlite: "",
+    },
+    // 6 -> 7: acknowledgements (who said "I'm on it" for an open episode, when, until
+    // when no tier fires, and the page it answered), and what history keeps of them.
+    Migration {
+        both: "CREATE TABLE ack (
+        instance TEXT NOT NULL,
+        jid TEXT NOT NULL,
+        by_name TEXT NOT NULL,
+        acked_at {int} NOT NULL,
+        until {int} NOT NULL,
+        paged_at {int},
+        told {int} NOT NULL DEFAULT 0,
+        PRIMARY KEY (instance, jid)
+    ){without_rowid};
+    ALTER TABLE history ADD COLUMN last_fired_at {int};
+    ALTER TABLE history ADD COLUMN acked_by TEXT;
+    ALTER TABLE history ADD COLUMN acked_at {int};
+    ALTER TABLE history ADD COLUMN ack_paged_at {int};",
         sqlite: "",
     },
 ];
