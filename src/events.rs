@@ -46,7 +46,8 @@ impl Doorbells {
             .clone()
     }
 
-    fn ring(&self, instance: &str) {
+    /// Asks the instance to poll now (an acknowledgement is told at that poll).
+    pub fn ring(&self, instance: &str) {
         self.bell(instance).notify_one();
     }
 }
