@@ -116,21 +116,46 @@ fn not_open(jid: &str, instance: Option<&str>) -> ActError {
     })
 }
 
-/// Mutes `jid` for `hold`; the answer says until when.
+/// Mutes the chat of an open episode for `hold` (a mute is the chat's, in every
+/// instance); the answer is the episode. `instance` may be left out when the chat is open
+/// in one instance only.
 pub async fn mute(
     store: &Store,
+    instance: Option<&str>,
     jid: &str,
     hold: Duration,
     reason: Option<&str>,
     now: i64,
-) -> Result<i64, ActError> {
+) -> Result<Acked, ActError> {
     check_jid(jid)?;
+    let (instance, episode) = the_open_one(store, instance, jid).await?;
     let reason = reason
         .map(|r| untrusted::display(r, 200).trim().to_string())
         .filter(|r| !r.is_empty());
     let until = now.saturating_add(hold.as_secs() as i64);
     store.mute(jid, until, reason.as_deref(), now).await?;
-    Ok(until)
+    Ok(Acked { instance, episode })
+}
+
+/// The one open episode of `jid` (in `instance`): 404 when there is none, 400 when it is
+/// open in several instances and none was named.
+async fn the_open_one(
+    store: &Store,
+    instance: Option<&str>,
+    jid: &str,
+) -> Result<(String, Episode), ActError> {
+    let mut open = store.episodes_of(jid, instance).await?;
+    match open.len() {
+        0 => Err(not_open(jid, instance)),
+        1 => Ok(open.remove(0)),
+        n => Err(ActError::Bad(format!(
+            "instance: {jid} is waiting in {n} instances ({}); name one",
+            open.iter()
+                .map(|(i, _)| i.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// An open episode as `alerts --format json` and the API show it.

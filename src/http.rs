@@ -1,8 +1,10 @@
 //! `/metrics` (Prometheus text), `/healthz`, the status page (`/`) and its JSON (`/api/v1`)
 //! on `http.listen`, when it is set; over HTTPS with `http.tls_cert_file`.
 //!
-//! Read-only views of what the daemon records; nothing here changes state. Metric names
-//! and help texts are declared in [`describe`] so every scrape carries HELP and TYPE lines.
+//! Views of what the daemon records, and the few actions on call takes from the page's
+//! buttons or a script (`POST /api/v1/ack`, `/mute`, `/unmute`, through [`crate::act`]).
+//! Metric names and help texts are declared in [`describe`] so every scrape carries HELP
+//! and TYPE lines.
 //! The page and the API show customer data: [`guard`] admits them through [`access`]
 //! (a user of `http.users_file` or the bearer token of `http.auth_token_file`, judged by
 //! the running configuration at each request) and refuses state-changing requests from
@@ -19,7 +21,12 @@ use axum::http::header;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::serve::IncomingStream;
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{
+    Router,
+    extract::State,
+    http::StatusCode,
+    routing::{get, post},
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -265,6 +272,9 @@ pub async fn serve(
         .route("/", get(status_page))
         .route("/api/v1/waiting", get(api_waiting))
         .route("/api/v1/report", get(api_report))
+        .route("/api/v1/ack", post(api_ack))
+        .route("/api/v1/mute", post(api_mute))
+        .route("/api/v1/unmute", post(api_unmute))
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));
     let app = Router::new()
         .route("/metrics", get(render_metrics))
@@ -525,5 +535,230 @@ async fn healthz(State(s): State<AppState>) -> (StatusCode, String) {
     match s.health.check() {
         Ok(()) => (StatusCode::OK, "ok\n".into()),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")),
+    }
+}
+
+/// The largest body a state-changing request may have (a few short fields).
+const ACT_BODY: usize = 16 * 1024;
+
+/// What a state-changing request asks for: a JSON body from a script, or a form from the
+/// page's buttons (the same fields; every value a string).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ActRequest {
+    chat: Option<String>,
+    instance: Option<String>,
+    by: Option<String>,
+    #[serde(rename = "for")]
+    hold: Option<String>,
+    reason: Option<String>,
+}
+
+/// How the request came, and so how it is answered: a form from the page is sent back to
+/// the page (303), JSON gets JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Asked {
+    Page,
+    Script,
+}
+
+/// Reads an [`ActRequest`]: bounded, JSON or a form, unknown or repeated fields refused
+/// with their names.
+async fn act_request(request: Request) -> Result<(ActRequest, Asked), Response> {
+    let form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| {
+            t.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let Ok(body) = axum::body::to_bytes(request.into_body(), ACT_BODY).await else {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "413: the body is larger than 16 KiB\n",
+        )
+            .into_response());
+    };
+    if form {
+        let mut fields = serde_json::Map::new();
+        for (k, v) in url::form_urlencoded::parse(&body) {
+            if fields
+                .insert(k.to_string(), serde_json::Value::String(v.into_owned()))
+                .is_some()
+            {
+                return Err(bad(format!("{k}: given twice")));
+            }
+        }
+        return serde_json::from_value(serde_json::Value::Object(fields))
+            .map(|r| (r, Asked::Page))
+            .map_err(|e| bad(e.to_string()));
+    }
+    serde_json::from_slice(&body)
+        .map(|r| (r, Asked::Script))
+        .map_err(|e| bad(format!("the body is not the JSON object expected: {e}")))
+}
+
+fn bad(why: String) -> Response {
+    (StatusCode::BAD_REQUEST, format!("400: {why}\n")).into_response()
+}
+
+/// An action's failure as the asker reads it: 400 naming the field, 404 when no episode
+/// is open, 503 when the store fails.
+fn act_failed(e: crate::act::ActError) -> Response {
+    use crate::act::ActError;
+    match e {
+        ActError::Bad(why) => bad(why),
+        ActError::NotOpen(why) => (StatusCode::NOT_FOUND, format!("404: {why}\n")).into_response(),
+        ActError::Store(e) => unavailable(e),
+    }
+}
+
+/// Done: back to the page for a form, the episode as JSON for a script.
+fn act_done(asked: Asked, body: serde_json::Value) -> Response {
+    match asked {
+        // Relative to /api/v1/…: the page, wherever a proxy mounts it.
+        Asked::Page => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::LOCATION, "../../"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+        )
+            .into_response(),
+        Asked::Script => axum::Json(body).into_response(),
+    }
+}
+
+fn required(field: &str, value: Option<&str>) -> Result<String, Response> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => Ok(v.to_string()),
+        _ => Err(bad(format!("{field}: required"))),
+    }
+}
+
+/// `POST /api/v1/ack`: acknowledge an open episode (section 11). The channels that were
+/// paged hear it at the instance's next poll, which this asks for at once.
+async fn api_ack(State(s): State<AppState>, request: Request) -> Response {
+    let who = request.extensions().get::<access::Who>().cloned();
+    let (r, asked) = match act_request(request).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let chat = match required("chat", r.chat.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let hold = match r.hold.as_deref().map(|h| crate::act::parse_for("for", h)) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return act_failed(e),
+    };
+    let by = match who {
+        Some(access::Who::Person(name)) => name,
+        Some(access::Who::Machine) => r.by.unwrap_or_else(|| "a script (API token)".into()),
+        Some(access::Who::Open) | None => r.by.unwrap_or_else(|| "the status page".into()),
+    };
+    let config = s.status.config();
+    let now = s.status.clock.now();
+    match crate::act::acknowledge(
+        &s.status.store,
+        &config.policy,
+        r.instance.as_deref(),
+        &chat,
+        &by,
+        hold,
+        now,
+    )
+    .await
+    {
+        Ok(acked) => {
+            tracing::info!(
+                instance = acked.instance,
+                by = crate::untrusted::display(&by, 100).as_ref(),
+                "acknowledged through the API"
+            );
+            s.events.doorbells.ring(&acked.instance);
+            let muted = s
+                .status
+                .store
+                .mutes(now)
+                .await
+                .is_ok_and(|m| m.iter().any(|m| m.jid == chat));
+            act_done(
+                asked,
+                crate::act::episode_json(&acked.instance, &acked.episode, muted, now),
+            )
+        }
+        Err(e) => act_failed(e),
+    }
+}
+
+/// `POST /api/v1/mute`: mute the chat of an open episode for `for` (section 11).
+async fn api_mute(State(s): State<AppState>, request: Request) -> Response {
+    let (r, asked) = match act_request(request).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let chat = match required("chat", r.chat.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let hold = match required("for", r.hold.as_deref())
+        .map(|h| crate::act::parse_for("for", &h).map_err(act_failed))
+    {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) | Err(e) => return e,
+    };
+    let now = s.status.clock.now();
+    match crate::act::mute(
+        &s.status.store,
+        r.instance.as_deref(),
+        &chat,
+        hold,
+        r.reason.as_deref(),
+        now,
+    )
+    .await
+    {
+        Ok(muted) => act_done(
+            asked,
+            crate::act::episode_json(&muted.instance, &muted.episode, true, now),
+        ),
+        Err(e) => act_failed(e),
+    }
+}
+
+/// `POST /api/v1/unmute`: lift a chat's mute; 404 when it was not muted.
+async fn api_unmute(State(s): State<AppState>, request: Request) -> Response {
+    let (r, asked) = match act_request(request).await {
+        Ok(r) => r,
+        Err(e) => return e,
+    };
+    let chat = match required("chat", r.chat.as_deref()) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    if let Err(e) = crate::act::check_jid(&chat) {
+        return act_failed(e);
+    }
+    match s.status.store.unmute(&chat).await {
+        Ok(true) => {
+            // Its tiers may be due: the instances that have it poll now.
+            let open = s.status.store.episodes_of(&chat, None).await;
+            for (instance, _) in open.unwrap_or_default() {
+                s.events.doorbells.ring(&instance);
+            }
+            act_done(asked, serde_json::json!({"id": chat, "muted": false}))
+        }
+        Ok(false) => (
+            StatusCode::NOT_FOUND,
+            format!(
+                "404: {} is not muted\n",
+                crate::untrusted::display(&chat, 80)
+            ),
+        )
+            .into_response(),
+        Err(e) => unavailable(e),
     }
 }

@@ -39,6 +39,8 @@ pub struct WaitingChat {
     pub unread: Option<i64>,
     pub preview: Option<String>,
     pub muted: bool,
+    /// Who acknowledged the episode, when, and until when it holds the next tier.
+    pub ack: Option<crate::sla::Ack>,
 }
 
 /// One instance's polling health.
@@ -144,6 +146,7 @@ pub async fn now(
                 next_tier,
                 unread: ep.unread,
                 preview: ep.last_message.and_then(|m| m.body),
+                ack: ep.ack,
                 jid: ep.jid,
             }
         })
@@ -208,6 +211,10 @@ impl Now {
                 "next_tier_seconds": w.next_tier.map(|(after, _)| after),
                 "next_tier_in_seconds": w.next_tier.map(|(_, left)| left),
                 "unread_count": w.unread, "last_message": w.preview, "muted": w.muted,
+                "acknowledged": w.ack.as_ref().is_some_and(|a| a.holds(self.generated_at)),
+                "acknowledged_by": w.ack.as_ref().map(|a| a.by.clone()),
+                "acknowledged_at": w.ack.as_ref().map(|a| a.at),
+                "acknowledged_until": w.ack.as_ref().map(|a| a.until),
             })).collect::<Vec<_>>(),
             "mutes": self.mutes.iter().map(|m| json!({
                 "id": m.jid, "until": m.until, "reason": m.reason,
@@ -248,6 +255,69 @@ fn escape(shown: &str) -> String {
     out
 }
 
+/// One button: a POST form to `api/v1/<action>` (relative, so it works wherever a proxy
+/// mounts the page) with the chat, its instance and `extra` as hidden fields. No script:
+/// the page stays script-free, and the cross-site check guards the POST.
+fn form(
+    action: &str,
+    jid: &str,
+    instance: Option<&str>,
+    extra: &[(&str, &str)],
+    label: &str,
+) -> String {
+    let mut f = format!(
+        "<form method=\"post\" action=\"api/v1/{action}\"><input type=\"hidden\" name=\"chat\" value=\"{}\">",
+        attr(jid)
+    );
+    if let Some(i) = instance {
+        let _ = write!(
+            f,
+            "<input type=\"hidden\" name=\"instance\" value=\"{}\">",
+            attr(i)
+        );
+    }
+    for (name, value) in extra {
+        let _ = write!(
+            f,
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+            attr(value)
+        );
+    }
+    let _ = write!(
+        f,
+        "<button type=\"submit\" class=\"{action}\">{label}</button></form>"
+    );
+    f
+}
+
+/// A waiting chat's buttons: *Acknowledge* (unless an acknowledgement holds), *Mute 1h*
+/// and *Mute 4h*, or *Unmute* for a muted chat.
+fn buttons(w: &WaitingChat, now: i64) -> String {
+    let mut b = String::new();
+    if !w.ack.as_ref().is_some_and(|a| a.holds(now)) {
+        b.push_str(&form("ack", &w.jid, Some(&w.instance), &[], "Acknowledge"));
+    }
+    if w.muted {
+        b.push_str(&form("unmute", &w.jid, None, &[], "Unmute"));
+    } else {
+        b.push_str(&form(
+            "mute",
+            &w.jid,
+            Some(&w.instance),
+            &[("for", "1h")],
+            "Mute 1h",
+        ));
+        b.push_str(&form(
+            "mute",
+            &w.jid,
+            Some(&w.instance),
+            &[("for", "4h")],
+            "Mute 4h",
+        ));
+    }
+    b
+}
+
 /// Phones first: every cell may break anywhere (`overflow-wrap: anywhere` also lets the
 /// tables shrink to the window), charts scale to the width, and below 40em the tables'
 /// rows become labelled blocks, so nothing scrolls sideways at 390 px.
@@ -256,7 +326,8 @@ h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.6em 0 .4em}p{over
 table{border-collapse:collapse;background:#fff;max-width:100%}th,td{padding:.3em .7em;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
 th{font-weight:600;color:#4a5263}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#157a3b}.bad{color:#b3261e;font-weight:600}.muted{color:#8a90a0}.due{color:#b3261e}\
-.meta{color:#4a5263}.cards{display:flex;gap:1em;flex-wrap:wrap}.card{background:#fff;border:1px solid #e3e6eb;padding:.6em 1em;min-width:8em}\
+.meta{color:#4a5263}.ack{color:#157a3b}td.act form{display:inline-block;margin:0 .3em .3em 0}\
+td.act button{font:inherit;padding:.2em .6em;border:1px solid #c5cad3;border-radius:4px;background:#fff;cursor:pointer}td.act button.ack{border-color:#157a3b;color:#157a3b}.cards{display:flex;gap:1em;flex-wrap:wrap}.card{background:#fff;border:1px solid #e3e6eb;padding:.6em 1em;min-width:8em}\
 .card b{display:block;font-size:1.5em}svg text{font:11px system-ui,sans-serif;fill:#4a5263}\
 svg.chart{display:block;width:100%;height:auto}#attainment{max-width:560px}#distribution{max-width:510px}\
 @media (max-width:40em){body{margin:.75em}.cards{gap:.5em}.card{min-width:6em}\
@@ -346,8 +417,20 @@ pub fn page(now: &Now, report: &Report) -> String {
     if now.waiting.is_empty() {
         h.push_str("<p id=\"waiting-none\" class=\"ok\">Nobody is waiting.</p>");
     } else {
-        h.push_str("<table id=\"waiting\" class=\"rows\"><thead><tr><th>Waiting</th><th>Next tier</th><th>Chat</th><th>Instance</th><th>Unread</th><th>Last message</th></tr></thead><tbody>");
+        h.push_str("<table id=\"waiting\" class=\"rows\"><thead><tr><th>Waiting</th><th>Next tier</th><th>Chat</th><th>Instance</th><th>Unread</th><th>Last message</th><th>Act</th></tr></thead><tbody>");
         for w in &now.waiting {
+            let acked = w.ack.as_ref().map_or(String::new(), |a| {
+                format!(
+                    "<br><span class=\"ack\">acknowledged by {} at {}{}</span>",
+                    esc(&a.by, 60),
+                    utc_time(a.at),
+                    if a.holds(now.generated_at) {
+                        format!(", holds {}", short_duration(a.until - now.generated_at))
+                    } else {
+                        ", ran out".to_string()
+                    }
+                )
+            });
             let next = match w.next_tier {
                 Some((after, 0)) => format!(
                     "<span class=\"due\">{} due now</span>",
@@ -364,10 +447,10 @@ pub fn page(now: &Now, report: &Report) -> String {
             let _ = write!(
                 h,
                 "<tr class=\"{}\" data-id=\"{}\"><td class=\"n age\" data-label=\"Waiting\">{}{}</td>\
-                 <td class=\"next\" data-label=\"Next tier\">{next}{}</td>\
+                 <td class=\"next\" data-label=\"Next tier\">{next}{}{acked}</td>\
                  <td data-label=\"Chat\"><span class=\"name\">{}</span><br><span class=\"muted\">{}</span></td>\
                  <td data-label=\"Instance\">{}</td><td class=\"n\" data-label=\"Unread\">{}</td>\
-                 <td data-label=\"Last message\">{}</td></tr>",
+                 <td data-label=\"Last message\">{}</td><td class=\"act\" data-label=\"Act\">{}</td></tr>",
                 if w.muted { "muted" } else { "" },
                 attr(&w.jid),
                 short_duration(w.age),
@@ -389,6 +472,7 @@ pub fn page(now: &Now, report: &Report) -> String {
                     None => "?".to_string(),
                 },
                 w.preview.as_deref().map_or(String::new(), |p| esc(p, 120)),
+                buttons(w, now.generated_at),
             );
         }
         h.push_str("</tbody></table>");
@@ -399,18 +483,20 @@ pub fn page(now: &Now, report: &Report) -> String {
         h.push_str("<p class=\"muted\">None.</p>");
     } else {
         h.push_str(
-            "<table id=\"mutes\" class=\"rows\"><thead><tr><th>Chat</th><th>Until</th><th>Left</th><th>Reason</th></tr></thead><tbody>",
+            "<table id=\"mutes\" class=\"rows\"><thead><tr><th>Chat</th><th>Until</th><th>Left</th><th>Reason</th><th>Act</th></tr></thead><tbody>",
         );
         for m in &now.mutes {
             let _ = write!(
                 h,
                 "<tr data-id=\"{}\"><td data-label=\"Chat\">{}</td><td data-label=\"Until\">{}</td>\
-                 <td class=\"n\" data-label=\"Left\">{}</td><td data-label=\"Reason\">{}</td></tr>",
+                 <td class=\"n\" data-label=\"Left\">{}</td><td data-label=\"Reason\">{}</td>\
+                 <td class=\"act\" data-label=\"Act\">{}</td></tr>",
                 attr(&m.jid),
                 esc(&m.jid, 128),
                 utc_time(m.until),
                 short_duration(m.until - now.generated_at),
                 m.reason.as_deref().map_or(String::new(), |r| esc(r, 120)),
+                form("unmute", &m.jid, None, &[], "Unmute"),
             );
         }
         h.push_str("</tbody></table>");

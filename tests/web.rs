@@ -588,3 +588,170 @@ fn the_page_fits_a_phone_and_a_wide_screen_with_hostile_text_signed_in_in_chromi
     assert_eq!(seen[0]["bars"], days, "the chart draws the API's days");
     assert_no_password_or_hash(&daemon.log(), &users);
 }
+
+/// POSTs `body` (JSON, or a form when `form`) with `headers`; `(status, body)`.
+fn post(url: &str, body: &str, form: bool, headers: &[(&str, &str)]) -> (u16, String) {
+    rt().block_on(async {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut req = client.post(url).body(body.to_string()).header(
+            "Content-Type",
+            if form {
+                "application/x-www-form-urlencoded"
+            } else {
+                "application/json"
+            },
+        );
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let r = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {url}: {e}"));
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    })
+}
+
+/// Section 11, on call acts where the alert lands: signed in with Basic in Chromium, a
+/// support lead presses *Acknowledge* on a chat whose next tier is due (held until then by
+/// a mute), then *Unmute*: the chat shows who acknowledged it, the channel that was paged
+/// hears it once, and the due tier does not fire. A cross-site post changes nothing; the
+/// JSON API answers 404 for a chat that is not waiting and 400 naming a bad field.
+#[test]
+fn a_lead_acknowledges_from_the_page_in_chromium_and_the_next_tier_holds() {
+    let wawp = FakeWawp::start();
+    let customer = breached_chat(); // waiting 3h
+    let jid = customer["id"].as_str().unwrap().to_string();
+    wawp.chats(vec![customer]);
+    let hook = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (users, token) = people(dir.path());
+    let mut env = Env::new(with_people(
+        Setup::new(&wawp)
+            .poll("1s")
+            .tier("2h", &["pager"])
+            .channel(Channel::webhook("pager", &hook.url))
+            .http(),
+        &users,
+        Some(&token),
+    ));
+    let run = env.run(&["once"]);
+    assert_eq!(run.code, 0, "{run}");
+    assert_eq!(hook.posts().len(), 1, "the 2h tier paged");
+    // The 2h30m tier is due as soon as it exists: only the mute holds it, until the lead
+    // unmutes the chat on the page (after acknowledging it).
+    let run = env.run(&["mute", &jid, "--for", "1h"]);
+    assert_eq!(run.code, 0, "{run}");
+    env.update(|s| s.tier("2h30m", &["pager"]));
+    let daemon = env.start();
+    let base = daemon.http_base();
+    assert!(wait_for(PATIENCE, || wawp.polls() >= 3), "the daemon polls");
+    assert_eq!(hook.posts().len(), 1, "muted: nothing more");
+
+    // Cross-site form posts are refused before anything else, credentials or not.
+    let form = format!("chat={}", jid.replace('@', "%40"));
+    let amina = basic(AMINA, USER_PASSWORD);
+    for (name, value) in [
+        ("Origin", "https://evil.example"),
+        ("Sec-Fetch-Site", "cross-site"),
+    ] {
+        let (code, body) = post(
+            &format!("{base}/api/v1/ack"),
+            &form,
+            true,
+            &[("Authorization", &amina), (name, value)],
+        );
+        assert_eq!(code, 403, "{name}: {body}");
+    }
+    let alerts = env.alerts();
+    assert!(
+        alerts["episodes"][0]["acknowledged_by"].is_null(),
+        "a refused post changed nothing: {alerts:#}"
+    );
+
+    let Some(mut browser) = Browser::start() else {
+        return;
+    };
+    let tab = browser.tab(1280, 900, false, json!({"Authorization": amina}));
+    browser.open(&tab, &format!("{base}/"));
+    browser.click(&tab, "#waiting button.ack");
+    let row = browser.eval(
+        &tab,
+        "document.querySelector('#waiting tr[data-id]').innerText",
+    );
+    let row = row.as_str().unwrap_or_default();
+    assert!(
+        row.contains("acknowledged by amina"),
+        "the page shows who acknowledged: {row}"
+    );
+    let left = browser.eval(
+        &tab,
+        "document.querySelectorAll('#waiting button.ack').length",
+    );
+    assert_eq!(left, json!(0), "no second Acknowledge while it holds");
+    browser.click(&tab, "#waiting button.unmute");
+    let mutes = browser.eval(
+        &tab,
+        "document.querySelectorAll('#mutes tr[data-id]').length",
+    );
+    assert_eq!(mutes, json!(0), "unmuted from the page");
+
+    assert!(
+        wait_for(PATIENCE, || hook
+            .posts()
+            .iter()
+            .any(|p| p["status"] == "acknowledged")),
+        "the paged channel hears the acknowledgement: {:#?}",
+        hook.posts()
+    );
+    let after = wawp.polls();
+    assert!(wait_for(PATIENCE, || wawp.polls() >= after + 3));
+    let posts = hook.posts();
+    let statuses: Vec<&str> = posts.iter().filter_map(|p| p["status"].as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["firing", "acknowledged"],
+        "the due tier holds: {posts:#?}"
+    );
+    let told = &posts[1]["chats"][0];
+    assert_eq!(told["acknowledged_by"], "amina");
+    assert!(told["acknowledged_at"].as_i64().is_some(), "{told}");
+    let ep = &env.alerts()["episodes"][0];
+    assert_eq!(ep["tiers_fired"], json!([7200]), "{ep}");
+    assert_eq!(ep["acknowledged"], true, "{ep}");
+
+    // Scripts: JSON in, JSON out; the errors name what is wrong.
+    let bearer = format!("Bearer {MACHINE_TOKEN}");
+    let auth = [("Authorization", bearer.as_str())];
+    let api =
+        |path: &str, body: Value| post(&format!("{base}{path}"), &body.to_string(), false, &auth);
+    let (code, body) = api("/api/v1/ack", json!({"chat": "1@c.us", "by": "ops-bot"}));
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = api("/api/v1/ack", json!({"chat": jid, "for": "soon"}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("for"), "{body}");
+    let (code, body) = api("/api/v1/ack", json!({"chat": jid, "who": "x"}));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("who"), "the unknown field is named: {body}");
+    let (code, body) = api(
+        "/api/v1/mute",
+        json!({"chat": jid, "instance": "support", "for": "4h", "reason": "VIP, handled by phone"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let ep: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (ep["id"].as_str(), ep["muted"].as_bool()),
+        (Some(jid.as_str()), Some(true))
+    );
+    let (code, body) = api(
+        "/api/v1/ack",
+        json!({"chat": jid, "by": "ops-bot", "for": "2h"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let ep: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(ep["acknowledged_by"], "ops-bot", "{ep}");
+    assert_no_password_or_hash(&daemon.log(), &users);
+}

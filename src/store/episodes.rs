@@ -293,6 +293,33 @@ pub(super) async fn all(db: &impl Db) -> Result<Vec<(String, Episode)>, StoreErr
     Ok(all)
 }
 
+/// The open episodes of `jid` in every instance (or `instance` only), with their
+/// acknowledgements.
+pub(super) async fn of_jid(
+    db: &impl Db,
+    jid: &str,
+    instance: Option<&str>,
+) -> Result<Vec<(String, Episode)>, StoreError> {
+    let found = db
+        .rows(
+            &format!(
+                "SELECT instance, {EPISODE_COLUMNS} FROM episode
+                 WHERE jid = ?1 AND (CAST(?2 AS TEXT) IS NULL OR instance = ?2) ORDER BY instance"
+            ),
+            &[&jid, &instance],
+            |r| Ok((r.string(0)?, episode_from(r, 1)?)),
+        )
+        .await?;
+    let mut out = Vec::with_capacity(found.len());
+    for (instance, mut ep) in found {
+        ep.ack = acks::acks(db, Some(&instance))
+            .await?
+            .remove(&(instance.clone(), jid.to_string()));
+        out.push((instance, ep));
+    }
+    Ok(out)
+}
+
 /// One open episode, with its acknowledgement.
 pub(super) async fn one(
     db: &impl Db,

@@ -762,6 +762,24 @@ impl Store {
         }
     }
 
+    /// The open episodes of `jid`, in every instance or in `instance` only.
+    pub async fn episodes_of(
+        &self,
+        jid: &str,
+        instance: Option<&str>,
+    ) -> Result<Vec<(String, Episode)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let (jid, instance) = (jid.to_string(), instance.map(str::to_string));
+                s.run(Tx::Deferred, move |c| {
+                    ready(episodes::of_jid(c, &jid, instance.as_deref()))
+                })
+                .await
+            }
+            Store::Postgres(p) => episodes::of_jid(&p.conn().await?, jid, instance).await,
+        }
+    }
+
     /// Every open episode of every instance, longest waiting first.
     pub async fn all_episodes(&self) -> Result<Vec<(String, Episode)>, StoreError> {
         match self {

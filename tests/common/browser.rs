@@ -178,6 +178,21 @@ impl Browser {
         self.event(&tab.session, "Page.loadEventFired");
     }
 
+    /// Clicks the first element `selector` finds (a form's button: the form posts, the
+    /// answer redirects) and waits for the page it leads to.
+    pub fn click(&mut self, tab: &Tab, selector: &str) {
+        self.events.clear();
+        let found = self.eval(
+            tab,
+            &format!(
+                "(() => {{ const b = document.querySelector({}); if (!b) return false; b.click(); return true; }})()",
+                serde_json::to_string(selector).unwrap()
+            ),
+        );
+        assert_eq!(found, json!(true), "nothing to click at {selector}");
+        self.event(&tab.session, "Page.loadEventFired");
+    }
+
     /// Evaluates `expression` in the tab's page; its value (JSON).
     pub fn eval(&mut self, tab: &Tab, expression: &str) -> Value {
         let r = self.call(
