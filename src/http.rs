@@ -630,10 +630,10 @@ fn act_done(asked: Asked, body: serde_json::Value) -> Response {
     }
 }
 
-fn required(field: &str, value: Option<&str>) -> Result<String, Response> {
+fn required(field: &str, value: Option<&str>) -> Result<String, crate::act::ActError> {
     match value.map(str::trim) {
         Some(v) if !v.is_empty() => Ok(v.to_string()),
-        _ => Err(bad(format!("{field}: required"))),
+        _ => Err(crate::act::ActError::Bad(format!("{field}: required"))),
     }
 }
 
@@ -647,7 +647,7 @@ async fn api_ack(State(s): State<AppState>, request: Request) -> Response {
     };
     let chat = match required("chat", r.chat.as_deref()) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return act_failed(e),
     };
     let hold = match r.hold.as_deref().map(|h| crate::act::parse_for("for", h)) {
         None => None,
@@ -702,14 +702,13 @@ async fn api_mute(State(s): State<AppState>, request: Request) -> Response {
     };
     let chat = match required("chat", r.chat.as_deref()) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return act_failed(e),
     };
-    let hold = match required("for", r.hold.as_deref())
-        .map(|h| crate::act::parse_for("for", &h).map_err(act_failed))
-    {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) | Err(e) => return e,
-    };
+    let hold =
+        match required("for", r.hold.as_deref()).and_then(|h| crate::act::parse_for("for", &h)) {
+            Ok(d) => d,
+            Err(e) => return act_failed(e),
+        };
     let now = s.status.clock.now();
     match crate::act::mute(
         &s.status.store,
@@ -737,7 +736,7 @@ async fn api_unmute(State(s): State<AppState>, request: Request) -> Response {
     };
     let chat = match required("chat", r.chat.as_deref()) {
         Ok(c) => c,
-        Err(e) => return e,
+        Err(e) => return act_failed(e),
     };
     if let Err(e) = crate::act::check_jid(&chat) {
         return act_failed(e);
