@@ -76,6 +76,15 @@ pub struct Stats {
     pub breaches: BTreeMap<u64, usize>,
     /// How the episodes ended: read, reply, absent.
     pub ended: BTreeMap<String, usize>,
+    /// Episodes a tier fired for (those no longer watched included).
+    pub breached: usize,
+    /// Breached episodes (a tier fired) that someone acknowledged.
+    pub acknowledged: usize,
+    /// Of those, how many no further tier fired for after the acknowledgement: on call
+    /// was on it before the escalation climbed.
+    pub acknowledged_before_next_tier: usize,
+    /// From the page an acknowledgement answered to the acknowledgement (wall seconds).
+    pub time_to_ack: Spread,
 }
 
 impl Stats {
@@ -92,7 +101,26 @@ impl Stats {
             *ended.entry(p.reason.clone()).or_insert(0) += 1;
         }
         let waits: Vec<&&Past> = episodes.iter().filter(|p| is_a_wait(p)).collect();
+        let acked: Vec<&&Past> = episodes
+            .iter()
+            .filter(|p| !p.fired.is_empty() && p.acked_at.is_some())
+            .collect();
         Stats {
+            breached: episodes.iter().filter(|p| !p.fired.is_empty()).count(),
+            acknowledged: acked.len(),
+            acknowledged_before_next_tier: acked
+                .iter()
+                .filter(|p| {
+                    p.last_fired_at
+                        .is_none_or(|fired| Some(fired) <= p.acked_at)
+                })
+                .count(),
+            time_to_ack: Spread::of(
+                acked
+                    .iter()
+                    .filter_map(|p| Some((p.acked_at? - p.ack_paged_at?).max(0)))
+                    .collect(),
+            ),
             episodes: waits.len(),
             within_sla: waits.iter().filter(|p| p.fired.is_empty()).count(),
             sla: Spread::of(waits.iter().map(|p| p.business_seconds).collect()),
@@ -118,6 +146,15 @@ impl Stats {
                 "tier": short_duration(*after as i64), "after_seconds": after, "episodes": n,
             })).collect::<Vec<_>>(),
             "ended": self.ended,
+            "breached": self.breached,
+            "acknowledged": {
+                "breaches": self.acknowledged,
+                "before_next_tier": self.acknowledged_before_next_tier,
+                "time_to_ack": {
+                    "median_seconds": self.time_to_ack.median,
+                    "p90_seconds": self.time_to_ack.p90,
+                },
+            },
         })
     }
 }
@@ -370,7 +407,8 @@ impl Report {
         let mut out = String::from(
             "scope,episodes,within_sla,within_sla_percent,\
              sla_median_seconds,sla_p90_seconds,sla_p99_seconds,sla_longest_seconds,\
-             wall_median_seconds,wall_p90_seconds,wall_p99_seconds,wall_longest_seconds",
+             wall_median_seconds,wall_p90_seconds,wall_p99_seconds,wall_longest_seconds,\
+             acknowledged,acknowledged_before_next_tier,ack_median_seconds,ack_p90_seconds",
         );
         for t in &tiers {
             let _ = write!(
@@ -389,7 +427,7 @@ impl Report {
         for (scope, s) in rows {
             let _ = write!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(scope),
                 s.episodes,
                 s.within_sla,
@@ -404,6 +442,10 @@ impl Report {
                 opt(s.wall.p90),
                 opt(s.wall.p99),
                 opt(s.wall.longest),
+                s.acknowledged,
+                s.acknowledged_before_next_tier,
+                opt(s.time_to_ack.median),
+                opt(s.time_to_ack.p90),
             );
             for t in &tiers {
                 let _ = write!(out, ",{}", s.breaches.get(t).copied().unwrap_or(0));
@@ -500,6 +542,15 @@ impl Report {
             .map(|(how, n)| format!("{how} {n}"))
             .collect();
         let _ = writeln!(out, "Ended by: {}", ended.join(", "));
+        let _ = writeln!(
+            out,
+            "Acknowledged: {} of {} breaches, {} before the next tier\nTime to acknowledge: median {}, p90 {}",
+            self.overall.acknowledged,
+            self.overall.breached,
+            self.overall.acknowledged_before_next_tier,
+            opt_duration(self.overall.time_to_ack.median),
+            opt_duration(self.overall.time_to_ack.p90),
+        );
         let _ = writeln!(out);
         let _ = writeln!(out, "Longest waits (SLA clock / wall clock)");
         for w in &self.longest {
@@ -650,6 +701,59 @@ mod tests {
                 .next()
                 .unwrap_or("")
                 .ends_with("breached_2h,breached_6h")
+        );
+    }
+
+    /// Section 11: the report says how fast on call acknowledged (from the page each
+    /// acknowledgement answered) and how many breaches were acknowledged before the next
+    /// tier fired. An acknowledgement of a chat that never paged is no breach's.
+    #[test]
+    fn time_to_acknowledge_and_breaches_acknowledged_before_the_next_tier() {
+        let t = 1_795_000_000;
+        let acked = |jid: &str, paged: i64, after: i64, last_fired: i64| Past {
+            last_fired_at: Some(t + last_fired),
+            acked_by: Some("Amina".into()),
+            acked_at: Some(t + paged + after),
+            ack_paged_at: Some(t + paged),
+            ..past("support", jid, t - 7200, 4 * 3600, &[7200])
+        };
+        let h = vec![
+            acked("1@c.us", 0, 60, 0),
+            acked("2@c.us", 0, 300, 0),
+            // The next tier fired after the acknowledgement ran out.
+            acked("3@c.us", 0, 600, 7200),
+            past("support", "4@c.us", t, 4 * 3600, &[7200]),
+            Past {
+                acked_by: Some("Omar".into()),
+                acked_at: Some(t + 10),
+                ..past("support", "5@c.us", t, 600, &[])
+            },
+        ];
+        let r = build(&h, &Policy::default(), t - 86400, t + 86400);
+        let o = &r.overall;
+        assert_eq!((o.breached, o.acknowledged), (4, 3));
+        assert_eq!(o.acknowledged_before_next_tier, 2);
+        assert_eq!(
+            (o.time_to_ack.median, o.time_to_ack.p90),
+            (Some(300), Some(600))
+        );
+        let text = r.text();
+        assert!(
+            text.contains("Acknowledged: 3 of 4 breaches, 2 before the next tier\nTime to acknowledge: median 5m, p90 10m"),
+            "{text}"
+        );
+        assert_eq!(
+            r.json()["overall"]["acknowledged"]["time_to_ack"]["p90_seconds"],
+            600
+        );
+        assert!(
+            r.csv()
+                .lines()
+                .last()
+                .unwrap_or("")
+                .contains(",3,2,300,600"),
+            "{}",
+            r.csv()
         );
     }
 
