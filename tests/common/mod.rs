@@ -1439,7 +1439,18 @@ pub fn postgres_db(test: &str) -> Option<String> {
 
 /// Creates a database on the server of `admin_url`; returns its URL with a password.
 pub fn create_database(admin_url: &str) -> String {
-    let name = format!("t_{:016x}", fastrand::u64(..));
+    // Not from `fastrand`: the simulator seeds it, and a seed run twice on one server would
+    // ask for the same name.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let name = format!(
+        "t_{}_{:x}_{}",
+        std::process::id(),
+        nanos,
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     rt().block_on(async {
         let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
             .await

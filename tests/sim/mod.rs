@@ -199,6 +199,12 @@ pub enum What {
         chat: usize,
         secs: i64,
     },
+    /// Someone on call acknowledges the chat's open episode (in every instance where it
+    /// has one), holding its next tier for `secs`.
+    Ack {
+        chat: usize,
+        secs: i64,
+    },
     Kill {
         node: usize,
         at: Kill,
@@ -355,6 +361,10 @@ impl Plan {
                     node: r.usize(..nodes),
                     secs: r.i64(5..=180),
                 },
+                97..=99 => What::Ack {
+                    chat,
+                    secs: r.i64(60..=3 * 3600),
+                },
                 _ => What::Write { inst, chat },
             };
             events.push(Event { at, what });
@@ -433,6 +443,12 @@ enum History {
     },
     Muted {
         jid: String,
+        until: i64,
+    },
+    Acked {
+        instance: String,
+        jid: String,
+        at: i64,
         until: i64,
     },
 }
@@ -1271,6 +1287,26 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
                     }
                 }
             }
+            if let What::Ack { chat, secs } = e.what {
+                for i in 0..plan.instances {
+                    let j = jid(i, chat);
+                    let name = instance_name(i);
+                    let done = nodes[0]
+                        .store
+                        .acknowledge(Some(&name), &j, "sim", now, now + secs)
+                        .await;
+                    if let Ok(inbox_sla::store::Acknowledged::Done { .. }) = done {
+                        let mut rec = lock(&rec);
+                        rec.covered("an open episode acknowledged");
+                        rec.history.push(History::Acked {
+                            instance: name,
+                            jid: j,
+                            at: now,
+                            until: now + secs,
+                        });
+                    }
+                }
+            }
             if let What::Once = e.what {
                 run_once(
                     plan, &config, &location, &db_clock, &world, &rec, &faults, &truth, now,
@@ -1595,6 +1631,7 @@ fn apply(
             format!("reload: {change:?}")
         }
         What::Mute { chat, secs } => format!("chat #{chat} muted for {secs}s"),
+        What::Ack { chat, secs } => format!("chat #{chat} acknowledged for {secs}s"),
         What::Kill { node, at } => {
             if let Some(n) = nodes.get(*node) {
                 *lock(&n.flags.armed) = Some(*at);
@@ -1661,6 +1698,12 @@ fn check(
             History::Muted { jid, until } => {
                 mutes.insert(jid.clone(), *until);
             }
+            History::Acked {
+                instance,
+                jid,
+                at,
+                until,
+            } => m.acknowledge(instance, jid, *at, *until),
         }
     }
     let per_chat = |c: &str| c == "pd" || c == "am";
@@ -1716,6 +1759,16 @@ fn check(
             *expected_resolves.entry(k).or_insert(0) += 1;
         }
     }
+    let mut expected_acks: HashMap<(String, String, i64, String), (usize, i64)> = HashMap::new();
+    for a in &m.acks {
+        for c in &a.channels {
+            let e = expected_acks
+                .entry((a.instance.clone(), a.jid.clone(), a.start, c.clone()))
+                .or_insert((0, a.at));
+            e.0 += 1;
+        }
+    }
+    let mut got_acks: HashMap<(String, String, i64, String), usize> = HashMap::new();
     // What they got, in order.
     let mut got: HashMap<FiringKey, usize> = HashMap::new();
     let mut got_resolves: HashMap<EpisodeKey, usize> = HashMap::new();
@@ -1791,6 +1844,35 @@ fn check(
                     }
                 }
             }
+            Status::Acknowledged => {
+                for c in &d.chats {
+                    let (inst, ch) = (d.instance.clone(), r.channel.clone());
+                    let since = c.waiting_since - EPOCH;
+                    checked("an acknowledgement follows a firing, once per acknowledgement");
+                    let k = (inst.clone(), c.id.clone(), c.waiting_since, ch.clone());
+                    if !paged.contains(&k) {
+                        out.push(format!(
+                            "t={t}: {ch} heard that {} (waiting since {since}) was acknowledged before any firing of it",
+                            c.id
+                        ));
+                    }
+                    let n = got_acks.entry(k.clone()).or_insert(0);
+                    *n += 1;
+                    let want = expected_acks.get(&k).map_or(0, |e| e.0);
+                    if want == 0 || *n > want + allowance {
+                        out.push(format!(
+                            "t={t}: {ch} heard that {} (waiting since {since}) was acknowledged {n} times, {want} by the model",
+                            c.id
+                        ));
+                    }
+                    if c.acknowledged_by.as_deref() != Some("sim") {
+                        out.push(format!(
+                            "t={t}: {ch}'s acknowledgement of {} does not say who: {:?}",
+                            c.id, c.acknowledged_by
+                        ));
+                    }
+                }
+            }
             Status::Blind | Status::Recovered => {
                 // The last monitor notice per (instance, channel); a notice repeated is a
                 // crash's resend, within the allowance.
@@ -1859,6 +1941,20 @@ fn check(
                 k.2 - EPOCH,
                 if k.4 { " (no longer watched)" } else { "" }
             ));
+        }
+    }
+    for (k, (_, at)) in &expected_acks {
+        if settled(*at) {
+            checked("liveness: an acknowledgement is told");
+            if !got_acks.contains_key(k) && end_config.channel(&k.3).is_some() {
+                out.push(format!(
+                    "{} never heard that {} (waiting since {}) was acknowledged (told at t={})",
+                    k.3,
+                    k.1,
+                    k.2 - EPOCH,
+                    at - EPOCH
+                ));
+            }
         }
     }
     // A removed instance is retired: nothing of it stays open.

@@ -1,6 +1,6 @@
 //! The reference model: docs/spec.md sections 2 and 6 written plainly, from the text and
 //! nothing else, over the history the simulator recorded (what each committed poll saw,
-//! with the config in force and the mutes). It says which chats were waiting when, when
+//! with the config in force, the mutes and the acknowledgements). It says which chats were waiting when, when
 //! each episode started, which tiers fell due when (and to whom), and which episodes
 //! ended and why. It shares no code with the engine but the config's own vocabulary
 //! (`Policy::for_chat` resolves rules and globs, `ChatPolicy::age` counts business time):
@@ -69,8 +69,21 @@ pub struct Resolve {
     pub at: i64,
 }
 
+/// An acknowledgement the channels that were paged must hear (section 2, acknowledged).
+#[derive(Debug, Clone)]
+pub struct AckNotice {
+    pub instance: String,
+    pub jid: String,
+    pub start: i64,
+    pub channels: Vec<String>,
+    /// The poll that tells it.
+    pub at: i64,
+}
+
 #[derive(Debug, Clone)]
 struct Episode {
+    /// Acknowledged: no tier before `until`; `told` once the paged channels heard it.
+    ack: Option<Ack>,
     start: i64,
     fired: BTreeSet<u64>,
     /// Channels told, in order first told.
@@ -79,6 +92,12 @@ struct Episode {
     last: Option<(String, i64)>,
     missing: u32,
     nudged: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Ack {
+    until: i64,
+    told: bool,
 }
 
 #[derive(Debug, Default)]
@@ -97,6 +116,9 @@ pub struct Model {
     instances: HashMap<String, Instance>,
     pub firings: Vec<Firing>,
     pub resolves: Vec<Resolve>,
+    pub acks: Vec<AckNotice>,
+    /// Every acknowledgement taken: (instance, jid, episode start).
+    pub acked: Vec<(String, String, i64)>,
     /// Every episode: (instance, jid, start) → (opened at, ended at).
     pub episodes: Vec<(String, String, i64, i64, Option<i64>)>,
     polls: usize,
@@ -122,7 +144,44 @@ fn waiting(c: &Seen, stop_on: StopOn, open: bool, auto: bool, mark: Option<i64>)
     }
 }
 
+/// Tells an untold acknowledgement to the channels the episode paged (once).
+fn announce(instance: &str, jid: &str, e: &mut Episode, now: i64, acks: &mut Vec<AckNotice>) {
+    if let Some(a) = e.ack.as_mut().filter(|a| !a.told) {
+        a.told = true;
+        if !e.told.is_empty() {
+            acks.push(AckNotice {
+                instance: instance.to_string(),
+                jid: jid.to_string(),
+                start: e.start,
+                channels: e.told.clone(),
+                at: now,
+            });
+        }
+    }
+}
+
 impl Model {
+    /// An acknowledgement the store took at `at` (by the same person each time): it holds
+    /// the open episode's tiers until `until`. Again while it holds, it only extends.
+    pub fn acknowledge(&mut self, instance: &str, jid: &str, at: i64, until: i64) {
+        let Some(e) = self
+            .instances
+            .get_mut(instance)
+            .and_then(|i| i.episodes.get_mut(jid))
+        else {
+            return;
+        };
+        e.ack = Some(match e.ack {
+            Some(a) if a.until > at => Ack {
+                until: a.until.max(until),
+                told: a.told,
+            },
+            _ => Ack { until, told: false },
+        });
+        self.acked
+            .push((instance.to_string(), jid.to_string(), e.start));
+    }
+
     /// Judges one committed poll. `muted(jid, now)` says whether a mute holds.
     pub fn poll(&mut self, p: &Poll, config: &Config, muted: impl Fn(&str, i64) -> bool) {
         self.polls += 1;
@@ -148,6 +207,7 @@ impl Model {
         let mut resolves = Vec::new();
         let mut opened = Vec::new();
         let mut ended = Vec::new();
+        let mut acks = Vec::new();
         for c in &p.chats {
             if !seen.insert(c.id.as_str()) {
                 continue; // a chat twice in one overview counts once
@@ -224,6 +284,7 @@ impl Model {
                     let start = c.last.as_ref().map_or(now, |l| l.1.min(now));
                     opened.push((c.id.clone(), start));
                     Episode {
+                        ack: None,
                         start,
                         fired: BTreeSet::new(),
                         told: Vec::new(),
@@ -241,7 +302,9 @@ impl Model {
                 .as_ref()
                 .map(|(id, ts, _, _)| (id.clone(), (*ts).min(now)));
             e.missing = 0;
-            if !muted(&c.id, now) {
+            announce(&p.instance, &c.id, &mut e, now, &mut acks);
+            let acked = e.ack.is_some_and(|a| a.until > now);
+            if !muted(&c.id, now) && !acked {
                 let age = cp.age(e.start, now);
                 let mut due: Vec<usize> = (0..cp.tiers.len())
                     .filter(|&i| !e.fired.contains(&cp.tiers[i].after.as_secs()))
@@ -313,6 +376,7 @@ impl Model {
                         &mut ended,
                     );
                 } else {
+                    announce(&p.instance, &jid, &mut e, now, &mut acks);
                     e.missing += 1;
                     inst.episodes.insert(jid, e);
                 }
@@ -323,6 +387,15 @@ impl Model {
             inst.short_since = None;
         } else if p.read_whole && resync && n > 0 {
             inst.short_since.get_or_insert(now);
+        }
+        if !complete {
+            // Not in an incomplete overview: still open, and its acknowledgement is told
+            // all the same (it does not depend on the chat).
+            for (jid, e) in inst.episodes.iter_mut() {
+                if !seen.contains(jid.as_str()) && policy.for_chat(jid, None).is_some() {
+                    announce(&p.instance, jid, e, now, &mut acks);
+                }
+            }
         }
         // Reply mode's mark moves with every poll that is not a resync.
         match sig {
@@ -344,6 +417,10 @@ impl Model {
         for mut r in resolves {
             r.channels.retain(known);
             self.resolves.push(r);
+        }
+        for mut a in acks {
+            a.channels.retain(known);
+            self.acks.push(a);
         }
     }
 
