@@ -129,6 +129,11 @@ fn headless(bin: &str, profile: &std::path::Path) -> Command {
 #[test]
 fn the_status_page_renders_in_a_real_browser() {
     let (_wawp, env) = inbox_with_history(|s| s.http());
+    let acked = env.run(&["ack", ALICE, "--by", "Amina Hassan", "--for", "2h"]);
+    assert_eq!(acked.code, 0, "{acked}");
+    let nobody = env.run(&["ack", "201000000000@c.us"]);
+    assert_eq!(nobody.code, 2, "no open episode: {nobody}");
+    assert!(nobody.stderr.contains("no open episode"), "{nobody}");
     let daemon = env.start();
     let base = daemon.http_base();
     let Some(bin) = chromium() else {
@@ -174,6 +179,18 @@ fn the_status_page_renders_in_a_real_browser() {
         "Bob's next tier:\n{table}"
     );
     assert!(table.contains("(muted)"), "Bob is muted:\n{table}");
+    assert!(
+        table.contains("acknowledged by Amina Hassan"),
+        "Alice is acknowledged:\n{table}"
+    );
+    // Bob can be acknowledged and unmuted; Alice, acknowledged, muted for 1h or 4h.
+    assert_eq!(table.matches(">Acknowledge</button>").count(), 1, "{table}");
+    assert_eq!(table.matches(">Unmute</button>").count(), 1, "{table}");
+    assert_eq!(table.matches(">Mute 4h</button>").count(), 1, "{table}");
+    assert!(
+        !dom.contains("<script"),
+        "the page stays script-free:\n{dom}"
+    );
     assert!(dom.contains("on holiday"), "the mute's reason:\n{dom}");
     // The chart: today's bar says 0% within the SLA; the distribution counts Carol.
     assert!(dom.contains("<svg id=\"attainment\""), "{dom}");
@@ -213,6 +230,8 @@ fn the_status_page_renders_in_a_real_browser() {
     assert_eq!(waiting[0]["id"], ALICE);
     assert_eq!(waiting[0]["tiers_fired"][0], 7200);
     assert_eq!(waiting[1]["muted"], true);
+    assert_eq!(waiting[0]["acknowledged_by"], "Amina Hassan");
+    assert_eq!(waiting[0]["acknowledged"], true);
     assert_eq!(w["instances"][0]["instance"], "support");
     let (code, body) = get(&format!("{base}/api/v1/report?since=7d"));
     assert_eq!(code, 200, "{body}");
