@@ -324,7 +324,7 @@ fn buttons(w: &WaitingChat, now: i64) -> String {
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2330;background:#fafbfc}\
 h1{font-size:1.4em;margin:0 0 .2em}h2{font-size:1.1em;margin:1.6em 0 .4em}p{overflow-wrap:anywhere}\
 table{border-collapse:collapse;background:#fff;max-width:100%}th,td{padding:.3em .7em;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:top;overflow-wrap:anywhere}\
-th{font-weight:600;color:#4a5263}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+th{font-weight:600;color:#4a5263;white-space:nowrap;overflow-wrap:normal}td.n{text-align:right;font-variant-numeric:tabular-nums}\
 .ok{color:#157a3b}.bad{color:#b3261e;font-weight:600}.muted{color:#8a90a0}.due{color:#b3261e}\
 .meta{color:#4a5263}.ack{color:#157a3b}td.act form{display:inline-block;margin:0 .3em .3em 0}\
 td.act button{font:inherit;padding:.2em .6em;border:1px solid #c5cad3;border-radius:4px;background:#fff;cursor:pointer}td.act button.ack{border-color:#157a3b;color:#157a3b}.cards{display:flex;gap:1em;flex-wrap:wrap}.card{background:#fff;border:1px solid #e3e6eb;padding:.6em 1em;min-width:8em}\
