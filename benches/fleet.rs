@@ -1,4 +1,6 @@
-//! `cargo bench --bench fleet`: one daemon watching 1,000 instances (docs/spec.md section 9).
+//! `cargo bench --bench fleet`: one daemon watching 1,000 instances (docs/spec.md section 9);
+//! `-- --numbers 10000` for ten thousand, `-- --page-size 0` for whole overviews,
+//! `-- --waiting-percent 3` for an inbox where 3 chats in 100 wait (the rest answered).
 //!
 //! A loopback Wawp serves 1,000 instances of 1,000 chats each, paged as the real API is
 //! (the default `page_size = 100`: eleven requests a poll), every response 50 ms late like
@@ -6,8 +8,11 @@
 //! and `wawp.max_concurrent = 16`. After a warm-up in which every instance is polled once
 //! (and its episodes created), it is measured for two minutes: CPU time as a share of one
 //! core (from /proc), resident memory (sampled each second, and the kernel's high-water
-//! mark), the most requests the source ever had in flight at once, and polls per second:
-//! the mean against the busiest second. Nothing here asserts: it prints.
+//! mark), the most requests the source ever had in flight at once, polls per second (the
+//! mean against the busiest second), lateness (the longest gap between two polls of one
+//! instance, and how many instances were not polled within an interval and a half), and
+//! `/metrics`: its size and how long a scrape takes, scraped every 15 s as Prometheus
+//! would. Nothing here asserts: it prints.
 //!
 //! `-- --quick`: a 20-second measurement, for trying the harness.
 
@@ -21,7 +26,9 @@ use std::time::{Duration, Instant};
 
 const INSTANCES: usize = 1_000;
 const CHATS: usize = 1_000;
+/// Each response is this late, plus up to as much again (a distant API thinking).
 const LATENCY: Duration = Duration::from_millis(50);
+const POLL_SECONDS: u64 = 60;
 
 #[derive(Default)]
 struct Seen {
@@ -30,6 +37,8 @@ struct Seen {
     /// Polls (first pages) started, by second since the source started.
     polls: Mutex<BTreeMap<u64, usize>>,
     instances: Mutex<HashSet<String>>,
+    /// When each instance's polls started (seconds since the source started).
+    times: Mutex<std::collections::HashMap<String, Vec<f64>>>,
     requests: AtomicUsize,
 }
 
@@ -41,10 +50,23 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// The overview's chats, one JSON text each, so a page is a slice joined.
-fn chats(now: i64) -> Vec<String> {
+/// The overview's chats, one JSON text each, so a page is a slice joined. With
+/// `waiting_percent`, only that share of every hundred chats waits (the rest were
+/// answered); otherwise the synthetic inbox's own mix (30 % unread, 1 % breached).
+fn chats(now: i64, waiting_percent: Option<usize>) -> Vec<String> {
     let body = synthetic::overview_body(CHATS, now);
-    let all: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    let mut all: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap();
+    if let Some(p) = waiting_percent {
+        for (i, c) in all.iter_mut().enumerate() {
+            if i % 100 >= p {
+                c["unreadCount"] = 0.into();
+                c["lastMessage"]["fromMe"] = true.into();
+                if c.get("_chat").is_some() {
+                    c["_chat"]["unreadCount"] = 0.into();
+                }
+            }
+        }
+    }
     all.iter().map(|c| c.to_string()).collect()
 }
 
@@ -67,13 +89,19 @@ fn serve(rt: &tokio::runtime::Runtime, seen: Arc<Seen>, chats: Arc<Vec<String>>)
                     .filter(|l| *l > 0)
                     .unwrap_or(CHATS);
                 if offset == 0 {
-                    let second = started.elapsed().as_secs();
-                    *seen.polls.lock().unwrap().entry(second).or_default() += 1;
+                    let at = started.elapsed();
+                    *seen.polls.lock().unwrap().entry(at.as_secs()).or_default() += 1;
                     if let Some(id) = q.get("instance_id") {
                         seen.instances.lock().unwrap().insert(id.clone());
+                        seen.times
+                            .lock()
+                            .unwrap()
+                            .entry(id.clone())
+                            .or_default()
+                            .push(at.as_secs_f64());
                     }
                 }
-                tokio::time::sleep(LATENCY).await;
+                tokio::time::sleep(LATENCY + LATENCY.mul_f64(fastrand::f64())).await;
                 let page = chats
                     .get(offset.min(chats.len())..(offset + limit).min(chats.len()))
                     .unwrap_or_default();
@@ -93,10 +121,20 @@ fn serve(rt: &tokio::runtime::Runtime, seen: Arc<Seen>, chats: Arc<Vec<String>>)
     })
 }
 
-fn config(base_url: &str, store: &std::path::Path) -> String {
+fn config(
+    base_url: &str,
+    store: &std::path::Path,
+    numbers: usize,
+    page_size: u32,
+    listen: &str,
+) -> String {
     let mut text = format!(
         r#"[wawp]
 base_url = "{base_url}"
+page_size = {page_size}
+
+[http]
+listen = "{listen}"
 
 [store]
 path = "{}"
@@ -111,7 +149,7 @@ level = "error"
 "#,
         store.display()
     );
-    for i in 0..INSTANCES {
+    for i in 0..numbers {
         text.push_str(&format!(
             "\n[[instance]]\nname = \"shop-{i:04}\"\ninstance_id = \"{i}\"\naccess_token = \"token-{i}\"\n"
         ));
@@ -160,13 +198,36 @@ fn main() {
     } else {
         Duration::from_secs(120)
     };
+    let option = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let numbers = option("--numbers").unwrap_or(INSTANCES);
+    let page_size = option("--page-size").unwrap_or(100) as u32;
+    let waiting = option("--waiting-percent");
     let rt = tokio::runtime::Runtime::new().unwrap();
     let seen = Arc::new(Seen::default());
-    let chats = Arc::new(chats(chrono::Utc::now().timestamp()));
+    let chats = Arc::new(chats(chrono::Utc::now().timestamp(), waiting));
     let url = serve(&rt, seen.clone(), chats);
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("fleet.toml");
-    std::fs::write(&config_path, config(&url, &dir.path().join("state.db"))).unwrap();
+    let listen = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    std::fs::write(
+        &config_path,
+        config(
+            &url,
+            &dir.path().join("state.db"),
+            numbers,
+            page_size,
+            &listen,
+        ),
+    )
+    .unwrap();
     let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_inbox-sla"))
         .args(["--config", config_path.to_str().unwrap(), "run"])
         .stdout(std::process::Stdio::null())
@@ -174,14 +235,15 @@ fn main() {
         .unwrap();
     let pid = daemon.id();
     println!(
-        "inbox-sla fleet benchmark: {INSTANCES} instances x {CHATS} chats, page_size 100, \
-         {} ms a response, poll_interval 60s, max_concurrent 16",
-        LATENCY.as_millis()
+        "inbox-sla fleet benchmark: {numbers} instances x {CHATS} chats, page_size {page_size}, \
+         {}-{} ms a response, poll_interval {POLL_SECONDS}s, max_concurrent 16",
+        LATENCY.as_millis(),
+        2 * LATENCY.as_millis()
     );
     // Warm-up: every instance polled once (the first interval), then a little more.
     let start = Instant::now();
-    while seen.instances.lock().unwrap().len() < INSTANCES {
-        if start.elapsed() > Duration::from_secs(300) {
+    while seen.instances.lock().unwrap().len() < numbers {
+        if start.elapsed() > Duration::from_secs(600) {
             break;
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -208,12 +270,55 @@ fn main() {
     let requests0 = seen.requests.load(Ordering::Relaxed);
     seen.max_in_flight.store(0, Ordering::SeqCst);
     let mut rss_max = 0;
+    let mut scrapes: Vec<(usize, Duration)> = Vec::new();
+    let metrics_url = format!("http://{listen}/metrics");
+    let scraper = reqwest::Client::new();
+    let mut next_scrape = Instant::now();
     while t0.elapsed() < measure {
         std::thread::sleep(Duration::from_secs(1));
         rss_max = rss_max.max(status_kb(pid, "VmRSS:").unwrap_or(0));
+        if Instant::now() >= next_scrape {
+            next_scrape += Duration::from_secs(15);
+            let asked = Instant::now();
+            let got = rt.block_on(async {
+                scraper
+                    .get(&metrics_url)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .bytes()
+                    .await
+            });
+            if let Ok(body) = got {
+                scrapes.push((body.len(), asked.elapsed()));
+            }
+        }
     }
     let wall = t0.elapsed().as_secs_f64();
     let cpu = cpu_ticks(pid).unwrap_or(0).saturating_sub(cpu0) as f64 / hz as f64;
+    // Lateness over the measured window: the longest gap between two polls of one
+    // instance, and the instances left unpolled for over 1.5 intervals.
+    let (from, to) = (
+        first_second as f64,
+        first_second as f64 + measure.as_secs_f64(),
+    );
+    let mut longest_gap: f64 = 0.0;
+    let mut late = 0;
+    for times in seen.times.lock().unwrap().values() {
+        let mut last = from;
+        let mut worst: f64 = 0.0;
+        for t in times.iter().copied().filter(|t| *t >= from && *t <= to) {
+            worst = worst.max(t - last);
+            last = t;
+        }
+        worst = worst.max(to - last);
+        // A gap at an edge of the window is not yet a gap between polls: only count what
+        // exceeds an interval and a half.
+        longest_gap = longest_gap.max(worst);
+        if worst > 1.5 * POLL_SECONDS as f64 {
+            late += 1;
+        }
+    }
     let hwm = status_kb(pid, "VmHWM:").unwrap_or(0);
     let polls = seen.polls.lock().unwrap().clone();
     let window: Vec<usize> = (first_second..first_second + measure.as_secs() - 1)
@@ -238,11 +343,27 @@ fn main() {
         "  requests in flight     {:>6} at most (max_concurrent = 16 polls)",
         seen.max_in_flight.load(Ordering::SeqCst)
     );
+    let mean = total as f64 / window.len().max(1) as f64;
+    let busiest = window.iter().max().copied().unwrap_or(0);
     println!(
-        "  polls per second       {:>6.1} mean, {} in the busiest second   ({} polls, {} requests)",
-        total as f64 / window.len().max(1) as f64,
-        window.iter().max().copied().unwrap_or(0),
+        "  polls per second       {mean:>6.1} mean, {busiest} in the busiest second, spread {:.2}   ({} polls, {} requests)",
+        busiest as f64 / mean.max(f64::MIN_POSITIVE),
         total,
         requests
     );
+    println!(
+        "  lateness               {late} of {numbers} instances went over {} s without a poll; longest gap {longest_gap:.1} s",
+        POLL_SECONDS * 3 / 2
+    );
+    let cpu_per_poll = cpu * 1000.0 / total.max(1) as f64;
+    println!("  CPU per poll           {cpu_per_poll:>6.2} ms");
+    if let Some((size, _)) = scrapes.last() {
+        let slowest = scrapes.iter().map(|(_, d)| *d).max().unwrap_or_default();
+        println!(
+            "  /metrics               {:>6.2} MB a scrape, slowest of {} scrapes {:.0} ms   (target <= 2 MB, <= 100 ms)",
+            *size as f64 / 1e6,
+            scrapes.len(),
+            slowest.as_secs_f64() * 1000.0
+        );
+    }
 }

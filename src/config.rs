@@ -512,6 +512,7 @@ impl<'a> From<&'a Config> for crate::notify::Plan<'a> {
             timeout: config.delivery.timeout,
             external_url: config.http.as_ref().and_then(|h| h.external_url.clone()),
             takeover: takeover(config),
+            clock: crate::clock::Clock::System,
         }
     }
 }

@@ -60,7 +60,11 @@ struct Runtime {
 }
 
 impl Runtime {
-    fn build(config: Config, transport: Option<Arc<dyn Transport>>) -> Result<Runtime, Error> {
+    fn build(
+        config: Config,
+        transport: Option<Arc<dyn Transport>>,
+        clock: &Clock,
+    ) -> Result<Runtime, Error> {
         let mut wawp = config.wawp.clone();
         wawp.request_timeout = request_timeout(wawp.request_timeout, sd_notify::watchdog_enabled());
         let client = match transport {
@@ -69,7 +73,10 @@ impl Runtime {
                 .map_err(|e| Error::Start(format!("cannot build the HTTP client: {e}")))?,
         };
         Ok(Runtime {
-            channels: notify::build(&config)?,
+            channels: notify::build(notify::Plan {
+                clock: clock.clone(),
+                ..(&config).into()
+            })?,
             client,
             config: Arc::new(config),
         })
@@ -209,7 +216,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
         wawp,
     } = setup;
     let store = Store::open(&config.store.location()).await?;
-    let runtime = Arc::new(Runtime::build(config, wawp.clone())?);
+    let runtime = Arc::new(Runtime::build(config, wawp.clone(), &clock)?);
     let outbox = Arc::new(Outbox::new(
         store.clone(),
         clock.clone(),
@@ -296,7 +303,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
         match control.recv().await {
             None | Some(Control::Shutdown) => break,
             Some(Control::Reload) => {
-                if let Some(next) = reload(&path, &current, &store, wawp.clone()) {
+                if let Some(next) = reload(&path, &current, &store, wawp.clone(), &clock) {
                     notifier.reloading();
                     // What requests are judged by (the token, users) changes first: a
                     // rotated token must not keep working while the loops turn over.
@@ -377,6 +384,7 @@ fn reload(
     current: &Runtime,
     store: &Store,
     wawp: Option<Arc<dyn Transport>>,
+    clock: &Clock,
 ) -> Option<Arc<Runtime>> {
     let config = match Config::load(path) {
         Ok(c) => c,
@@ -408,7 +416,7 @@ fn reload(
     if config.log.format != current.config.log.format {
         tracing::warn!("SIGHUP: log.format changed; it takes effect at the next restart");
     }
-    match Runtime::build(config, wawp) {
+    match Runtime::build(config, wawp, clock) {
         Ok(r) => Some(Arc::new(r)),
         Err(e) => {
             tracing::error!("SIGHUP: keeping the running configuration: {e}");

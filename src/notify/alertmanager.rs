@@ -124,7 +124,8 @@ impl ChannelType for Settings {
             context.external_url.as_ref(),
             context.takeover,
             context.redactor.clone(),
-        ))
+        )
+        .with_clock(context.clock.clone()))
     }
 }
 
@@ -144,6 +145,7 @@ pub struct Alertmanager {
     /// `http.external_url`, when set: where a person sees the alert's context.
     generator_url: Option<String>,
     redactor: Redactor,
+    clock: crate::clock::Clock,
 }
 
 /// What an alert is made of, from a document or from the store.
@@ -174,7 +176,14 @@ impl Alertmanager {
             labels,
             generator_url: external_url.map(Url::to_string),
             redactor,
+            clock: crate::clock::Clock::System,
         }
+    }
+
+    /// Dates the alerts by `clock` (the daemon's) instead of the system's.
+    pub fn with_clock(mut self, clock: crate::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn resend_every(&self) -> Duration {
@@ -384,7 +393,7 @@ impl Alertmanager {
 
 impl Sender for Alertmanager {
     async fn send(&self, doc: &AlertDoc) -> Result<String, SendError> {
-        let now = chrono::Utc::now().timestamp();
+        let now = self.clock.now();
         self.post(&Value::Array(self.alerts_for(doc, now))).await
     }
 }

@@ -122,6 +122,8 @@ pub struct Plan<'a> {
     pub external_url: Option<Url>,
     /// How long an alert must outlast the daemon that last sent it.
     pub takeover: Duration,
+    /// The clock documents are dated by (the daemon's: a test's paused clock).
+    pub clock: crate::clock::Clock,
 }
 
 /// Builds every configured channel. Needs a configuration whose secrets were read.
@@ -149,6 +151,7 @@ pub fn build<'a>(plan: impl Into<Plan<'a>>) -> Result<Channels, BuildError> {
         redactor: Redactor::new(plan.secrets.iter()),
         external_url: plan.external_url,
         takeover: plan.takeover,
+        clock: plan.clock,
     };
     let mut out = HashMap::new();
     for c in plan.channels {
@@ -286,8 +289,13 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
-    let when = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let secs = when.timestamp() - chrono::Utc::now().timestamp();
+    // A date is measured against the receiver's own `Date` (RFC 9110: a server with a
+    // clock sends one), so neither our clock nor the skew between the two matters; without
+    // one, the usual backoff applies.
+    let date = |h: &str| chrono::DateTime::parse_from_rfc2822(h).ok();
+    let when = date(value)?;
+    let said = date(headers.get(reqwest::header::DATE)?.to_str().ok()?.trim())?;
+    let secs = when.timestamp() - said.timestamp();
     Some(Duration::from_secs(secs.max(0) as u64))
 }
 
@@ -305,5 +313,56 @@ pub(crate) fn transport_error(e: reqwest::Error, redactor: &Redactor) -> SendErr
     SendError::Retry {
         reason: redactor.redact(&reason),
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{DATE, HeaderMap, HeaderValue, RETRY_AFTER};
+
+    fn headers(pairs: &[(reqwest::header::HeaderName, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(k.clone(), HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    /// `Retry-After` as a date is measured against the receiver's `Date`, whatever this
+    /// machine's clock says (a receiver's clock minutes off must not stretch or cancel the
+    /// wait); seconds are seconds; a date without `Date` leaves the usual backoff.
+    #[test]
+    fn retry_after_is_seconds_or_a_date_against_the_receivers_own_clock() {
+        let at = |s: &str| (RETRY_AFTER, s.to_string());
+        let h = |r: (reqwest::header::HeaderName, String), date: Option<&str>| {
+            let mut v = vec![(r.0, r.1)];
+            if let Some(d) = date {
+                v.push((DATE, d.to_string()));
+            }
+            headers(
+                &v.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            retry_after(&h(at("120"), None)),
+            Some(Duration::from_secs(120))
+        );
+        let said = "Tue, 01 Jan 2030 10:00:00 GMT";
+        assert_eq!(
+            retry_after(&h(at("Tue, 01 Jan 2030 10:00:30 GMT"), Some(said))),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            retry_after(&h(at("Tue, 01 Jan 2030 09:59:00 GMT"), Some(said))),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            retry_after(&h(at("Tue, 01 Jan 2030 10:00:30 GMT"), None)),
+            None
+        );
+        assert_eq!(retry_after(&h(at("soon"), Some(said))), None);
     }
 }

@@ -73,6 +73,8 @@ pub struct Context {
     pub external_url: Option<Url>,
     /// How long an alert must outlast the daemon that last sent it (an HA takeover).
     pub takeover: Duration,
+    /// What a channel reads the time from.
+    pub clock: crate::clock::Clock,
 }
 
 /// Reads `KEY` / `KEY_file` secrets as far as the command needs them: the configuration.
