@@ -306,8 +306,10 @@ fn ack_button(instance: &str, chat: &AlertChat) -> Option<Value> {
 pub enum Refused {
     #[error("X-Slack-Request-Timestamp is missing or not a number")]
     NoTimestamp,
+    /// Seconds between the request's timestamp and now: positive when it is old.
     #[error(
-        "X-Slack-Request-Timestamp is {0}s away from now, more than the 5 minutes allowed (a replay, or this host's clock is wrong)"
+        "X-Slack-Request-Timestamp is {}, more than the 5 minutes allowed (a replay, or this host's clock is wrong)",
+        if *.0 >= 0 { format!("{}s old", .0) } else { format!("{}s ahead of this host's clock", -.0) }
     )]
     Stale(i64),
     #[error("X-Slack-Signature is missing")]
