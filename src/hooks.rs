@@ -117,9 +117,11 @@ impl Hooks {
 
     /// Acknowledges the episode of `jid` that started at `since`, and no later one: a click
     /// on an old message, or a late webhook, must not acknowledge the next customer
-    /// question. (Between the look-up and the write the episode could only be replaced by
-    /// two cycles of its instance, seconds apart at the least.) Rings the instance's
-    /// doorbell, so that the channels hear it at once.
+    /// question. An episode that started earlier is the same one, its start corrected since
+    /// by the chat's history (section 2). Rings the instance's doorbell, so that the
+    /// channels hear it at once. (The look-up and the write are two statements: a cycle
+    /// that ended the episode and opened the next in the instant between them would see
+    /// that one acknowledged, for `sla.ack_for` at most.)
     async fn acknowledge(
         &self,
         config: &Config,
@@ -131,7 +133,7 @@ impl Hooks {
     ) -> Result<Acked, ActError> {
         act::check_jid(jid)?;
         let open = self.store.episodes_of(jid, instance).await?;
-        let Some((instance, _)) = open.iter().find(|(_, ep)| ep.started_at == since) else {
+        let Some((instance, _)) = open.iter().find(|(_, ep)| ep.started_at <= since) else {
             return Err(ActError::NotOpen(format!(
                 "{} has no open episode that started {}: it was answered (or read), or a \
                  later question waits; nothing was acknowledged",
@@ -153,16 +155,17 @@ impl Hooks {
         Ok(acked)
     }
 
-    /// The open episode an incident key names: read from the key when it was not bounded,
-    /// else found by comparing it with each open episode's key (a bounded key ends in a
-    /// hash, and cannot be read back).
+    /// The open episode an incident key names: read from the key when it was not bounded
+    /// (an episode that started earlier is the same one, its start corrected since), else
+    /// found by comparing it with each open episode's key (a bounded key ends in a hash, and
+    /// cannot be read back).
     async fn episode_of_key(&self, key: &str) -> Result<Option<(String, Episode)>, StoreError> {
         if !key.starts_with("inbox-sla/") {
             return Ok(None);
         }
         if let Some((instance, jid, since)) = pagerduty::read_key(key)
             && let Some(ep) = self.store.episode(instance, jid).await?
-            && ep.started_at == since
+            && ep.started_at <= since
         {
             return Ok(Some((instance.to_string(), ep)));
         }
@@ -327,36 +330,45 @@ async fn slack_hook(State(h): State<Hooks>, request: Request) -> Response {
             now,
         )
         .await;
-    let sorry = match acked {
+    match acked {
         Ok(acked) => {
-            let ack = acked.episode.ack.as_ref();
+            // act::acknowledge answers the episode as the store has it now: acknowledged.
+            let (by, until) = acked
+                .episode
+                .ack
+                .as_ref()
+                .map_or((click.by.as_str(), now), |a| (a.by.as_str(), a.until));
             tracing::info!(
                 instance = acked.instance,
                 chat = acked.episode.jid,
-                "acknowledged from Slack by {}",
-                ack.map_or("?", |a| a.by.as_str())
+                "acknowledged from Slack by {by}"
             );
-            let (by, until) = ack.map_or((click.by.as_str(), now), |a| (a.by.as_str(), a.until));
             h.update_message(
                 click.response_url.as_deref(),
                 slack::acknowledged(&click, by, until),
             );
-            return StatusCode::OK.into_response();
+            StatusCode::OK.into_response()
         }
         Err(ActError::NotOpen(why) | ActError::Bad(why)) => {
             tracing::info!("Slack acknowledgement not taken: {why}");
-            why
+            only_for_the_clicker(&h, &click, &why)
         }
         Err(ActError::Store(e)) => {
             tracing::warn!("Slack acknowledgement not recorded: the store failed: {e}");
-            "inbox-sla could not record the acknowledgement (its store failed); try again in a minute"
-                .to_string()
+            only_for_the_clicker(
+                &h,
+                &click,
+                "inbox-sla could not record the acknowledgement (its store failed); try again in a minute",
+            )
         }
-    };
-    // Slack shows any other status as an error without saying why: a 200 whose reply only
-    // the clicking person sees says it. Slack takes a click's reply through response_url;
-    // the same reply is the answer's body for whoever reads it there.
-    let reply = slack::ephemeral(&sorry);
+    }
+}
+
+/// Slack shows any status but 200 as an error without saying why: a 200 whose reply only
+/// the clicking person sees says it. Slack takes a click's reply through `response_url`;
+/// the same reply is the answer's body, for whoever reads it there.
+fn only_for_the_clicker(h: &Hooks, click: &slack::Click, text: &str) -> Response {
+    let reply = slack::ephemeral(text);
     h.update_message(click.response_url.as_deref(), reply.clone());
     (StatusCode::OK, Json(reply)).into_response()
 }

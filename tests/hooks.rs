@@ -528,33 +528,34 @@ async fn a_slack_click_acknowledges_its_episode_and_holds_the_next_tier() {
         Some((ack.by.clone(), ack.at, ack.until))
     );
 
-    // A button for a chat with nothing open: 200, a reply for the clicker only.
-    let mut gone = message.clone();
-    let value =
-        serde_json::to_string(&json!({"i": "support", "c": "201009999999@c.us", "s": START}))
-            .unwrap();
-    for b in gone["blocks"].as_array_mut().unwrap() {
-        if b["type"] == "actions" {
-            b["elements"][0]["value"] = json!(value);
+    // A button for a chat with nothing open, and one from an earlier episode of a chat that
+    // waits again: 200, a reply for the clicker only, nothing acknowledged.
+    for (chat, since) in [("201009999999@c.us", START), (OMAR, START - 3600)] {
+        let mut old = message.clone();
+        let value = json!({"i": "support", "c": chat, "s": since}).to_string();
+        for b in old["blocks"].as_array_mut().unwrap() {
+            if b["type"] == "actions" {
+                b["elements"][0]["value"] = json!(value);
+            }
         }
+        let click = slack_click(&old, 0, "amina.hassan", &services.response_url());
+        let headers = slack_headers(SLACK_SECRET, d.clock.now(), &click);
+        let (status, body) = d.post("/hooks/slack", &headers, click).await;
+        assert_eq!(status, 200);
+        let reply: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(reply["response_type"], "ephemeral");
+        let said = reply["text"].as_str().unwrap();
+        assert!(
+            said.contains(&format!("{chat} has no open episode")),
+            "{said}"
+        );
     }
-    let click = slack_click(&gone, 0, "amina.hassan", &services.response_url());
-    let headers = slack_headers(SLACK_SECRET, d.clock.now(), &click);
-    let (status, body) = d.post("/hooks/slack", &headers, click).await;
-    assert_eq!(status, 200);
-    let reply: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(reply["response_type"], "ephemeral");
-    assert!(
-        reply["text"]
-            .as_str()
-            .unwrap()
-            .contains("201009999999@c.us has no open episode"),
-        "{reply}"
-    );
+    assert_eq!(d.episode("support", OMAR).await.ack, None);
     pass(Duration::from_secs(5)).await;
     let updates = services.at("/actions/T1/4242/respond");
-    assert_eq!(updates.len(), 2);
+    assert_eq!(updates.len(), 3);
     assert_eq!(updates[1]["response_type"], "ephemeral");
+    assert_eq!(updates[2]["replace_original"], false, "the message stays");
 
     // Bounded bodies.
     let big = vec![b'x'; (1 << 20) + 1];
