@@ -1049,6 +1049,19 @@ fn build(
         }
         None => None,
     };
+    // A channel whose service calls back (Slack's buttons, PagerDuty's webhooks) needs
+    // somewhere to call: without [http] a button would fail for whoever clicks it.
+    if http.is_none()
+        && let Some((channel, key)) = channels
+            .iter()
+            .find_map(|c: &ChannelConfig| c.calls_back().map(|k| (c, k)))
+    {
+        return Err(format!(
+            "channel \"{}\": {key} needs [http] listen: its service calls back at /hooks/{} on that address",
+            channel.name,
+            channel.type_name()
+        ));
+    }
     let events = match raw.events {
         Some(e) => {
             if http.is_none() {
@@ -1062,9 +1075,18 @@ fn build(
                     "events.path: \"{path}\" is not a path like /hooks/wawp"
                 ));
             }
-            if ["/", "/metrics", "/healthz"].contains(&path.as_str()) || path.starts_with("/api/") {
+            if [
+                "/",
+                "/metrics",
+                "/healthz",
+                "/hooks/slack",
+                "/hooks/pagerduty",
+            ]
+            .contains(&path.as_str())
+                || path.starts_with("/api/")
+            {
                 return Err(format!(
-                    "events.path: \"{path}\" is taken by the status page, /metrics, /healthz or /api"
+                    "events.path: \"{path}\" is taken by the status page, /metrics, /healthz, /api or the Slack and PagerDuty hooks"
                 ));
             }
             let hmac_key = match &e.hmac_key_file {

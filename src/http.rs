@@ -261,6 +261,14 @@ pub async fn serve(
         .as_ref()
         .and_then(|h| h.tls.as_ref())
         .map(|t| t.identity.clone());
+    // Slack's and PagerDuty's callbacks (`hooks`): open to them, checked by signature.
+    let hooks = crate::hooks::Hooks::new(
+        status.store.clone(),
+        status.config.clone(),
+        status.clock.clone(),
+        events.doorbells.clone(),
+    )
+    .map_err(std::io::Error::other)?;
     let state = AppState {
         metrics,
         health,
@@ -280,6 +288,7 @@ pub async fn serve(
         .route("/metrics", get(render_metrics))
         .route("/healthz", get(healthz))
         .merge(private)
+        .merge(hooks.routes())
         // `[events] path` is looked up per request in the running config, so a reload
         // that adds, moves or removes it applies at once. Its own route: open to the
         // webhook sender, checked by its signature, never by the page's token.

@@ -47,8 +47,10 @@
 //!    to a waiting chat, whoever asks: acknowledge, mute).
 //! 7. **Serving and running**: [`events`] (`[events]`: webhooks checked for signature,
 //!    size and replay, and turned into a "poll this instance now" doorbell; never
-//!    believed as the truth), [`http`] (`/metrics`, `/healthz`, the page, the API and
-//!    the webhook route), [`daemon`] (`run`: poll and delivery loops, reload, watchdog,
+//!    believed as the truth), [`hooks`] (`/hooks/slack` and `/hooks/pagerduty`: a Slack
+//!    button or a PagerDuty acknowledgement, checked by signature, acknowledges the episode
+//!    it was made for), [`http`] (`/metrics`, `/healthz`, the page, the API, the webhook
+//!    route and the hooks), [`daemon`] (`run`: poll and delivery loops, reload, watchdog,
 //!    HA leases and shares).
 //! 8. **The command line**: [`commands`] (`check`, `once`, `alerts`, `mute`, …) and
 //!    [`demo`]; `main.rs` wires signals, logging and metrics over them.
@@ -67,6 +69,7 @@ pub mod deliver;
 pub mod demo;
 pub mod duration;
 pub mod events;
+pub mod hooks;
 pub mod host;
 pub mod http;
 pub mod notify;

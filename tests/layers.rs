@@ -35,7 +35,10 @@ const LAYERS: &[(&str, &[&str])] = &[
             "wawp", "outbox", "cycle", "deliver", "report", "status", "act",
         ],
     ),
-    ("serving and running", &["events", "http", "daemon"]),
+    (
+        "serving and running",
+        &["events", "hooks", "http", "daemon"],
+    ),
     ("the command line", &["commands", "demo"]),
 ];
 

@@ -8,8 +8,9 @@
 //! sends what it is given and says how it went ([`SendError::Retry`] or
 //! [`SendError::Permanent`]); it must not decide who gets told (that is `sla` and `alert`)
 //! nor when to retry (that is `outbox`). This file also holds what the senders share: the
-//! HTTP POST with its bounded answer and classification, and the pacing some receivers ask
-//! for.
+//! HTTP POST with its bounded answer and classification, the pacing some receivers ask
+//! for, and the HMAC-SHA256 check of what their services send back (Slack's button clicks,
+//! PagerDuty's webhooks: the types parse and check those; `hooks` serves them).
 
 pub mod alertmanager;
 pub mod console;
@@ -314,6 +315,27 @@ pub(crate) fn transport_error(e: reqwest::Error, redactor: &Redactor) -> SendErr
         reason: redactor.redact(&reason),
         retry_after: None,
     }
+}
+
+/// Whether `hex_tag` is the hex HMAC-SHA256 of the concatenated `parts` under `key`,
+/// compared in constant time (`aws_lc_rs::hmac::verify`): how Slack signs a button click
+/// and PagerDuty a webhook. A tag that is not hex is no match.
+pub(crate) fn hmac_sha256_matches(key: &Secret, parts: &[&[u8]], hex_tag: &str) -> bool {
+    let Some(tag) = from_hex(hex_tag.trim()) else {
+        return false;
+    };
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose().as_bytes());
+    aws_lc_rs::hmac::verify(&key, &parts.concat(), &tag).is_ok()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
 }
 
 #[cfg(test)]

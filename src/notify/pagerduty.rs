@@ -7,9 +7,16 @@
 //! resolved when polling recovers. 202 is success, 400 is permanent (the event or the key
 //! is wrong), 429 and 5xx are retried; at most two events a second per routing key, as
 //! PagerDuty asks.
+//!
+//! With a v3 webhook subscription's secret (`webhook_secret_file`), PagerDuty tells us back
+//! when someone acknowledges one of our incidents: the webhook is checked ([`verify`]) and
+//! read ([`webhook`]) here; `hooks` finds the episode whose [`episode_key`] it names and
+//! acknowledges it.
 
 use super::types::{checked_url, ser_url};
-use super::{ChannelType, Context, Pacer, SendError, Sender, Setup, post_json, text};
+use super::{
+    ChannelType, Context, Pacer, SendError, Sender, Setup, hmac_sha256_matches, post_json, text,
+};
 use crate::alert::{AlertChat, AlertDoc, Shape, Status, rfc3339, short_duration};
 use crate::secret::{Redactor, Secret};
 use crate::untrusted;
@@ -30,6 +37,7 @@ pub struct Keys {
     routing_key_file: Option<PathBuf>,
     severity: Option<Severity>,
     url: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +48,10 @@ pub struct Settings {
     /// https unless loopback.
     #[serde(serialize_with = "ser_url")]
     pub url: Url,
+    /// The secret of the v3 webhook subscription that tells `/hooks/pagerduty` when one of
+    /// our incidents is acknowledged in PagerDuty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<Secret>,
 }
 
 /// PagerDuty's event severities.
@@ -83,15 +95,25 @@ impl ChannelType for Settings {
                 .as_deref()
                 .unwrap_or("https://events.pagerduty.com/v2/enqueue"),
         )?;
+        let webhook_secret = setup.secret("webhook_secret", None, keys.webhook_secret_file)?;
         Ok(Settings {
             routing_key,
             severity: keys.severity.unwrap_or(Severity::Error),
             url,
+            webhook_secret,
         })
     }
 
     fn secrets(&self) -> Vec<&Secret> {
-        vec![&self.routing_key]
+        let mut all = vec![&self.routing_key];
+        all.extend(&self.webhook_secret);
+        all
+    }
+
+    fn calls_back(&self) -> Option<&'static str> {
+        self.webhook_secret
+            .is_some()
+            .then_some("webhook_secret_file")
     }
 
     fn sender(&self, context: &Context) -> Result<PagerDuty, String> {
@@ -186,10 +208,26 @@ pub const DEDUP_KEY_MAX: usize = 255;
 
 /// The incident key of one episode.
 pub fn dedup_key(instance: &str, chat: &AlertChat) -> String {
-    bounded_key(format!(
-        "inbox-sla/{instance}/{}/{}",
-        chat.id, chat.waiting_since
-    ))
+    episode_key(instance, &chat.id, chat.waiting_since)
+}
+
+/// The incident key of the episode of `chat` in `instance` that started at `since`:
+/// `inbox-sla/<instance>/<chat>/<since>`, bounded to [`DEDUP_KEY_MAX`].
+pub fn episode_key(instance: &str, chat: &str, since: i64) -> String {
+    bounded_key(format!("inbox-sla/{instance}/{chat}/{since}"))
+}
+
+/// The episode an incident key names, read back from a key that was not bounded:
+/// (instance, chat, start). A JID has no `/`, so the instance is everything before the
+/// chat, slashes and all. `None` for a key that is not one of ours, or was bounded (then
+/// only comparing it with each open episode's [`episode_key`] finds its episode).
+pub fn read_key(key: &str) -> Option<(&str, &str, i64)> {
+    let rest = key.strip_prefix("inbox-sla/")?;
+    let (rest, since) = rest.rsplit_once('/')?;
+    let (instance, chat) = rest.rsplit_once('/')?;
+    let since: i64 = since.parse().ok()?;
+    (!instance.is_empty() && chat.contains('@') && episode_key(instance, chat, since) == key)
+        .then_some((instance, chat, since))
 }
 
 /// A key within [`DEDUP_KEY_MAX`]: as it is when it fits; otherwise its head, cut at a
@@ -308,6 +346,77 @@ fn trigger(doc: &AlertDoc, c: &AlertChat, routing_key: &str, severity: Severity)
     event
 }
 
+/// Whether a v3 webhook is signed by one of `secrets`: `X-PagerDuty-Signature` is a
+/// comma-separated list of `v1=<hex HMAC-SHA256 of the raw body>`, one per secret in force
+/// (two while a secret is rotated); one match is enough. Compared in constant time.
+pub fn verify(secrets: &[&Secret], signature: Option<&str>, body: &[u8]) -> bool {
+    let Some(signature) = signature else {
+        return false;
+    };
+    let offered: Vec<&str> = signature
+        .split(',')
+        .filter_map(|s| s.trim().strip_prefix("v1="))
+        .collect();
+    secrets.iter().any(|secret| {
+        offered
+            .iter()
+            .any(|hex| hmac_sha256_matches(secret, &[body], hex))
+    })
+}
+
+/// Who acknowledged, as a v3 webhook's `event.agent` says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Agent {
+    /// A person (`user_reference`): their name (`summary`).
+    Person(String),
+    /// An integration or service (`service_reference`, …): our own `acknowledge` event
+    /// coming back, most likely. Believing it would re-tell every channel that "the
+    /// PagerDuty service" acknowledged what a person already had.
+    Machine(String),
+    /// The webhook names nobody.
+    Nobody,
+}
+
+/// One v3 webhook, as far as we read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    /// `event.id`: the same event delivered twice is one.
+    pub id: Option<String>,
+    /// `event.event_type`: `incident.acknowledged`, `incident.resolved`, …
+    pub event_type: String,
+    /// `event.data.incident_key` when `event.data` is an incident: the Events API's
+    /// `dedup_key` of the incident's first alert, ours when we triggered it.
+    pub incident_key: Option<String>,
+    pub agent: Agent,
+}
+
+/// Reads a v3 webhook body: `{"event": {"id", "event_type", "agent", "data": {...}}}`.
+pub fn webhook(body: &[u8]) -> Result<Webhook, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
+    let event = v
+        .get("event")
+        .filter(|e| e.is_object())
+        .ok_or("the body has no event object (is this a v3 webhook?)")?;
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let agent = &event["agent"];
+    let name = text(&agent["summary"]).filter(|n| !n.trim().is_empty());
+    let agent = match (agent["type"].as_str(), name) {
+        (_, None) => Agent::Nobody,
+        (Some("user_reference" | "user"), Some(n)) => Agent::Person(n),
+        (_, Some(n)) => Agent::Machine(n),
+    };
+    let data = &event["data"];
+    Ok(Webhook {
+        id: text(&event["id"]),
+        event_type: text(&event["event_type"]).unwrap_or_default(),
+        incident_key: (data["type"] == "incident")
+            .then(|| text(&data["incident_key"]))
+            .flatten(),
+        agent,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +475,108 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A key names its episode back, slashes in the instance and all; a bounded key does
+    /// not (it is compared with each open episode's instead), nor does anything not ours.
+    #[test]
+    fn an_incident_key_is_read_back_to_its_episode_unless_it_was_bounded() {
+        for instance in ["support", "eu/support", "客服"] {
+            let key = episode_key(instance, "201234567890@c.us", 1_790_000_000);
+            assert_eq!(
+                read_key(&key),
+                Some((instance, "201234567890@c.us", 1_790_000_000))
+            );
+        }
+        let long = "s".repeat(240);
+        let bounded = episode_key(&long, "201234567890@c.us", 1_790_000_000);
+        assert!(bounded.len() <= DEDUP_KEY_MAX);
+        assert_eq!(read_key(&bounded), None);
+        for other in [
+            "d3640fbd41094207a1c11e58e46b1662",
+            "inbox-sla/support/blind",
+            "inbox-sla/support/201234567890@c.us/soon",
+            "inbox-sla//201234567890@c.us/1",
+        ] {
+            assert_eq!(read_key(other), None, "{other}");
+        }
+    }
+
+    fn sign(secret: &str, body: &[u8]) -> String {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes());
+        let tag = aws_lc_rs::hmac::sign(&key, body);
+        let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("v1={hex}")
+    }
+
+    /// As PagerDuty's "Verifying Signatures" says: one `v1=` per secret in force, comma
+    /// separated; one match of any is enough.
+    #[test]
+    fn a_webhook_is_verified_by_any_v1_signature_under_any_secret() {
+        let body = br#"{"event":{"event_type":"incident.acknowledged"}}"#;
+        let ours = Secret::new("pd-webhook-secret-1");
+        let rotated = Secret::new("pd-webhook-secret-0");
+        let mine = sign("pd-webhook-secret-1", body);
+        let old = sign("pd-webhook-secret-0", body);
+        let stranger = sign("someone-else", body);
+        assert!(verify(&[&ours], Some(&mine), body));
+        assert!(verify(&[&ours], Some(&format!("{stranger},{mine}")), body));
+        assert!(verify(&[&ours], Some(&format!("{stranger}, {mine}")), body));
+        assert!(
+            verify(&[&rotated, &ours], Some(&old), body),
+            "any channel's"
+        );
+        assert!(!verify(&[&ours], Some(&stranger), body));
+        assert!(!verify(&[&ours], Some(&mine.replace("v1=", "v2=")), body));
+        assert!(!verify(&[&ours], Some(&mine), b"{}"), "the body is signed");
+        assert!(!verify(&[&ours], None, body));
+        assert!(!verify(&[&ours], Some(""), body));
+    }
+
+    /// The v3 payload as PagerDuty's webhook overview documents it.
+    #[test]
+    fn a_v3_webhook_is_read_for_its_type_incident_key_and_agent() {
+        let body = json!({"event": {
+            "id": "5ac64822-4adc-4fda-ade0-410becf0de4f",
+            "event_type": "incident.acknowledged",
+            "resource_type": "incident",
+            "occurred_at": "2020-10-02T18:45:22.169Z",
+            "agent": {"html_url": "https://acme.pagerduty.com/users/PLH1HKV", "id": "PLH1HKV",
+                      "self": "https://api.pagerduty.com/users/PLH1HKV", "summary": "Amina Hassan",
+                      "type": "user_reference"},
+            "client": {"name": "PagerDuty"},
+            "data": {"id": "PGR0VU2", "type": "incident", "number": 2, "status": "acknowledged",
+                     "incident_key": "inbox-sla/support/201234567890@c.us/1790000000",
+                     "title": "Amina waiting 2h on support"}
+        }});
+        let hook = webhook(body.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            hook,
+            Webhook {
+                id: Some("5ac64822-4adc-4fda-ade0-410becf0de4f".into()),
+                event_type: "incident.acknowledged".into(),
+                incident_key: Some("inbox-sla/support/201234567890@c.us/1790000000".into()),
+                agent: Agent::Person("Amina Hassan".into()),
+            }
+        );
+        let mut by_service = body.clone();
+        by_service["event"]["agent"] =
+            json!({"id": "PSVC", "summary": "Inbox SLA", "type": "service_reference"});
+        let hook = webhook(by_service.to_string().as_bytes()).unwrap();
+        assert_eq!(hook.agent, Agent::Machine("Inbox SLA".into()));
+        let mut nobody = body.clone();
+        nobody["event"]["agent"] = Value::Null;
+        assert_eq!(
+            webhook(nobody.to_string().as_bytes()).unwrap().agent,
+            Agent::Nobody
+        );
+        let mut note = body.clone();
+        note["event"]["data"] = json!({"type": "incident_note", "id": "P2LA89X", "content": "hi"});
+        assert_eq!(
+            webhook(note.to_string().as_bytes()).unwrap().incident_key,
+            None
+        );
+        assert!(webhook(b"[]").is_err());
+        assert!(webhook(b"not json").is_err());
     }
 }

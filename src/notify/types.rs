@@ -47,6 +47,13 @@ pub trait ChannelType: Serialize + Debug + Send + Sync + Sized + 'static {
 
     /// The sender, ready to send.
     fn sender(&self, context: &Context) -> Result<Self::Sender, String>;
+
+    /// The key that, when set, makes this channel's service call back (Slack's button
+    /// clicks, PagerDuty's webhooks, answered at `/hooks/<type>`): such a channel needs
+    /// `[http] listen`. `None` for a channel that only sends.
+    fn calls_back(&self) -> Option<&'static str> {
+        None
+    }
 }
 
 /// Sends documents to one configured receiver.
@@ -462,6 +469,8 @@ pub(super) trait AnySettings: Debug + Send + Sync {
     fn keys(&self) -> &'static [&'static str];
     fn to_toml(&self) -> Result<toml::Value, toml::ser::Error>;
     fn build_sender(&self, context: &Context) -> Result<Box<dyn AnySender>, String>;
+    fn calls_back(&self) -> Option<&'static str>;
+    fn as_any(&self) -> &dyn Any;
 }
 
 impl<T: ChannelType> AnySettings for T {
@@ -488,6 +497,14 @@ impl<T: ChannelType> AnySettings for T {
     fn build_sender(&self, context: &Context) -> Result<Box<dyn AnySender>, String> {
         Ok(Box::new(self.sender(context)?))
     }
+
+    fn calls_back(&self) -> Option<&'static str> {
+        ChannelType::calls_back(self)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 /// One `[[channel]]`, checked: its name and its type's settings.
@@ -511,6 +528,17 @@ impl ChannelConfig {
     /// Every secret in its settings.
     pub fn secrets(&self) -> Vec<&Secret> {
         self.settings.secret_values()
+    }
+
+    /// Its settings, if it is a `T` channel: for what a type's service sends back
+    /// (`hooks` finds the Slack channels' signing secrets this way).
+    pub fn settings<T: ChannelType>(&self) -> Option<&T> {
+        self.settings.as_any().downcast_ref()
+    }
+
+    /// The key that makes its service call back, when set ([`ChannelType::calls_back`]).
+    pub fn calls_back(&self) -> Option<&'static str> {
+        self.settings.calls_back()
     }
 
     pub(super) fn sender(&self, context: &Context) -> Result<Box<dyn AnySender>, String> {
@@ -596,7 +624,10 @@ mod tests {
                 .map(Type::keys)
                 .unwrap_or_default()
         };
-        assert_eq!(keys("slack"), ["webhook_url", "webhook_url_file"]);
+        assert_eq!(
+            keys("slack"),
+            ["webhook_url", "webhook_url_file", "signing_secret_file"]
+        );
         assert_eq!(keys("console"), [] as [&str; 0]);
         assert!(keys("email").contains(&"helo_name"), "{:?}", keys("email"));
         for t in TYPES {
