@@ -417,6 +417,40 @@ impl Gate {
 /// proxy that rewrites it). A request with neither header comes from no browser (a script
 /// with the token or a password) and passes. `same-site` is refused too: a sibling
 /// subdomain is another party's page.
+/// With nobody to sign in (loopback, no users, no token), whether the request names this
+/// host as a loopback address, `localhost` or `http.external_url`'s host: a page elsewhere
+/// that rebinds its own name to 127.0.0.1 (DNS rebinding) sends its own name as `Host`,
+/// and would otherwise read the page and press its buttons from a browser on this machine.
+/// `None` when it may pass, else why not.
+pub fn foreign_host(headers: &HeaderMap, external_url: Option<&url::Url>) -> Option<String> {
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    // The name without the port: "[::1]:9187", "127.0.0.1:9187", "localhost".
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if port.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let local = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let external = external_url.and_then(|u| u.host_str()).is_some_and(|h| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .eq_ignore_ascii_case(name)
+    });
+    if local || external || host.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "Host {:?} is not this machine's loopback name; without users_file or auth_token_file only a loopback Host (or http.external_url's) is served",
+        host.chars().take(100).collect::<String>()
+    ))
+}
+
 pub fn cross_site(
     method: &Method,
     headers: &HeaderMap,
@@ -472,6 +506,41 @@ pub fn cross_site(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    /// DNS rebinding (found by review): with nobody to sign in, a page whose name now
+    /// points at 127.0.0.1 must not be served, so it can neither read the page nor press
+    /// its buttons.
+    #[test]
+    fn an_open_page_serves_only_its_loopback_names() {
+        let ext = url::Url::parse("https://sla.example.com/").ok();
+        let judge = |host: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("host", HeaderValue::from_str(host).unwrap());
+            foreign_host(&h, ext.as_ref())
+        };
+        for ok in [
+            "127.0.0.1:9187",
+            "localhost:9187",
+            "LOCALHOST",
+            "[::1]:9187",
+            "127.8.9.1",
+            "sla.example.com",
+        ] {
+            assert_eq!(judge(ok), None, "{ok}");
+        }
+        for bad in [
+            "evil.example:9187",
+            "evil.example",
+            "10.0.0.5:9187",
+            "localhost.evil.example",
+        ] {
+            let why = judge(bad).unwrap_or_default();
+            assert!(
+                why.contains("not this machine's loopback name"),
+                "{bad}: {why}"
+            );
+        }
+    }
 
     /// `htpasswd -nbB -C 4 amina 'correct horse'` (cost 4 keeps the tests fast).
     const AMINA: &str = "amina:$2y$04$StjEdBNioEOIyOAQ/yMtGOeJbvVYAKuF/jYN1y6CL7EPVYnVKdfvW";

@@ -133,14 +133,19 @@ pub async fn alertmanager_batch(
         .iter()
         .filter(|p| polled_here(&p.instance) && p.notified.iter().any(|n| n == channel))
     {
-        let chat = AlertChat::ended(
-            &p.jid,
-            p.name.as_deref(),
-            p.started_at,
-            p.wall_seconds,
-            p.business_seconds,
-            &p.fired,
-        );
+        // The acknowledgement history kept stays on the resolved alert too.
+        let chat = AlertChat {
+            acknowledged_by: p.acked_by.clone(),
+            acknowledged_at: p.acked_at,
+            ..AlertChat::ended(
+                &p.jid,
+                p.name.as_deref(),
+                p.started_at,
+                p.wall_seconds,
+                p.business_seconds,
+                &p.fired,
+            )
+        };
         let alert = am.alert(
             &Waiting {
                 instance: &p.instance,

@@ -419,6 +419,23 @@ async fn guard(State(s): State<AppState>, mut request: Request, next: Next) -> R
         .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.0.ip());
     let users = http.and_then(|h| h.users.as_ref());
     let token = http.and_then(|h| h.auth_token.as_ref());
+    if users.is_none()
+        && token.is_none()
+        && let Some(why) = access::foreign_host(
+            request.headers(),
+            http.and_then(|h| h.external_url.as_ref()),
+        )
+    {
+        tracing::warn!("status page: refused a request for another host: {why}");
+        return (
+            StatusCode::FORBIDDEN,
+            format!(
+                "403: {why}
+"
+            ),
+        )
+            .into_response();
+    }
     match s.gate.admit(users, token, request.headers(), peer).await {
         Outcome::Admitted(who) => {
             request.extensions_mut().insert(who);
@@ -663,12 +680,17 @@ async fn api_ack(State(s): State<AppState>, request: Request) -> Response {
         Some(Ok(d)) => Some(d),
         Some(Err(e)) => return act_failed(e),
     };
+    // An empty name is no name: the default applies.
+    let given = r.by.filter(|b| !b.trim().is_empty());
     let by = match who {
         Some(access::Who::Person(name)) => name,
-        Some(access::Who::Machine) => r.by.unwrap_or_else(|| "a script (API token)".into()),
-        Some(access::Who::Open) | None => r.by.unwrap_or_else(|| "the status page".into()),
+        Some(access::Who::Machine) => given.unwrap_or_else(|| "a script (API token)".into()),
+        Some(access::Who::Open) | None => given.unwrap_or_else(|| "the status page".into()),
     };
     let config = s.status.config();
+    if let Err(e) = known_instance(&config, r.instance.as_deref()) {
+        return act_failed(e);
+    }
     let now = s.status.clock.now();
     match crate::act::acknowledge(
         &s.status.store,
@@ -703,6 +725,18 @@ async fn api_ack(State(s): State<AppState>, request: Request) -> Response {
     }
 }
 
+/// An `instance` the request names must be configured: a typo is a 400 naming it, as
+/// `report --instance` is an exit 2, not a 404 for a chat "not waiting" there.
+fn known_instance(config: &Config, instance: Option<&str>) -> Result<(), crate::act::ActError> {
+    match instance {
+        Some(name) if config.instance(name).is_none() => Err(crate::act::ActError::Bad(format!(
+            "instance: no instance is named \"{}\" in the configuration",
+            crate::untrusted::display(name, 80)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// `POST /api/v1/mute`: mute the chat of an open episode for `for` (section 11).
 async fn api_mute(State(s): State<AppState>, request: Request) -> Response {
     let (r, asked) = match act_request(request).await {
@@ -719,6 +753,9 @@ async fn api_mute(State(s): State<AppState>, request: Request) -> Response {
             Err(e) => return act_failed(e),
         };
     let now = s.status.clock.now();
+    if let Err(e) = known_instance(&s.status.config(), r.instance.as_deref()) {
+        return act_failed(e);
+    }
     match crate::act::mute(
         &s.status.store,
         r.instance.as_deref(),

@@ -194,9 +194,9 @@ pub struct Evaluation {
     pub complete: bool,
     /// How the overview was judged (what the instance's memory learns from it).
     pub judged: Judged,
-    /// Acknowledgements told this cycle (or with nobody to tell): the chat and the
-    /// acknowledgement's instant, so the store marks exactly that one told.
-    pub told: Vec<(String, i64)>,
+    /// Acknowledgements told this cycle (or with nobody to tell): the chat, the
+    /// acknowledgement's instant and who, so the store marks exactly that one told.
+    pub told: Vec<(String, i64, String)>,
 }
 
 /// How long overviews that were read whole but judged incomplete must go on before they
@@ -555,7 +555,8 @@ pub fn start_earlier(
     };
     let was_breached = !ep.fired.is_empty();
     ep.started_at = start;
-    if !muted {
+    // An earlier start makes tiers due at once, but a mute or an acknowledgement holds them.
+    if !muted && !ep.ack.as_ref().is_some_and(|a| a.holds(now)) {
         let due = due(ep, &cp, policy, now);
         escalate(out, ep, &cp, due, now);
     }
@@ -611,7 +612,7 @@ fn announce(out: &mut Evaluation, ep: &mut Episode, cp: &ChatPolicy, now: i64) {
         return;
     };
     ack.told = true;
-    out.told.push((ep.jid.clone(), ack.at));
+    out.told.push((ep.jid.clone(), ack.at, ack.by.clone()));
     if ep.notified.is_empty() {
         return;
     }

@@ -254,10 +254,21 @@ fn resolve(routing_key: &str, key: &str) -> Value {
 pub fn events(doc: &AlertDoc, routing_key: &str, severity: Severity) -> Vec<Value> {
     let blind_key = bounded_key(format!("inbox-sla/{}/blind", doc.instance));
     match doc.status {
+        // A tier that fires after an acknowledgement ran out: PagerDuty keeps an
+        // acknowledged incident quiet whatever triggers it gets, so the incident is
+        // resolved and opened again under the same key, and pages as a new incident.
         Status::Firing => doc
             .chats
             .iter()
-            .map(|c| trigger(doc, c, routing_key, severity))
+            .flat_map(|c| {
+                let again = c
+                    .acknowledged_by
+                    .is_some()
+                    .then(|| resolve(routing_key, &dedup_key(&doc.instance, c)));
+                again
+                    .into_iter()
+                    .chain(std::iter::once(trigger(doc, c, routing_key, severity)))
+            })
             .collect(),
         Status::Resolved => doc
             .chats
@@ -438,6 +449,44 @@ mod tests {
             acknowledged_by: None,
             acknowledged_at: None,
         }
+    }
+
+    /// Section 2: once an acknowledgement has run out the escalation goes on, and in
+    /// PagerDuty too: an acknowledged incident stays quiet whatever triggers it gets, so a
+    /// later tier resolves it and opens it again under the same key. (Found by review.)
+    #[test]
+    fn a_tier_after_an_acknowledgement_ran_out_opens_the_incident_again() {
+        let mut c = chat("201234567890@c.us", 1_790_000_000);
+        let doc = |c: &AlertChat| AlertDoc {
+            version: 1,
+            status: Status::Firing,
+            instance: "support".into(),
+            tier: None,
+            sent_at: 1_790_000_000,
+            chats: vec![c.clone()],
+            message: None,
+        };
+        let actions = |d: &AlertDoc| -> Vec<String> {
+            events(d, "rk", Severity::Error)
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e["event_action"].as_str().unwrap_or(""),
+                        e["dedup_key"].as_str().unwrap_or("")
+                    )
+                })
+                .collect()
+        };
+        let key = dedup_key("support", &c);
+        assert_eq!(actions(&doc(&c)), [format!("trigger {key}")]);
+        c.acknowledged_by = Some("Amina".into());
+        c.acknowledged_at = Some(1_790_000_100);
+        assert_eq!(
+            actions(&doc(&c)),
+            [format!("resolve {key}"), format!("trigger {key}")],
+            "an acknowledged incident would swallow the trigger"
+        );
     }
 
     /// PagerDuty answers 400 to a `dedup_key` over 255 characters, and 400 is permanent:

@@ -1661,3 +1661,52 @@ fn an_episode_owing_its_history_is_never_quiet() {
     ep.history_pending = true;
     assert_eq!(quiet_until(&ep, &cp, &p), 0);
 }
+
+/// Section 2: an acknowledged episode fires no tier while the acknowledgement holds, even
+/// when its history moves its start back and makes a later tier due at once. (Found by
+/// review: `start_earlier` looked at the mute only; this failed before.)
+#[test]
+fn an_earlier_start_fires_nothing_while_an_acknowledgement_holds() {
+    let p = Policy {
+        tiers: vec![tier(2 * H, &["oncall"]), tier(6 * H, &["leads"])],
+        ..Policy::default()
+    };
+    let mut sim = Sim::new(p.clone());
+    let now = T0;
+    sim.cycle(&[customer("a@c.us", 3, now - 2 * H - 60)], now);
+    let mut ep = sim.episodes["a@c.us"].clone();
+    assert_eq!(ep.fired, vec![(2 * H) as u64]);
+    ep.ack = Some(Ack {
+        by: "Amina".into(),
+        at: now + 60,
+        until: now + 60 + H,
+        told: true,
+    });
+    let mut out = Evaluation::default();
+    assert!(start_earlier(
+        &mut out,
+        &mut ep,
+        now - 7 * H,
+        &p,
+        false,
+        now + 120
+    ));
+    assert!(
+        out.events.is_empty(),
+        "the 6h tier paged while acknowledged: {:?}",
+        kinds(&out)
+    );
+    // Once the acknowledgement has run out, the earlier start's due tier fires.
+    let mut out = Evaluation::default();
+    let later = now + 2 * H;
+    ep.started_at = now - 2 * H - 60;
+    assert!(start_earlier(
+        &mut out,
+        &mut ep,
+        now - 7 * H,
+        &p,
+        false,
+        later
+    ));
+    assert_eq!(out.events.len(), 1, "{:?}", kinds(&out));
+}

@@ -2,6 +2,12 @@
 //! section 2). One row per open episode, beside it: a cycle reads it with the episode and
 //! never rewrites it except to note that the channels were told; when the episode ends,
 //! history keeps who acknowledged and when, and the row goes.
+//!
+//! Acknowledging bumps the instance's generation, in the same transaction: a cycle that
+//! read its episodes before the acknowledgement cannot commit (it would fire a tier the
+//! acknowledgement holds), and on PostgreSQL the bump waits for a commit under way, so an
+//! acknowledgement never lands on an episode that commit is closing (the row would
+//! outlive it and hold the chat's next wait).
 
 use super::db::{Db, Row};
 use super::{Acknowledged, StoreError};
@@ -33,12 +39,17 @@ pub(super) async fn acknowledge(
         [one] => one.clone(),
         _ => return Ok(Acknowledged::Several(open)),
     };
+    db.execute(
+        "UPDATE generation SET value = value + 1 WHERE instance = ?1",
+        &[&instance],
+    )
+    .await?;
     // One statement, conditional on the episode: if it ended since, nothing is written.
     let written = db
         .execute(
-            "INSERT INTO ack (instance, jid, by_name, acked_at, until, paged_at, told)
+            "INSERT INTO ack (instance, jid, by_name, acked_at, until, paged_at, first_at, told)
              SELECT instance, jid, CAST(?3 AS TEXT), CAST(?4 AS BIGINT), CAST(?5 AS BIGINT),
-                    last_fired_at, 0
+                    last_fired_at, CAST(?4 AS BIGINT), 0
              FROM episode
              WHERE instance = ?1 AND jid = ?2
              ON CONFLICT (instance, jid) DO UPDATE SET
@@ -46,8 +57,6 @@ pub(super) async fn acknowledge(
                             THEN ack.told ELSE 0 END,
                 acked_at = CASE WHEN ack.by_name = excluded.by_name AND ack.until > excluded.acked_at
                                 THEN ack.acked_at ELSE excluded.acked_at END,
-                paged_at = CASE WHEN ack.by_name = excluded.by_name AND ack.until > excluded.acked_at
-                                THEN ack.paged_at ELSE excluded.paged_at END,
                 until = CASE WHEN ack.until > excluded.until THEN ack.until ELSE excluded.until END,
                 by_name = excluded.by_name",
             &[&instance, &jid, &by, &at, &until],
@@ -97,16 +106,18 @@ pub(super) async fn untold(db: &impl Db, instance: &str) -> Result<Vec<String>, 
     .await
 }
 
-/// Notes that the acknowledgement made at `at` was told (a newer one is left untold).
+/// Notes that `by`'s acknowledgement made at `at` was told (a newer one is left untold).
 pub(super) async fn mark_told(
     db: &impl Db,
     instance: &str,
     jid: &str,
     at: i64,
+    by: &str,
 ) -> Result<u64, StoreError> {
     db.execute(
-        "UPDATE ack SET told = 1 WHERE instance = ?1 AND jid = ?2 AND acked_at = ?3",
-        &[&instance, &jid, &at],
+        "UPDATE ack SET told = 1
+         WHERE instance = ?1 AND jid = ?2 AND acked_at = ?3 AND by_name = ?4",
+        &[&instance, &jid, &at, &by],
     )
     .await
 }

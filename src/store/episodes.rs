@@ -238,8 +238,8 @@ pub(super) async fn commit_cycle<D: Db>(db: &D, c: CycleCommit<'_>) -> Result<u6
         written += history::keep(db, instance, closed).await?;
         written += acks::forget(db, instance, &closed.episode.jid).await?;
     }
-    for (jid, at) in &c.told {
-        written += acks::mark_told(db, instance, jid, *at).await?;
+    for (jid, at, by) in &c.told {
+        written += acks::mark_told(db, instance, jid, *at, by).await?;
     }
     // In key order: each insert lands next to the last one in SQLite's B-tree. Many rows a
     // statement there: a large cycle's cost is per statement, not per row.

@@ -15,7 +15,7 @@ pub(super) async fn keep(db: &impl Db, instance: &str, c: &Closed) -> Result<u64
                               acked_by, acked_at, ack_paged_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,
                  (SELECT by_name FROM ack WHERE instance = ?1 AND jid = ?2),
-                 (SELECT acked_at FROM ack WHERE instance = ?1 AND jid = ?2),
+                 (SELECT first_at FROM ack WHERE instance = ?1 AND jid = ?2),
                  (SELECT paged_at FROM ack WHERE instance = ?1 AND jid = ?2))",
         &[
             &instance,

@@ -51,7 +51,7 @@ pub enum StoreError {
     #[error("store: a stored notification is unreadable: {0}")]
     Document(#[from] serde_json::Error),
     #[error(
-        "instance \"{0}\": another process changed its episodes while this cycle ran (is a second inbox-sla using the same store?); the cycle was dropped and the next one starts afresh"
+        "instance \"{0}\": its episodes changed while this cycle ran (an acknowledgement, or a second inbox-sla using the same store); the cycle was dropped and the next one starts afresh"
     )]
     Conflict(String),
     #[error(
@@ -182,8 +182,8 @@ pub struct CycleCommit<'a> {
     /// The instance is no longer watched: its source row (polling health, reply mode's
     /// mark) goes, so that adding it back later starts afresh.
     pub forget: bool,
-    /// Acknowledgements told this cycle: (chat, the acknowledgement's instant).
-    pub told: Vec<(String, i64)>,
+    /// Acknowledgements told this cycle: (chat, the acknowledgement's instant, who).
+    pub told: Vec<(String, i64, String)>,
     pub now: i64,
 }
 
@@ -727,7 +727,10 @@ impl Store {
                 .await
             }
             Store::Postgres(p) => {
-                acks::acknowledge(&p.conn().await?, instance, jid, by, at, until).await
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, false).await?;
+                let out = acks::acknowledge(&tx, instance, jid, by, at, until).await?;
+                tx.commit(out).await
             }
         }
     }

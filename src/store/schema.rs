@@ -142,7 +142,8 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
         sqlite: "",
     },
     // 6 -> 7: acknowledgements (who said "I'm on it" for an open episode, when, until
-    // when no tier fires, and the page it answered), and what history keeps of them.
+    // when no tier fires; when it was first acknowledged and the page that answered), and
+    // what history keeps of them.
     Migration {
         both: "CREATE TABLE ack (
         instance TEXT NOT NULL,
@@ -151,6 +152,7 @@ const MIGRATIONS: [Migration; SCHEMA_VERSION as usize] = [
         acked_at {int} NOT NULL,
         until {int} NOT NULL,
         paged_at {int},
+        first_at {int} NOT NULL,
         told {int} NOT NULL DEFAULT 0,
         PRIMARY KEY (instance, jid)
     ){without_rowid};
