@@ -228,7 +228,10 @@ fn main() {
         ),
     )
     .unwrap();
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_inbox-sla"))
+    // INBOX_SLA_BIN: another build of the binary (`cargo build --profile profiling`, for perf).
+    let bin =
+        std::env::var_os("INBOX_SLA_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_inbox-sla").into());
+    let mut daemon = std::process::Command::new(bin)
         .args(["--config", config_path.to_str().unwrap(), "run"])
         .stdout(std::process::Stdio::null())
         .spawn()
