@@ -74,6 +74,10 @@ pub struct Config {
     pub secrets_read: bool,
     /// Whether any secret is written in the file itself (then its mode matters).
     inline_secrets: bool,
+    /// Each instance's place in `instances`, by name: [`Config::instance`] is asked per
+    /// instance of every housekeeping pass and Alertmanager re-send, and a linear search
+    /// made those quadratic (10,000 instances: 10^8 string compares, a third of a core).
+    by_name: std::collections::HashMap<String, usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -490,7 +494,10 @@ impl Config {
     }
 
     pub fn instance(&self, name: &str) -> Option<&Instance> {
-        self.instances.iter().find(|i| i.name == name)
+        self.by_name
+            .get(name)
+            .and_then(|&i| self.instances.get(i))
+            .filter(|i| i.name == name)
     }
 
     pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
@@ -1104,7 +1111,13 @@ fn build(
         format: raw.log.format.unwrap_or(LogFormat::Text),
     };
 
+    let by_name = instances
+        .iter()
+        .enumerate()
+        .map(|(i, inst)| (inst.name.clone(), i))
+        .collect();
     Ok(Config {
+        by_name,
         wawp,
         instances,
         policy,

@@ -488,8 +488,7 @@ impl Loops {
         {
             let mut p = lock(&self.progress);
             p.busy.clear();
-            p.last
-                .retain(|k, _| runtime.config.instances.iter().any(|i| &i.name == k));
+            p.last.retain(|k, _| runtime.config.instance(k).is_some());
         }
         let count = runtime.config.instances.len();
         for index in 0..count {
