@@ -359,11 +359,11 @@ fn main() {
 
     println!("\nmeasured for {wall:.0} s after warm-up:");
     println!(
-        "  CPU                    {:>6.1} % of one core   (target < 10 %)",
+        "  CPU                    {:>6.1} % of one core   (target: at most 10 %)",
         100.0 * cpu / wall
     );
     println!(
-        "  resident memory        {:>6.1} MB (max sampled), {:.1} MB high-water mark since start   (target < 200 MB)",
+        "  resident memory        {:>6.1} MB (max sampled), {:.1} MB high-water mark since start   (target: 200 MB for 1,000, 250 MB for 10,000)",
         rss_max as f64 / 1000.0,
         hwm as f64 / 1000.0
     );

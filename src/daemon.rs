@@ -556,6 +556,7 @@ impl Loops {
                 runtime.config.clone(),
                 ha.clone(),
                 self.share.clone(),
+                self.doorbells.clone(),
                 stop_rx,
             ));
         }
@@ -837,6 +838,7 @@ async fn membership_loop(
     config: Arc<Config>,
     ha: HaConfig,
     share: Share,
+    doorbells: crate::events::Doorbells,
     mut stop: watch::Receiver<Stop>,
 ) {
     let lease_ms = ha.lease.as_millis() as i64;
@@ -844,6 +846,7 @@ async fn membership_loop(
     let instances: Vec<String> = instance_names(&config);
     let mut unheld_since: HashMap<String, i64> = HashMap::new();
     let mut last_members: Vec<String> = Vec::new();
+    let mut started = false;
     loop {
         let now_ms = clock.now_ms();
         let looked = async {
@@ -887,6 +890,16 @@ async fn membership_loop(
                 metrics::gauge!("inbox_sla_ha_members").set(members.len() as f64);
                 metrics::gauge!("inbox_sla_ha_share", "node" => ha.node.clone())
                     .set(mine.len() as f64);
+                // This node's instances that nobody holds (a dead node's, whose leases ran
+                // out; one another node handed over): polled now, not at their next tick,
+                // so a share moves within ha.lease and one membership look, not a poll more.
+                // (Not at start: the first polls keep their spread over the interval.)
+                if started {
+                    for i in mine.iter().filter(|i| !held.contains(i.as_str())) {
+                        doorbells.ring(i);
+                    }
+                }
+                started = true;
                 *lock(&share.0) = Some(ShareState { mine, orphans });
             }
             Err(e) => tracing::warn!("could not renew this node's membership of the HA group: {e}"),
