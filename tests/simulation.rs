@@ -22,6 +22,9 @@ use std::time::Instant;
 /// build); the soak runs as many as you like.
 const SQLITE_SEEDS: u64 = 40;
 const POSTGRES_SEEDS: u64 = 4;
+/// Seeds a soak once failed on, kept as regressions: 320074 (a mute while a cycle was
+/// paused between its plan and its commit paged for a muted chat).
+const REGRESSIONS: [u64; 1] = [320_074];
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -61,7 +64,7 @@ fn run_seeds(seeds: impl Iterator<Item = u64>, postgres: bool) -> (u64, f64) {
 fn simulated_histories_keep_every_promise_on_sqlite() {
     let from = env_u64("SIM_FROM").unwrap_or(1);
     let started = Instant::now();
-    let (n, hours) = run_seeds(from..from + SQLITE_SEEDS, false);
+    let (n, hours) = run_seeds((from..from + SQLITE_SEEDS).chain(REGRESSIONS), false);
     eprintln!(
         "simulation, SQLite: {n} seeds, {hours:.0} simulated hours in {:.1}s",
         started.elapsed().as_secs_f64()

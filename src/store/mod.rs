@@ -675,12 +675,17 @@ impl Store {
         match self {
             Store::Sqlite(s) => {
                 let (jid, reason) = (jid.to_string(), reason.map(str::to_string));
-                s.run(Tx::None, move |c| {
+                s.run(Tx::Immediate, move |c| {
                     ready(mutes::mute(c, &jid, until, reason.as_deref(), now))
                 })
                 .await
             }
-            Store::Postgres(p) => mutes::mute(&p.conn().await?, jid, until, reason, now).await,
+            Store::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = p.transaction(&mut client, false).await?;
+                mutes::mute(&tx, jid, until, reason, now).await?;
+                tx.commit(()).await
+            }
         }
     }
 
