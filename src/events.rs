@@ -169,7 +169,7 @@ impl Receiver {
 /// Whether `signature` (hex) is the HMAC-SHA512 of `body` under `key`, as WAHA signs
 /// (`X-Webhook-Hmac`), compared in constant time.
 pub fn verify(key: &Secret, body: &[u8], signature: &str) -> bool {
-    let Some(tag) = from_hex(signature.trim()) else {
+    let Some(tag) = crate::notify::from_hex(signature.trim()) else {
         return false;
     };
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA512, key.expose().as_bytes());
@@ -183,16 +183,6 @@ pub fn sign(key: &[u8], body: &[u8]) -> String {
         .as_ref()
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) || !text.is_ascii() {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
         .collect()
 }
 

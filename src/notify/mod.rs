@@ -328,7 +328,8 @@ pub(crate) fn hmac_sha256_matches(key: &Secret, parts: &[&[u8]], hex_tag: &str) 
     aws_lc_rs::hmac::verify(&key, &parts.concat(), &tag).is_ok()
 }
 
-fn from_hex(text: &str) -> Option<Vec<u8>> {
+/// Hex digits as bytes; `None` for an odd length or a character that is not hex.
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
     if !text.len().is_multiple_of(2) || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
