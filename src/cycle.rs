@@ -44,6 +44,8 @@ pub struct Summary {
     pub rows_written: u64,
     pub bytes: u64,
     pub poll_seconds: f64,
+    /// The session's state when it was asked (`None`: the engine does not say).
+    pub session_working: Option<bool>,
     /// Wall-clock waits (seconds) of the episodes that ended, for the wait histogram.
     pub ended_waits: Vec<i64>,
 }
@@ -132,15 +134,10 @@ pub async fn plan(
     let Some((generation, source)) = opened else {
         return Err(StoreError::Corrupt("the store was not read".into()).into());
     };
-    let working = |up: bool| {
-        metrics::gauge!("inbox_sla_session_working", "wawp_instance" => instance.name.clone())
-            .set(if up { 1.0 } else { 0.0 });
-    };
-    match session {
+    let session_working = match session {
         Ok(Some(Session::Not(state))) => {
             // Not WORKING: the overview proves nothing (no absence counted, nothing
             // resolved); the instance is failing, and blind after sla.blind_after.
-            working(false);
             return Err(PollError::Session {
                 instance: instance.name.clone(),
                 hint: wawp::session_hint(&state),
@@ -148,12 +145,15 @@ pub async fn plan(
             }
             .into());
         }
-        Ok(Some(Session::Working)) => working(true),
-        Ok(None) => {}
-        Err(e) => tracing::warn!(
-            "{e}; the session's state is unknown this cycle: judging by the overview alone"
-        ),
-    }
+        Ok(Some(Session::Working)) => Some(true),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(
+                "{e}; the session's state is unknown this cycle: judging by the overview alone"
+            );
+            None
+        }
+    };
     let fetched = fetched?;
     // After a gap in polling (this process's first look, or polls that failed) waiting
     // chats may have waited since before the overview's last message.
@@ -255,6 +255,7 @@ pub async fn plan(
         rows_written: 0,
         bytes: fetched.bytes,
         poll_seconds,
+        session_working,
         ended_waits: eval
             .closed
             .iter()

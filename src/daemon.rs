@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::config::{Config, HaConfig};
 use crate::cycle::{self, CycleError, Summary};
 use crate::deliver;
+use crate::gauges::Gauges;
 use crate::http::{self, Health};
 use crate::notify::{self, Channels};
 use crate::outbox::Outbox;
@@ -268,6 +269,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
     let events = crate::events::Receiver::default();
     let current_config: http::CurrentConfig =
         Arc::new(std::sync::RwLock::new(runtime.config.clone()));
+    let gauges = Arc::new(Gauges::default());
     let (stop_http_tx, mut stop_http_rx) = watch::channel(false);
     let http_task = match (&runtime.config.http, metrics) {
         (Some(h), Some(handle)) => {
@@ -287,6 +289,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
             );
             let health = health.clone();
             let events = events.clone();
+            let gauges = gauges.clone();
             let source = http::StatusSource {
                 store: store.clone(),
                 config: current_config.clone(),
@@ -296,7 +299,19 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
                 let stop = async move {
                     let _ = stop_http_rx.changed().await;
                 };
-                if let Err(e) = http::serve(listener, handle, health, source, events, stop).await {
+                if let Err(e) = http::serve(
+                    listener,
+                    http::Metrics {
+                        recorder: handle,
+                        gauges,
+                    },
+                    health,
+                    source,
+                    events,
+                    stop,
+                )
+                .await
+                {
                     tracing::error!("the HTTP endpoint failed: {e}");
                 }
             }))
@@ -317,6 +332,7 @@ pub async fn run(setup: Setup, mut control: mpsc::UnboundedReceiver<Control>) ->
         notifier: notifier.clone(),
         share: Share::default(),
         doorbells: events.doorbells.clone(),
+        gauges: gauges.clone(),
     };
     let mut deliverers = loops.deliverers(&runtime);
     let mut pollers = loops.pollers(&runtime);
@@ -511,6 +527,8 @@ struct Loops {
     share: Share,
     /// Rung by webhooks: the instance polls now (at most once a second).
     doorbells: crate::events::Doorbells,
+    /// What `/metrics` says per instance.
+    gauges: Arc<Gauges>,
 }
 
 impl Loops {
@@ -525,6 +543,7 @@ impl Loops {
             p.busy.clear();
             p.retain(|k| runtime.config.instance(k).is_some());
         }
+        self.gauges.retain(|k| runtime.config.instance(k).is_some());
         let count = runtime.config.instances.len();
         for index in 0..count {
             let ctx = PollContext {
@@ -537,6 +556,7 @@ impl Loops {
                 took_over: self.took_over.clone(),
                 notifier: self.notifier.clone(),
                 share: self.share.clone(),
+                gauges: self.gauges.clone(),
                 limit: limit.clone(),
                 bell: self.doorbells.bell(&runtime.config.instances[index].name),
                 index,
@@ -606,6 +626,7 @@ struct PollContext {
     took_over: watch::Sender<u64>,
     notifier: Notifier,
     share: Share,
+    gauges: Arc<Gauges>,
     limit: Arc<Semaphore>,
     /// This instance's doorbell (`[events]`).
     bell: Arc<tokio::sync::Notify>,
@@ -698,20 +719,26 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
                 metrics::counter!("inbox_sla_polls_total", &ok).increment(1);
                 metrics::histogram!("inbox_sla_poll_duration_seconds", detail)
                     .record(summary.poll_seconds);
-                metrics::gauge!("inbox_sla_chats_waiting", &labels).set(summary.waiting as f64);
-                metrics::gauge!("inbox_sla_chats_breached", &labels).set(summary.breached as f64);
+                ctx.gauges.polled(
+                    &name,
+                    summary.waiting,
+                    summary.breached,
+                    summary.session_working,
+                    ctx.clock.now(),
+                );
                 let waits = metrics::histogram!("inbox_sla_wait_seconds", detail);
                 for wait in &summary.ended_waits {
                     waits.record(*wait as f64);
                 }
-                metrics::gauge!("inbox_sla_last_successful_poll_timestamp_seconds", &labels)
-                    .set(ctx.clock.now() as f64);
                 if summary.enqueued > 0 {
                     ctx.wake.send_modify(|n| *n += 1);
                 }
             }
             Err(CycleError::Poll(e)) => {
                 tracing::error!("{e}");
+                if matches!(e, crate::wawp::PollError::Session { .. }) {
+                    ctx.gauges.session_down(&name);
+                }
                 ctx.health.store_ok();
                 metrics::counter!("inbox_sla_polls_total", "wawp_instance" => name.clone(), "result" => e.label()).increment(1);
                 ctx.wake.send_modify(|n| *n += 1); // a blind alert may have been enqueued
@@ -761,28 +788,20 @@ async fn lease(
             }
         }
         ctx.health.standby(name);
-        let labels = [
-            ("wawp_instance", name.to_string()),
-            ("node", ha.node.clone()),
-        ];
-        metrics::gauge!("inbox_sla_instance_held", &labels).set(0.0);
+        ctx.gauges.held(name, &ha.node, false);
         return None;
     }
     let held = ctx
         .store
         .acquire_lease(name, &ha.node, now_ms, ha.lease.as_millis() as i64)
         .await;
-    let labels = [
-        ("wawp_instance", name.to_string()),
-        ("node", ha.node.clone()),
-    ];
     match held {
         Ok(Some(fence)) => {
             if ctx.health.holding(name) {
                 tracing::info!(instance = name, node = %ha.node, fence = fence.value, "this node now polls the instance");
                 ctx.took_over.send_modify(|n| *n += 1);
             }
-            metrics::gauge!("inbox_sla_instance_held", &labels).set(1.0);
+            ctx.gauges.held(name, &ha.node, true);
             Some(fence)
         }
         Ok(None) => {
@@ -791,7 +810,7 @@ async fn lease(
                 tracing::info!(instance = name, node = %ha.node, "another node holds the instance; standing by");
             }
             ctx.health.standby(name);
-            metrics::gauge!("inbox_sla_instance_held", &labels).set(0.0);
+            ctx.gauges.held(name, &ha.node, false);
             None
         }
         Err(e) => {
@@ -800,7 +819,7 @@ async fn lease(
                 "cannot take the instance's lease; polling paused: {e}"
             );
             ctx.health.store_failed(&e.to_string());
-            metrics::gauge!("inbox_sla_instance_held", &labels).set(0.0);
+            ctx.gauges.held(name, &ha.node, false);
             None
         }
     }

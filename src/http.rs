@@ -13,6 +13,7 @@
 use crate::access::{self, Gate, Outcome};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::gauges::Gauges;
 use crate::status;
 use crate::store::Store;
 use axum::extract::connect_info::{ConnectInfo, Connected};
@@ -144,14 +145,6 @@ pub fn describe() {
         Unit::Seconds,
         "Time to fetch and parse one instance's overview."
     );
-    describe_gauge!(
-        "inbox_sla_chats_waiting",
-        "Chats waiting for an answer, by instance."
-    );
-    describe_gauge!(
-        "inbox_sla_chats_breached",
-        "Waiting chats past at least one escalation tier, by instance."
-    );
     describe_counter!(
         "inbox_sla_notifications_total",
         "Delivery attempts by channel and result (sent, retry, dead)."
@@ -164,34 +157,29 @@ pub fn describe() {
         "inbox_sla_outbox_dead",
         "Notifications that will not be delivered."
     );
-    describe_gauge!(
-        "inbox_sla_last_successful_poll_timestamp_seconds",
-        Unit::Seconds,
-        "Unix time of the last successful poll, by instance."
-    );
     describe_histogram!(
         "inbox_sla_wait_seconds",
         Unit::Seconds,
         "Wall-clock wait of each episode that ended, by instance (wawp_instance)."
     );
-    describe_gauge!(
-        "inbox_sla_session_working",
-        "1 while the instance's WhatsApp session (wawp_instance) is WORKING, 0 while it is not (unlinked, stopped, failed)."
-    );
-    describe_gauge!(
-        "inbox_sla_instance_held",
-        "1 where this node (node) polls the instance (wawp_instance), 0 where it stands by."
-    );
 }
 
-/// The buckets (seconds) of `inbox_sla_wait_seconds`, for the recorder.
+/// What `/metrics` renders: the recorder's counters, histograms and overall gauges, then
+/// the per-instance gauges ([`Gauges`]).
+#[derive(Clone)]
+pub struct Metrics {
+    pub recorder: PrometheusHandle,
+    pub gauges: Arc<Gauges>,
+}
+
 /// Up to this many instances, `/metrics` labels everything by instance. Above it, the
 /// poll-time and wait distributions and the count of successful polls are kept over all
 /// instances (their per-instance series are most of a scrape: 20 lines an instance, 17 MB
 /// at 10,000), while what alerts use stays per instance: the last successful poll, failed
-/// polls by result, chats waiting and breached, the lease held.
+/// polls by result, chats waiting and breached, the session's state, the lease held.
 pub const DETAILED_UP_TO: usize = 1000;
 
+/// The buckets (seconds) of `inbox_sla_wait_seconds`, for the recorder.
 pub fn wait_buckets() -> (metrics_exporter_prometheus::Matcher, &'static [f64]) {
     (
         metrics_exporter_prometheus::Matcher::Full("inbox_sla_wait_seconds".into()),
@@ -221,7 +209,7 @@ impl StatusSource {
 
 #[derive(Clone)]
 struct AppState {
-    metrics: PrometheusHandle,
+    metrics: Metrics,
     health: Health,
     status: StatusSource,
     events: crate::events::Receiver,
@@ -249,7 +237,7 @@ impl Connected<IncomingStream<'_, crate::tls::TlsListener>> for Peer {
 /// it), else plain HTTP.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    metrics: PrometheusHandle,
+    metrics: Metrics,
     health: Health,
     status: StatusSource,
     events: crate::events::Receiver,
@@ -553,7 +541,11 @@ async fn api_report(State(s): State<AppState>, Query(q): Query<ReportQuery>) -> 
 async fn render_metrics(State(s): State<AppState>) -> ([(&'static str, &'static str); 1], String) {
     (
         [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
-        s.metrics.render(),
+        {
+            let mut out = s.metrics.recorder.render();
+            s.metrics.gauges.render(&mut out);
+            out
+        },
     )
 }
 
@@ -784,10 +776,7 @@ async fn api_unmute(State(s): State<AppState>, request: Request) -> Response {
         Ok(c) => c,
         Err(e) => return act_failed(e),
     };
-    if let Err(e) = crate::act::check_jid(&chat) {
-        return act_failed(e);
-    }
-    match s.status.store.unmute(&chat).await {
+    match crate::act::unmute(&s.status.store, &chat).await {
         Ok(true) => {
             // Its tiers may be due: the instances that have it poll now.
             let open = s.status.store.episodes_of(&chat, None).await;
@@ -804,6 +793,6 @@ async fn api_unmute(State(s): State<AppState>, request: Request) -> Response {
             ),
         )
             .into_response(),
-        Err(e) => unavailable(e),
+        Err(e) => act_failed(e),
     }
 }

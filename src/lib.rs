@@ -29,7 +29,8 @@
 //!    [`access`] (who may use the page and API: the users file and bcrypt, the bearer
 //!    token, failed logins limited per address, the cross-site check for state changes),
 //!    [`tls`] (HTTPS for the page: the certificate swapped on reload, a listener that
-//!    handshakes off the accept loop).
+//!    handshakes off the accept loop), [`gauges`] (the per-instance gauges of
+//!    `/metrics`, kept in one table and written straight into a scrape).
 //! 2. **The pure core**: [`policy`] (`[sla]`, tiers, rules, globs), [`sla`] (the engine:
 //!    episodes, overview, mutes, policy, now → changes and events), [`alert`] (the alert
 //!    document of docs/spec.md section 5 and the digest rule).
@@ -69,6 +70,7 @@ pub mod deliver;
 pub mod demo;
 pub mod duration;
 pub mod events;
+pub mod gauges;
 pub mod hooks;
 pub mod host;
 pub mod http;

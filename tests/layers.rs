@@ -23,6 +23,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "systemd",
             "access",
             "tls",
+            "gauges",
         ],
     ),
     ("the pure core", &["policy", "sla", "alert"]),
