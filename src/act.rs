@@ -129,12 +129,33 @@ pub async fn mute(
 ) -> Result<Acked, ActError> {
     check_jid(jid)?;
     let (instance, episode) = the_open_one(store, instance, jid).await?;
+    mute_chat(store, jid, hold, reason, now).await?;
+    Ok(Acked { instance, episode })
+}
+
+/// Mutes `jid` for `hold` from `now`, whether or not it is waiting (the shell may mute a
+/// chat ahead of its message); the answer is when the mute ends. Every mute is written
+/// here: the chat checked, the reason cleaned to one short line.
+pub async fn mute_chat(
+    store: &Store,
+    jid: &str,
+    hold: Duration,
+    reason: Option<&str>,
+    now: i64,
+) -> Result<i64, ActError> {
+    check_jid(jid)?;
     let reason = reason
         .map(|r| untrusted::display(r, 200).trim().to_string())
         .filter(|r| !r.is_empty());
     let until = now.saturating_add(hold.as_secs() as i64);
     store.mute(jid, until, reason.as_deref(), now).await?;
-    Ok(Acked { instance, episode })
+    Ok(until)
+}
+
+/// Lifts the mute of `jid`; `false` when it was not muted.
+pub async fn unmute(store: &Store, jid: &str) -> Result<bool, ActError> {
+    check_jid(jid)?;
+    Ok(store.unmute(jid).await?)
 }
 
 /// The one open episode of `jid` (in `instance`): 404 when there is none, 400 when it is

@@ -579,16 +579,6 @@ fn alerts_text(o: &AlertsView, all: bool, now: i64) {
     }
 }
 
-fn check_jid(jid: &str) -> Result<(), CliError> {
-    if jid.contains('@') && !jid.chars().any(char::is_whitespace) {
-        Ok(())
-    } else {
-        Err(CliError::Usage(format!(
-            "\"{jid}\" is not a chat JID like 201234567890@c.us or 120363000000000001@g.us"
-        )))
-    }
-}
-
 /// `mute JID --for DURATION [--reason TEXT]`
 pub async fn mute(
     config: &Config,
@@ -597,15 +587,10 @@ pub async fn mute(
     reason: Option<&str>,
     clock: &Clock,
 ) -> Result<ExitCode, CliError> {
-    check_jid(jid)?;
-    let d = crate::duration::parse(duration).map_err(|e| CliError::Usage(format!("--for: {e}")))?;
-    if d.is_zero() {
-        return Err(CliError::Usage("--for must be more than 0s".into()));
-    }
+    crate::act::check_jid(jid)?;
+    let d = crate::act::parse_for("--for", duration)?;
     let store = Store::open(&config.store.location()).await?;
-    let now = clock.now();
-    let until = now + d.as_secs() as i64;
-    store.mute(jid, until, reason, now).await?;
+    let until = crate::act::mute_chat(&store, jid, d, reason, clock.now()).await?;
     say!(
         "Muted {jid} until {} ({}).",
         utc_time(until),
@@ -699,9 +684,9 @@ fn login_name() -> String {
 
 /// `unmute JID`
 pub async fn unmute(config: &Config, jid: &str) -> Result<ExitCode, CliError> {
-    check_jid(jid)?;
+    crate::act::check_jid(jid)?;
     let store = Store::open(&config.store.location()).await?;
-    if store.unmute(jid).await? {
+    if crate::act::unmute(&store, jid).await? {
         say!("Unmuted {jid}; it escalates at the next cycle if it is still waiting.");
     } else {
         say!("{jid} was not muted.");
