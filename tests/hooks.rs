@@ -8,6 +8,9 @@
 //! Slack and PagerDuty build them, with the daemon's own clock for Slack's timestamps; the
 //! daemon's log is captured, so a test can check that no secret ever reaches it.
 
+#[path = "common/inboxes.rs"]
+mod inboxes;
+
 use axum::body::Bytes;
 use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -16,7 +19,7 @@ use inbox_sla::config::{Config, Location};
 use inbox_sla::daemon::{self, Control, Setup};
 use inbox_sla::sla::Episode;
 use inbox_sla::store::Store;
-use inbox_sla::wawp::{Body, BoxFuture, Response, Transport};
+use inboxes::{Answer, Inboxes};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,43 +39,6 @@ const AMINA: &str = "201001234567@c.us";
 const OMAR: &str = "201007654321@c.us";
 
 // ----------------------------------------------------------------------------- harness
-
-/// What the in-process Wawp serves: each instance's overview.
-#[derive(Clone, Default)]
-struct Inboxes(Arc<Mutex<Vec<(String, Value)>>>);
-
-impl Inboxes {
-    fn set(&self, instance_id: &str, chats: Value) {
-        let mut all = self.0.lock().unwrap();
-        all.retain(|(id, _)| id != instance_id);
-        all.push((instance_id.to_string(), chats));
-    }
-}
-
-impl Transport for Inboxes {
-    fn get<'a>(&'a self, url: &'a reqwest::Url) -> BoxFuture<'a, Result<Response, String>> {
-        Box::pin(async move {
-            let id = url
-                .query_pairs()
-                .find(|(k, _)| k == "instance_id")
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_default();
-            let chats = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map_or(json!([]), |(_, c)| c.clone());
-            let body = chats.to_string();
-            Ok(Response {
-                status: reqwest::StatusCode::OK,
-                content_length: Some(body.len() as u64),
-                body: Body::Chunks(vec![Ok(Bytes::from(body))].into()),
-            })
-        })
-    }
-}
 
 /// A customer's chat whose last message (theirs) is at `at` (Unix seconds).
 fn waiting(id: &str, name: &str, at: i64) -> Value {
@@ -421,8 +387,8 @@ fn statuses(posts: &[Value]) -> Vec<String> {
 #[tokio::test(start_paused = true)]
 async fn a_slack_click_acknowledges_its_episode_and_holds_the_next_tier() {
     let services = Services::start().await;
-    let inboxes = Inboxes::default();
-    inboxes.set(
+    let inboxes = Inboxes::answering(Answer::Chats(json!([])));
+    inboxes.chats(
         "id-1",
         json!([
             waiting(AMINA, "Amina Hassan", START),
@@ -630,10 +596,10 @@ fn pd_headers(secret: &str, body: &[u8]) -> Vec<(&'static str, String)> {
 #[tokio::test(start_paused = true)]
 async fn a_pagerduty_acknowledgement_acknowledges_the_incidents_episode() {
     let services = Services::start().await;
-    let inboxes = Inboxes::default();
+    let inboxes = Inboxes::answering(Answer::Chats(json!([])));
     let long = "s".repeat(240);
-    inboxes.set("id-1", json!([waiting(AMINA, "Amina Hassan", START)]));
-    inboxes.set("id-2", json!([waiting(OMAR, "Omar", START)]));
+    inboxes.chats("id-1", json!([waiting(AMINA, "Amina Hassan", START)]));
+    inboxes.chats("id-2", json!([waiting(OMAR, "Omar", START)]));
     let d = start(
         &inboxes,
         &services,

@@ -5,68 +5,23 @@
 //! What crosses a process boundary (signals, systemd, two nodes) stays in tests/daemon.rs
 //! and tests/ha.rs.
 
-use bytes::Bytes;
+#[path = "common/inboxes.rs"]
+mod inboxes;
+
 use inbox_sla::alert::Status;
 use inbox_sla::clock::Clock;
 use inbox_sla::config::{Config, Location};
 use inbox_sla::daemon::{self, Control, Setup};
 use inbox_sla::store::{Queued, Stage, Store};
-use inbox_sla::wawp::{Body, BoxFuture, Response, Transport};
+use inboxes::{Answer, Inboxes};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 /// 2026-12-05 09:00:00 UTC.
 const START_MS: i64 = 1_796_461_200_000;
-
-/// What the in-process Wawp answers, per `instance_id`: an overview, or a status.
-#[derive(Clone)]
-enum Answer {
-    Chats(serde_json::Value),
-    Status(u16),
-}
-
-#[derive(Clone, Default)]
-struct Inboxes(Arc<Mutex<Vec<(String, Answer)>>>);
-
-impl Inboxes {
-    fn set(&self, instance_id: &str, answer: Answer) {
-        let mut all = self.0.lock().unwrap();
-        all.retain(|(id, _)| id != instance_id);
-        all.push((instance_id.to_string(), answer));
-    }
-}
-
-impl Transport for Inboxes {
-    fn get<'a>(&'a self, url: &'a reqwest::Url) -> BoxFuture<'a, Result<Response, String>> {
-        Box::pin(async move {
-            let id = url
-                .query_pairs()
-                .find(|(k, _)| k == "instance_id")
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_default();
-            let answer = self
-                .0
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|(i, _)| *i == id)
-                .map(|(_, a)| a.clone())
-                .unwrap_or(Answer::Status(404));
-            let (status, body) = match answer {
-                Answer::Chats(v) => (200, v.to_string()),
-                Answer::Status(s) => (s, "{\"error\":\"engine down\"}".to_string()),
-            };
-            Ok(Response {
-                status: reqwest::StatusCode::from_u16(status).unwrap(),
-                content_length: Some(body.len() as u64),
-                body: Body::Chunks(vec![Ok(Bytes::from(body))].into()),
-            })
-        })
-    }
-}
 
 /// A customer's chat whose last message (theirs) is `at_ms`.
 fn waiting(id: &str, at_ms: i64) -> serde_json::Value {
@@ -165,7 +120,7 @@ fn kinds(sent: &[Queued]) -> Vec<String> {
 /// `blind` notice, not earlier and not twice; the first good poll one `recovered`.
 #[tokio::test(start_paused = true)]
 async fn a_failing_source_goes_blind_after_ten_minutes_and_recovers_once() {
-    let inboxes = Inboxes::default();
+    let inboxes = Inboxes::answering(Answer::Status(404));
     inboxes.set("id-1", Answer::Status(503));
     let d = start(&inboxes, &[("support", "id-1")], "").await;
 
@@ -196,7 +151,7 @@ async fn a_failing_source_goes_blind_after_ten_minutes_and_recovers_once() {
         "still one blind notice half an hour on"
     );
 
-    inboxes.set("id-1", Answer::Chats(serde_json::json!([])));
+    inboxes.chats("id-1", serde_json::json!([]));
     pass(minutes(2)).await;
     assert_eq!(
         kinds(&d.sent().await),
@@ -209,7 +164,7 @@ async fn a_failing_source_goes_blind_after_ten_minutes_and_recovers_once() {
 /// escalated once at two hours (within a poll), and resolved once after the reply.
 #[tokio::test(start_paused = true)]
 async fn a_waiting_chat_is_escalated_at_two_hours_and_resolved_after_the_reply() {
-    let inboxes = Inboxes::default();
+    let inboxes = Inboxes::answering(Answer::Status(404));
     let chat = "4915112345678@c.us";
     inboxes.set(
         "id-1",
@@ -244,7 +199,7 @@ async fn a_waiting_chat_is_escalated_at_two_hours_and_resolved_after_the_reply()
 /// removed instance's open alert ends at the reload, the remaining one goes on.
 #[tokio::test(start_paused = true)]
 async fn a_reload_ends_the_alerts_of_a_removed_instance() {
-    let inboxes = Inboxes::default();
+    let inboxes = Inboxes::answering(Answer::Status(404));
     inboxes.set(
         "id-1",
         Answer::Chats(serde_json::json!([waiting("1@c.us", START_MS)])),
@@ -278,7 +233,7 @@ async fn a_reload_ends_the_alerts_of_a_removed_instance() {
 /// open episode cannot be acknowledged.
 #[tokio::test(start_paused = true)]
 async fn an_acknowledgement_holds_the_next_tier_for_ack_for_and_is_told_once() {
-    let inboxes = Inboxes::default();
+    let inboxes = Inboxes::answering(Answer::Status(404));
     let chat = "4915112345678@c.us";
     inboxes.set(
         "id-1",
