@@ -580,9 +580,15 @@ enum Asked {
     Script,
 }
 
-/// Reads an [`ActRequest`]: bounded, JSON or a form, unknown or repeated fields refused
-/// with their names.
-async fn act_request(request: Request) -> Result<(ActRequest, Asked), Response> {
+/// Reads an [`ActRequest`] and its chat (every action needs one): bounded, JSON or a
+/// form, unknown or repeated fields refused with their names.
+async fn act_request(request: Request) -> Result<(ActRequest, String, Asked), Response> {
+    let (r, asked) = act_fields(request).await?;
+    let chat = required("chat", r.chat.as_deref()).map_err(act_failed)?;
+    Ok((r, chat, asked))
+}
+
+async fn act_fields(request: Request) -> Result<(ActRequest, Asked), Response> {
     let form = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -659,13 +665,9 @@ fn required(field: &str, value: Option<&str>) -> Result<String, crate::act::ActE
 /// paged hear it at the instance's next poll, which this asks for at once.
 async fn api_ack(State(s): State<AppState>, request: Request) -> Response {
     let who = request.extensions().get::<access::Who>().cloned();
-    let (r, asked) = match act_request(request).await {
+    let (r, chat, asked) = match act_request(request).await {
         Ok(r) => r,
         Err(e) => return e,
-    };
-    let chat = match required("chat", r.chat.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return act_failed(e),
     };
     let hold = match r.hold.as_deref().map(|h| crate::act::parse_for("for", h)) {
         None => None,
@@ -731,13 +733,9 @@ fn known_instance(config: &Config, instance: Option<&str>) -> Result<(), crate::
 
 /// `POST /api/v1/mute`: mute the chat of an open episode for `for` (section 11).
 async fn api_mute(State(s): State<AppState>, request: Request) -> Response {
-    let (r, asked) = match act_request(request).await {
+    let (r, chat, asked) = match act_request(request).await {
         Ok(r) => r,
         Err(e) => return e,
-    };
-    let chat = match required("chat", r.chat.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return act_failed(e),
     };
     let hold =
         match required("for", r.hold.as_deref()).and_then(|h| crate::act::parse_for("for", &h)) {
@@ -768,13 +766,9 @@ async fn api_mute(State(s): State<AppState>, request: Request) -> Response {
 
 /// `POST /api/v1/unmute`: lift a chat's mute; 404 when it was not muted.
 async fn api_unmute(State(s): State<AppState>, request: Request) -> Response {
-    let (r, asked) = match act_request(request).await {
+    let (_, chat, asked) = match act_request(request).await {
         Ok(r) => r,
         Err(e) => return e,
-    };
-    let chat = match required("chat", r.chat.as_deref()) {
-        Ok(c) => c,
-        Err(e) => return act_failed(e),
     };
     match crate::act::unmute(&s.status.store, &chat).await {
         Ok(true) => {
