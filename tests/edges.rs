@@ -1,6 +1,7 @@
 //! The adversarial review's sequences, through the real binary: a resync that repeats a
 //! short list, `recovered` behind a `blind` in backoff, reply mode switched off and on
-//! again, an instance removed by a reload, a rotated status-page token, and what real
+//! again, an instance removed by a reload (its blind alert ended and its return afresh run
+//! in tests/inprocess.rs, under paused time), a rotated status-page token, and what real
 //! clients expect of the API (the bearer scheme in any case, an unknown instance, the
 //! `generatorURL`). Each failed on the code before its fix. The HA ones (clock skew, an
 //! Alertmanager alert across a takeover) are in `ha.rs`.
@@ -399,75 +400,5 @@ fn a_reload_applies_delivery_limits_and_the_log_level() {
         wait_for(PATIENCE, || d.log().contains("DEBUG")),
         "{}",
         d.log()
-    );
-}
-
-/// A removed instance is forgotten whole: its blind alert ends (a decommissioned number
-/// answers 404, the monitor goes blind, the operator removes it: PagerDuty's blind
-/// incident must not stay open for ever), and its memory goes, so that adding it back
-/// later in reply mode pages none of its old read chats (a month-old mark is no mark).
-#[test]
-fn a_removed_instance_ends_its_blind_alert_and_comes_back_afresh() {
-    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
-    wawp.set_for("id-north", Reply::Status(404, "no such instance".into()));
-    let both = [("north", "id-north"), ("south", "id-south")];
-    let mut env = Env::new(
-        webhook(&wawp, &rx)
-            .instances(&both)
-            .poll("1s")
-            .set("sla", "blind_after", "\"1s\"")
-            .set("sla", "stop_on", "\"reply\""),
-    );
-    let d = env.start();
-    // North polls fine (reply mode takes its mark), then its number is decommissioned.
-    assert!(wait_for(PATIENCE, || wawp.polls_of("id-north") >= 2));
-    wawp.set_for("id-north", Reply::Status(404, "no such instance".into()));
-    assert!(
-        wait_for(PATIENCE, || statuses(&rx).contains(&"blind".to_string())),
-        "{}",
-        d.log()
-    );
-    env.update(|s| s.instances(&[("south", "id-south")]));
-    d.signal("HUP");
-    assert!(
-        wait_for(PATIENCE, || statuses(&rx)
-            .contains(&"recovered".to_string())),
-        "the removed instance's blind alert never ended:\n{}",
-        d.log()
-    );
-    let recovered = rx
-        .accepted()
-        .into_iter()
-        .find(|p| p["status"] == "recovered")
-        .unwrap_or_default();
-    assert_eq!(recovered["instance"], "north");
-    assert!(
-        recovered["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("removed from the configuration")),
-        "{recovered}"
-    );
-    assert!(wait_for(PATIENCE, || env.alerts()["sources"]
-        .as_array()
-        .is_some_and(|s| s.iter().all(|x| x["instance"] != "north"))));
-    // Back later: since its last good poll customers wrote, and their chats were read.
-    let t = now();
-    let read: Vec<Value> = (0..20)
-        .map(|i| chat(&format!("2010000{i:05}@c.us"), "Read", 0, "thanks!", t))
-        .collect();
-    wawp.set_for("id-north", Reply::Chats(read));
-    let sent = rx.posts().len();
-    let polled = wawp.polls_of("id-north");
-    env.update(|s| s.instances(&both));
-    d.signal("HUP");
-    assert!(wait_for(PATIENCE, || wawp.polls_of("id-north") > polled + 1));
-    std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(rx.posts().len(), sent, "paged: {:?}", &rx.posts()[sent..]);
-    assert!(
-        env.alerts()["episodes"]
-            .as_array()
-            .is_some_and(|e| e.iter().all(|x| x["instance"] != "north")),
-        "{}",
-        env.alerts()
     );
 }

@@ -227,6 +227,62 @@ async fn a_reload_ends_the_alerts_of_a_removed_instance() {
     d.stop().await;
 }
 
+/// A removed instance is forgotten whole (section 6): its blind alert ends at the reload
+/// (a decommissioned number answers 404, the monitor goes blind after the default ten
+/// minutes, the operator removes it: PagerDuty's blind incident must not stay open for
+/// ever), and its memory goes, so that adding it back later in reply mode pages none of
+/// the chats that were read while it was away (a mark from before the gap is no mark).
+#[tokio::test(start_paused = true)]
+async fn a_removed_instance_ends_its_blind_alert_and_comes_back_afresh() {
+    let inboxes = Inboxes::answering(Answer::Status(404));
+    inboxes.chats("id-north", serde_json::json!([]));
+    inboxes.chats("id-south", serde_json::json!([]));
+    let reply_mode = "\n[sla]\nstop_on = \"reply\"\n";
+    let both = [("north", "id-north"), ("south", "id-south")];
+    let d = start(&inboxes, &both, reply_mode).await;
+    pass(minutes(2)).await; // north polls fine: reply mode takes its mark
+    inboxes.set("id-north", Answer::Status(404)); // then its number is decommissioned
+    pass(minutes(12)).await;
+    assert_eq!(kinds(&d.sent().await), ["blind north"]);
+
+    let south = [("south", "id-south")];
+    std::fs::write(&d.config, config_text(&d.store, &south, reply_mode)).unwrap();
+    d.control.send(Control::Reload).unwrap();
+    pass(minutes(1)).await;
+    let sent = d.sent().await;
+    assert_eq!(kinds(&sent), ["blind north", "recovered north"]);
+    assert!(
+        sent[1]
+            .doc
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("removed from the configuration")),
+        "{:?}",
+        sent[1].doc.message
+    );
+
+    // Back an hour later: meanwhile customers wrote, and their chats were read.
+    pass(minutes(60)).await;
+    let at = START_MS + 70 * 60 * 1000;
+    let read: Vec<serde_json::Value> = (0..20)
+        .map(|i| {
+            let mut chat = waiting(&format!("2010000{i:05}@c.us"), at);
+            chat["unreadCount"] = 0.into();
+            chat
+        })
+        .collect();
+    inboxes.chats("id-north", serde_json::Value::Array(read));
+    std::fs::write(&d.config, config_text(&d.store, &both, reply_mode)).unwrap();
+    d.control.send(Control::Reload).unwrap();
+    pass(minutes(180)).await; // past the two-hour tier
+    assert_eq!(
+        kinds(&d.sent().await),
+        ["blind north", "recovered north"],
+        "no page for chats read before north's first look after it came back"
+    );
+    d.stop().await;
+}
+
 /// Section 2, acknowledged: an acknowledgement at 2h01 holds the 2h30m tier until
 /// `sla.ack_for` (1h) has passed; the channel that was paged hears once who acknowledged;
 /// after the hold the next tier fires; history keeps who acknowledged. A chat with no
