@@ -1,16 +1,15 @@
 //! The adversarial review's sequences, through the real binary: a resync that repeats a
-//! short list, `recovered` behind a `blind` in backoff, reply mode switched off and on
-//! again, an instance removed by a reload (its blind alert ended and its return afresh run
-//! in tests/inprocess.rs, under paused time), a rotated status-page token, and what real
-//! clients expect of the API (the bearer scheme in any case, an unknown instance, the
-//! `generatorURL`). Each failed on the code before its fix. The HA ones (clock skew, an
-//! Alertmanager alert across a takeover) are in `ha.rs`.
-
+//! short list, reply mode switched off and on again, an instance removed by a reload, a
+//! rotated status-page token, and what real clients expect of the API (the bearer scheme
+//! in any case, an unknown instance, the `generatorURL`). Each failed on the code before
+//! its fix. The HA ones (clock skew, an Alertmanager alert across a takeover) are in
+//! `ha.rs`; the time-driven ones (`recovered` behind a `blind` in backoff, a removed
+//! instance's blind alert and its return) run in-process under paused time in
+//! `inprocess.rs`.
 mod common;
 
 use common::*;
 use serde_json::Value;
-use std::time::Duration;
 
 fn webhook(wawp: &FakeWawp, rx: &Receiver) -> Setup {
     Setup::new(wawp).channel(Channel::webhook("pager", &rx.url))
@@ -55,45 +54,6 @@ fn a_resync_that_repeats_a_short_list_resolves_nothing_and_pages_once() {
         "no false resolved, no second firing"
     );
     assert_eq!(env.alerts()["episodes"][0]["waiting_since"], t - 3 * H);
-}
-
-/// Section 6: a `recovered` never reaches a channel before its `blind`. The blind alert
-/// meets a 503 and waits in backoff; polling recovers; the recovered notice waits too
-/// (on PagerDuty the resolve would come first and the late trigger stay open for ever).
-#[test]
-fn recovered_waits_for_its_blind_alert_in_backoff() {
-    let (wawp, rx) = (FakeWawp::start(), Receiver::start());
-    wawp.set(Reply::Status(500, "engine down".into()));
-    let env = Env::new(webhook(&wawp, &rx).set("sla", "blind_after", "\"1s\""));
-    assert_eq!(
-        env.run(&["once"]).code,
-        1,
-        "the first failure starts the clock"
-    );
-    std::thread::sleep(Duration::from_millis(1100));
-    rx.script(&[Answer::StatusBody(503, "busy".into())]);
-    let blind = env.run(&["once"]);
-    assert_eq!(blind.code, 1, "{blind}");
-    assert_eq!(rx.posts().len(), 1, "the blind alert was tried");
-    assert_eq!(rx.posts()[0]["status"], "blind");
-    wawp.chats(vec![]);
-    let recovered = env.run(&["once"]);
-    assert!(
-        recovered.stderr.contains("monitor recovered"),
-        "{recovered}"
-    );
-    let posts = rx.posts();
-    assert!(
-        posts.iter().all(|p| p["status"] != "recovered"),
-        "recovered went out while its blind waited in backoff: {posts:?}"
-    );
-    assert_eq!(outbox_count(&env.alerts(), "pending"), 2);
-    // Once the blind alert's backoff is over, both go, in order.
-    assert!(wait_for(PATIENCE, || {
-        env.run(&["once"]);
-        statuses(&rx).len() == 2
-    }));
-    assert_eq!(statuses(&rx), vec!["blind", "recovered"]);
 }
 
 /// Section 2: reply mode's mark is kept only while reply mode applies. Reply mode, then

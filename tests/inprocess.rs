@@ -1,7 +1,9 @@
 //! The daemon as a library: `daemon::run` in this process under `tokio::time::pause()`,
-//! with an in-process Wawp and the console channel, so the time-driven behaviour (the
-//! blind alert after `sla.blind_after`, a tier at its time, a reload) runs with the real
-//! defaults (ten minutes, two hours) in milliseconds and without a single real sleep.
+//! with an in-process Wawp, the console channel and, where a receiver must fail, a
+//! webhook receiver in the same runtime, so the time-driven behaviour (the blind alert
+//! after `sla.blind_after` and its recovered notice held behind it in backoff, a tier at
+//! its time, a reload, a removed instance's return) runs with the real defaults (ten
+//! minutes, two hours) in milliseconds and without a single real sleep.
 //! What crosses a process boundary (signals, systemd, two nodes) stays in tests/daemon.rs
 //! and tests/ha.rs.
 
@@ -224,6 +226,104 @@ async fn a_reload_ends_the_alerts_of_a_removed_instance() {
 
     pass(minutes(240)).await;
     assert_eq!(d.sent().await.len(), 3, "nothing more for either");
+    d.stop().await;
+}
+
+/// A webhook receiver in the test's runtime: answers 503 while `failing`, else 200, and
+/// records each body with the status it was answered.
+struct Hook {
+    url: String,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    posts: Arc<std::sync::Mutex<Vec<(u16, serde_json::Value)>>>,
+}
+
+impl Hook {
+    async fn start() -> Hook {
+        use std::sync::atomic::Ordering;
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let posts: Arc<std::sync::Mutex<Vec<(u16, serde_json::Value)>>> = Arc::default();
+        let (fail, record) = (failing.clone(), posts.clone());
+        let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
+            let (fail, record) = (fail.clone(), record.clone());
+            async move {
+                let status = if fail.load(Ordering::SeqCst) {
+                    503
+                } else {
+                    200
+                };
+                let value = serde_json::from_slice(&body).unwrap_or_default();
+                record.lock().unwrap().push((status, value));
+                (axum::http::StatusCode::from_u16(status).unwrap(), "busy")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Hook {
+            url,
+            failing,
+            posts,
+        }
+    }
+
+    fn heal(&self) {
+        self.failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The statuses of the documents it was sent, with what it answered.
+    fn statuses(&self) -> Vec<(u16, String)> {
+        self.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(code, v)| (*code, v["status"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+}
+
+/// Section 6: a `recovered` never reaches a channel before its `blind`. The blind alert
+/// meets a 503 and waits in backoff; polling recovers; the recovered notice waits behind
+/// it (on PagerDuty the resolve would come first and the late trigger stay open for
+/// ever); once the receiver answers, both go, in order. The real `sla.blind_after`.
+#[tokio::test(start_paused = true)]
+async fn a_recovered_notice_waits_for_its_blind_alert_in_backoff() {
+    let hook = Hook::start().await;
+    let inboxes = Inboxes::answering(Answer::Status(500));
+    let channel = format!(
+        "\n[[channel]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"{}\"\n",
+        hook.url
+    );
+    let d = start(&inboxes, &[("north", "id-1")], &channel).await;
+    pass(minutes(11)).await;
+    let tried = hook.statuses();
+    assert!(
+        !tried.is_empty() && tried.iter().all(|t| *t == (503, "blind".to_string())),
+        "the blind alert was tried and refused: {tried:?}"
+    );
+
+    inboxes.chats("id-1", serde_json::json!([]));
+    pass(minutes(2)).await;
+    let told = hook.statuses();
+    assert!(
+        told.iter().all(|(_, s)| s == "blind"),
+        "recovered went out while its blind alert waited in backoff: {told:?}"
+    );
+    assert_eq!(
+        kinds(&d.sent().await),
+        ["blind north", "recovered north"],
+        "the console, which works, has both"
+    );
+
+    hook.heal();
+    pass(minutes(30)).await;
+    let delivered: Vec<String> = hook
+        .statuses()
+        .into_iter()
+        .filter(|(code, _)| *code == 200)
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(delivered, ["blind", "recovered"]);
     d.stop().await;
 }
 
