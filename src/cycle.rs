@@ -44,8 +44,6 @@ pub struct Summary {
     pub rows_written: u64,
     pub bytes: u64,
     pub poll_seconds: f64,
-    /// The session's state when it was asked (`None`: the engine does not say).
-    pub session_working: Option<bool>,
     /// Wall-clock waits (seconds) of the episodes that ended, for the wait histogram.
     pub ended_waits: Vec<i64>,
 }
@@ -134,7 +132,7 @@ pub async fn plan(
     let Some((generation, source)) = opened else {
         return Err(StoreError::Corrupt("the store was not read".into()).into());
     };
-    let session_working = match session {
+    match session {
         Ok(Some(Session::Not(state))) => {
             // Not WORKING: the overview proves nothing (no absence counted, nothing
             // resolved); the instance is failing, and blind after sla.blind_after.
@@ -145,15 +143,11 @@ pub async fn plan(
             }
             .into());
         }
-        Ok(Some(Session::Working)) => Some(true),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!(
-                "{e}; the session's state is unknown this cycle: judging by the overview alone"
-            );
-            None
-        }
-    };
+        Ok(Some(Session::Working) | None) => {}
+        Err(e) => tracing::warn!(
+            "{e}; the session's state is unknown this cycle: judging by the overview alone"
+        ),
+    }
     let fetched = fetched?;
     // After a gap in polling (this process's first look, or polls that failed) waiting
     // chats may have waited since before the overview's last message.
@@ -255,7 +249,6 @@ pub async fn plan(
         rows_written: 0,
         bytes: fetched.bytes,
         poll_seconds,
-        session_working,
         ended_waits: eval
             .closed
             .iter()

@@ -702,6 +702,9 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
             &beat,
         )
         .await;
+        // Whatever became of the cycle, the session's state as the engine last gave it.
+        ctx.gauges
+            .session(&name, ctx.runtime.client.session_seen(&name));
         let labels = [("wawp_instance", name.clone())];
         // Distributions and successful polls by instance only for a fleet small enough
         // for them (http::DETAILED_UP_TO); per instance always what alerts use.
@@ -719,13 +722,8 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
                 metrics::counter!("inbox_sla_polls_total", &ok).increment(1);
                 metrics::histogram!("inbox_sla_poll_duration_seconds", detail)
                     .record(summary.poll_seconds);
-                ctx.gauges.polled(
-                    &name,
-                    summary.waiting,
-                    summary.breached,
-                    summary.session_working,
-                    ctx.clock.now(),
-                );
+                ctx.gauges
+                    .polled(&name, summary.waiting, summary.breached, ctx.clock.now());
                 let waits = metrics::histogram!("inbox_sla_wait_seconds", detail);
                 for wait in &summary.ended_waits {
                     waits.record(*wait as f64);
@@ -736,9 +734,6 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
             }
             Err(CycleError::Poll(e)) => {
                 tracing::error!("{e}");
-                if matches!(e, crate::wawp::PollError::Session { .. }) {
-                    ctx.gauges.session_down(&name);
-                }
                 ctx.health.store_ok();
                 metrics::counter!("inbox_sla_polls_total", "wawp_instance" => name.clone(), "result" => e.label()).increment(1);
                 ctx.wake.send_modify(|n| *n += 1); // a blind alert may have been enqueued

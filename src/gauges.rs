@@ -73,36 +73,35 @@ impl Gauges {
         }
     }
 
-    /// A successful poll at `now` (Unix seconds) that saw `waiting` chats waiting,
-    /// `breached` of them past a tier, and the session `working` when it was asked.
-    pub fn polled(
-        &self,
-        instance: &str,
-        waiting: usize,
-        breached: usize,
-        working: Option<bool>,
-        now: i64,
-    ) {
+    /// A successful poll at `now` (Unix seconds) that saw `waiting` chats waiting and
+    /// `breached` of them past a tier.
+    pub fn polled(&self, instance: &str, waiting: usize, breached: usize, now: i64) {
         self.with(instance, |r| {
             r.waiting = Some(waiting as u64);
             r.breached = Some(breached as u64);
             r.last_ok = Some(now);
-            if working.is_some() {
-                r.working = working;
-            }
         });
     }
 
-    /// The session was found not `WORKING` (the poll failed on it).
-    pub fn session_down(&self, instance: &str) {
-        self.with(instance, |r| r.working = Some(false));
+    /// The session's state as the engine last gave it (`None`: not checked, not served).
+    pub fn session(&self, instance: &str, working: Option<bool>) {
+        self.with(instance, |r| r.working = working);
     }
 
-    /// Whether `node` polls `instance` (HA).
+    /// Whether `node` polls `instance` (HA). A node that stands by stops serving the
+    /// instance's waiting, breached and session figures: they were true when it last
+    /// polled, and the holder's are the ones that count.
     pub fn held(&self, instance: &str, node: &str, held: bool) {
-        self.with(instance, |r| match &mut r.held {
-            Some((n, h)) if &**n == node => *h = held,
-            other => *other = Some((Arc::from(node), held)),
+        self.with(instance, |r| {
+            match &mut r.held {
+                Some((n, h)) if &**n == node => *h = held,
+                other => *other = Some((Arc::from(node), held)),
+            }
+            if !held {
+                r.waiting = None;
+                r.breached = None;
+                r.working = None;
+            }
         });
     }
 
@@ -164,10 +163,10 @@ mod tests {
     #[test]
     fn renders_each_known_series_once_in_name_order() {
         let g = Gauges::default();
-        g.polled("south", 2, 1, Some(true), 1_796_461_200);
-        g.polled("north", 0, 0, None, 1_796_461_260);
+        g.polled("south", 2, 1, 1_796_461_200);
+        g.session("south", Some(true));
+        g.polled("north", 0, 0, 1_796_461_260);
         g.held("north", "node-a", true);
-        g.held("north", "node-a", false);
         let mut out = String::new();
         g.render(&mut out);
         assert!(out.contains(
@@ -181,7 +180,7 @@ mod tests {
         assert!(out.contains("inbox_sla_session_working{wawp_instance=\"south\"} 1\n"));
         assert!(!out.contains("inbox_sla_session_working{wawp_instance=\"north\"}"));
         assert!(
-            out.contains("inbox_sla_instance_held{wawp_instance=\"north\",node=\"node-a\"} 0\n")
+            out.contains("inbox_sla_instance_held{wawp_instance=\"north\",node=\"node-a\"} 1\n")
         );
         assert!(!out.contains("inbox_sla_instance_held{wawp_instance=\"south\""));
         assert_eq!(
@@ -191,21 +190,41 @@ mod tests {
     }
 
     #[test]
-    fn a_session_found_down_stays_down_until_a_poll_sees_it_working() {
+    fn a_node_that_stands_by_serves_no_stale_figures_for_the_instance() {
         let g = Gauges::default();
-        g.polled("north", 0, 0, Some(true), 1);
-        g.session_down("north");
-        g.polled("north", 0, 0, None, 2);
+        g.polled("north", 12, 11, 1);
+        g.session("north", Some(false));
+        g.held("north", "node-a", false);
         let mut out = String::new();
         g.render(&mut out);
-        assert!(out.contains("inbox_sla_session_working{wawp_instance=\"north\"} 0\n"));
+        assert!(
+            out.contains("{wawp_instance=\"north\",node=\"node-a\"} 0\n"),
+            "{out}"
+        );
+        assert!(out.contains("poll_timestamp_seconds{wawp_instance=\"north\"} 1\n"));
+        for gone in ["chats_waiting", "chats_breached", "session_working"] {
+            assert!(
+                !out.contains(&format!("inbox_sla_{gone}{{")),
+                "{gone}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_session_no_longer_checked_leaves_the_scrape() {
+        let g = Gauges::default();
+        g.session("north", Some(true));
+        g.session("north", None);
+        let mut out = String::new();
+        g.render(&mut out);
+        assert!(!out.contains("inbox_sla_session_working"), "{out}");
     }
 
     #[test]
     fn a_removed_instance_leaves_the_scrape_and_odd_names_are_escaped() {
         let g = Gauges::default();
-        g.polled("gone", 1, 0, None, 1);
-        g.polled("a \"quoted\"\\name", 1, 0, None, 1);
+        g.polled("gone", 1, 0, 1);
+        g.polled("a \"quoted\"\\name", 1, 0, 1);
         g.retain(|n| n != "gone");
         let mut out = String::new();
         g.render(&mut out);

@@ -11,7 +11,7 @@ use crate::overview::{self, Chat, Interest, Page, StreamParser};
 use crate::secret::Redactor;
 use bytes::Bytes;
 use reqwest::{StatusCode, Url};
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -219,6 +219,8 @@ pub struct WawpClient {
     /// Instances this client has read an overview of: the first one after a start is
     /// read after a gap in polling (section 2, the first unanswered message).
     polled: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// Each instance's session as last answered (`true`: WORKING), for `/metrics`.
+    sessions: Arc<std::sync::Mutex<HashMap<String, bool>>>,
 }
 
 impl WawpClient {
@@ -239,6 +241,7 @@ impl WawpClient {
             no_session: Arc::default(),
             session_by_get: Arc::default(),
             polled: Arc::default(),
+            sessions: Arc::default(),
         }
     }
 
@@ -254,8 +257,38 @@ impl WawpClient {
     /// The instance's WhatsApp session (`POST /v2/session/info`, section 7); `None` when
     /// `wawp.session_check` is off or the engine has no such endpoint (then said once).
     /// A failure to ask is an `Err`: the caller logs it and judges by the overview alone.
-    #[tracing::instrument(skip_all, fields(instance = %instance.name))]
+    /// What it answers is kept for [`WawpClient::session_seen`], whatever the overview does.
     pub async fn session(&self, instance: &Instance) -> Result<Option<Session>, PollError> {
+        let answer = self.ask_session(instance).await;
+        let mut seen = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match &answer {
+            Ok(Some(Session::Working)) => {
+                seen.insert(instance.name.clone(), true);
+            }
+            Ok(Some(Session::Not(_))) => {
+                seen.insert(instance.name.clone(), false);
+            }
+            Ok(None) => {
+                seen.remove(&instance.name);
+            }
+            // Not known this cycle: the last state seen stands.
+            Err(_) => {}
+        }
+        answer
+    }
+
+    /// The instance's session as last answered: `Some(true)` while WORKING, `None` when it
+    /// is not checked (or not yet).
+    pub fn session_seen(&self, instance: &str) -> Option<bool> {
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(instance)
+            .copied()
+    }
+
+    #[tracing::instrument(skip_all, fields(instance = %instance.name))]
+    async fn ask_session(&self, instance: &Instance) -> Result<Option<Session>, PollError> {
         use std::sync::atomic::Ordering;
         if !self.config.session_check || self.lock_no_session().contains(&instance.name) {
             return Ok(None);

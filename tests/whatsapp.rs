@@ -41,9 +41,21 @@ fn metric(base: &str, name: &str) -> Option<String> {
 fn an_unlinked_number_whose_overview_still_answers_goes_blind_then_recovers() {
     let (wawp, rx) = (FakeWawp::start(), Receiver::start());
     wawp.session("WORKING");
-    wawp.chats(vec![breached_chat()]);
-    let env = Env::new(slack(&wawp, &rx).set("sla", "blind_after", "\"2s\"").http());
+    // First the overview fails (as engines do for a while after a relink): the session is
+    // WORKING, and the gauge says so although no poll has succeeded yet.
+    wawp.set(Reply::Status(503, "warming up".into()));
+    let env = Env::new(slack(&wawp, &rx).set("sla", "blind_after", "\"4s\"").http());
     let d = env.start();
+    let base = d.http_base();
+    assert!(
+        wait_for(PATIENCE, || metric(&base, "inbox_sla_session_working")
+            .is_some_and(
+                |l| l.contains("wawp_instance=\"support\"") && l.ends_with(" 1")
+            )),
+        "{:?}",
+        metric(&base, "inbox_sla_session_working")
+    );
+    wawp.chats(vec![breached_chat()]);
     assert!(
         wait_for(PATIENCE, || rx.accepted().len() == 1),
         "{}",
@@ -53,15 +65,6 @@ fn an_unlinked_number_whose_overview_still_answers_goes_blind_then_recovers() {
         slack_texts(&rx)[0].contains("waiting over 2h"),
         "{:?}",
         slack_texts(&rx)
-    );
-    let base = d.http_base();
-    assert!(
-        wait_for(PATIENCE, || metric(&base, "inbox_sla_session_working")
-            .is_some_and(
-                |l| l.contains("wawp_instance=\"support\"") && l.ends_with(" 1")
-            )),
-        "{:?}",
-        metric(&base, "inbox_sla_session_working")
     );
 
     // Unlinked: the engine still serves its last list, in which the chat now even looks
