@@ -455,7 +455,15 @@ enum History {
 
 /// A node's poll under way: (instance, now, config), and what was served (chats, read
 /// whole, total).
-type Pending = (String, i64, usize, Option<(Vec<model::Seen>, bool, usize)>);
+/// A poll under way: instance, now, config version, what the engine showed, and where in
+/// the history its plan read the store.
+type Pending = (
+    String,
+    i64,
+    usize,
+    Option<(Vec<model::Seen>, bool, usize)>,
+    usize,
+);
 
 #[derive(Default)]
 struct Recorder {
@@ -833,9 +841,12 @@ async fn step(s: Step) {
             None
         };
         let now = s.clock.now();
-        lock(&s.rec)
-            .pending
-            .insert(s.node, (name.clone(), now, s.config_version, None));
+        {
+            let mut rec = lock(&s.rec);
+            let at = rec.history.len();
+            rec.pending
+                .insert(s.node, (name.clone(), now, s.config_version, None, at));
+        }
         let progress = || {};
         let outcome = match s.flags.take(|k| {
             matches!(
@@ -931,17 +942,33 @@ async fn step(s: Step) {
         {
             let mut rec = lock(&s.rec);
             let pending = rec.pending.remove(&s.node);
-            if let (Ok(summary), Some((instance, now, config, Some((chats, read_whole, _))))) =
+            if let (Ok(summary), Some((instance, now, config, Some((chats, read_whole, _)), at))) =
                 (&outcome, pending)
             {
-                rec.history.push(History::Poll(model::Poll {
+                let poll = History::Poll(model::Poll {
                     instance,
                     now,
                     chats,
                     read_whole,
                     total: summary.chats,
                     config,
-                }));
+                });
+                if summary.rows_written == 0 {
+                    // A plan that had nothing to write commits nothing, so no generation
+                    // guards it: an acknowledgement or a mute between its plan and its
+                    // "commit" is not refused, and the plan never saw it. The model judges
+                    // the poll where its plan read the store (seed 479885: the model had
+                    // the poll tell an acknowledgement made after its plan).
+                    for p in rec.pending.values_mut() {
+                        if p.4 >= at {
+                            p.4 += 1;
+                        }
+                    }
+                    let at = at.min(rec.history.len());
+                    rec.history.insert(at, poll);
+                } else {
+                    rec.history.push(poll);
+                }
             }
             if let Err(CycleError::Store(e)) = &outcome
                 && e.is_conflict()
