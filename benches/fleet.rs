@@ -14,6 +14,11 @@
 //! `/metrics`: its size and how long a scrape takes, scraped every 15 s as Prometheus
 //! would. Nothing here asserts: it prints.
 //!
+//! `-- --changing-percent N`: at each poll, N instances in 100 answer an overview that
+//! differs from their last one (a chat added at the end, answered: nothing to page), so
+//! that it must be scanned again; by default every overview repeats byte for byte, and the
+//! daemon compares it instead of scanning it (docs/spec.md section 9).
+//!
 //! `-- --quick`: a 20-second measurement, for trying the harness.
 
 #[path = "common/overview.rs"]
@@ -42,6 +47,8 @@ struct Seen {
     requests: AtomicUsize,
     /// Notifications the webhook channel delivered.
     hooks: AtomicUsize,
+    /// Overviews answered changed (`--changing-percent`).
+    changed: AtomicUsize,
 }
 
 struct InFlight<'a>(&'a Seen);
@@ -72,7 +79,12 @@ fn chats(now: i64, waiting_percent: Option<usize>) -> Vec<String> {
     all.iter().map(|c| c.to_string()).collect()
 }
 
-fn serve(rt: &tokio::runtime::Runtime, seen: Arc<Seen>, chats: Arc<Vec<String>>) -> String {
+fn serve(
+    rt: &tokio::runtime::Runtime,
+    seen: Arc<Seen>,
+    chats: Arc<Vec<String>>,
+    changing_percent: usize,
+) -> String {
     use axum::extract::Query;
     use std::collections::HashMap;
     let started = Instant::now();
@@ -105,13 +117,22 @@ fn serve(rt: &tokio::runtime::Runtime, seen: Arc<Seen>, chats: Arc<Vec<String>>)
                     }
                 }
                 tokio::time::sleep(LATENCY + LATENCY.mul_f64(fastrand::f64())).await;
-                let page = chats
-                    .get(offset.min(chats.len())..(offset + limit).min(chats.len()))
-                    .unwrap_or_default();
-                (
-                    [("content-type", "application/json")],
-                    format!("[{}]", page.join(",")),
-                )
+                let end = (offset + limit).min(chats.len());
+                let page = chats.get(offset.min(chats.len())..end).unwrap_or_default();
+                let mut body = format!("[{}]", page.join(","));
+                // The last page, changed for this poll: one more chat, answered.
+                if end == chats.len() && fastrand::usize(0..100) < changing_percent {
+                    let n = seen.changed.fetch_add(1, Ordering::Relaxed);
+                    body.pop();
+                    if !page.is_empty() {
+                        body.push(',');
+                    }
+                    body.push_str(&format!(
+                        r#"{{"id":"99{n:010}@c.us","name":"Returning","unreadCount":0,"lastMessage":{{"id":"c-{n}","body":"thanks!","timestamp":{},"fromMe":true}}}}]"#,
+                        chrono::Utc::now().timestamp()
+                    ));
+                }
+                ([("content-type", "application/json")], body)
             }
         };
         let app = axum::Router::new()
@@ -216,10 +237,11 @@ fn main() {
     let numbers = option("--numbers").unwrap_or(INSTANCES);
     let page_size = option("--page-size").unwrap_or(100) as u32;
     let waiting = option("--waiting-percent");
+    let changing = option("--changing-percent").unwrap_or(0).min(100);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let seen = Arc::new(Seen::default());
     let chats = Arc::new(chats(chrono::Utc::now().timestamp(), waiting));
-    let url = serve(&rt, seen.clone(), chats);
+    let url = serve(&rt, seen.clone(), chats, changing);
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("fleet.toml");
     let listen = {
@@ -248,7 +270,8 @@ fn main() {
     let pid = daemon.id();
     println!(
         "inbox-sla fleet benchmark: {numbers} instances x {CHATS} chats, page_size {page_size}, \
-         {}-{} ms a response, poll_interval {POLL_SECONDS}s, max_concurrent 16",
+         {}-{} ms a response, poll_interval {POLL_SECONDS}s, max_concurrent 16, \
+         {changing} in 100 overviews changed at each poll",
         LATENCY.as_millis(),
         2 * LATENCY.as_millis()
     );
@@ -296,6 +319,7 @@ fn main() {
         .unwrap_or(0)
         + 1;
     let requests0 = seen.requests.load(Ordering::Relaxed);
+    let changed0 = seen.changed.load(Ordering::Relaxed);
     seen.max_in_flight.store(0, Ordering::SeqCst);
     let mut rss_max = 0;
     let mut scrapes: Vec<(usize, Duration)> = Vec::new();
@@ -354,6 +378,7 @@ fn main() {
         .collect();
     let total: usize = window.iter().sum();
     let requests = seen.requests.load(Ordering::Relaxed) - requests0;
+    let changed = seen.changed.load(Ordering::Relaxed) - changed0;
     let _ = daemon.kill();
     let _ = daemon.wait();
 
@@ -385,6 +410,10 @@ fn main() {
     );
     let cpu_per_poll = cpu * 1000.0 / total.max(1) as f64;
     println!("  CPU per poll           {cpu_per_poll:>6.2} ms");
+    println!(
+        "  overviews changed      {changed:>6} of {total} polls ({:.0} %)",
+        100.0 * changed as f64 / total.max(1) as f64
+    );
     if let Some((size, _)) = scrapes.last() {
         let slowest = scrapes.iter().map(|(_, d)| *d).max().unwrap_or_default();
         println!(

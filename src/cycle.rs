@@ -22,6 +22,9 @@ pub enum CycleError {
     Poll(#[from] PollError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A rest that the scan beside it contradicts (only when the client checks rests).
+    #[error("{0}")]
+    Rest(String),
 }
 
 /// Chats (kept, plus episodes read) from which a cycle's evaluation is worth a blocking
@@ -46,6 +49,9 @@ pub struct Summary {
     pub poll_seconds: f64,
     /// Wall-clock waits (seconds) of the episodes that ended, for the wait histogram.
     pub ended_waits: Vec<i64>,
+    /// The overview repeated, byte for byte, one that changed nothing, and was not
+    /// scanned (see [`wawp::Rest`]).
+    pub rested: bool,
 }
 
 impl Summary {
@@ -66,6 +72,7 @@ impl Summary {
                     enqueued = self.enqueued,
                     rows_written = self.rows_written,
                     bytes = self.bytes,
+                    unchanged = self.rested,
                     "cycle done"
                 )
             };
@@ -108,6 +115,8 @@ pub async fn plan(
     // tells the parser which chats to build; then only the episodes of chats that are not
     // quiet are read.
     let engine_policy = &config.policy;
+    let seed = engine_policy.seed();
+    let rest = client.rest(&instance.name);
     let mut opened = None;
     let interest = async {
         let opening = match store {
@@ -116,9 +125,27 @@ pub async fn plan(
         };
         let read_since = opening.source.memory.read_since(engine_policy);
         let open = opening.jids;
-        opened = Some((opening.generation, opening.source));
-        let seed = engine_policy.seed();
-        Ok::<_, StoreError>(Interest::new(move |id| open.get(id), seed, read_since, now))
+        let until = open.quiet_until();
+        // The last poll changed nothing, and nothing but the bytes can change this one:
+        // no write to the store since, the same policy, nothing due yet.
+        let expect = rest
+            .filter(|r| {
+                r.generation == opening.generation
+                    && r.source == opening.source
+                    && r.seed == seed
+                    && now < r.until.min(until)
+            })
+            .map(|r| (r.marks.clone(), r));
+        let marks = expect.as_ref().map(|(m, _)| m.clone());
+        opened = Some((
+            opening.generation,
+            opening.source,
+            until,
+            expect.map(|(_, r)| r),
+        ));
+        Ok::<_, StoreError>(
+            Interest::new(move |id| open.get(id), seed, read_since, now).expecting(marks),
+        )
     };
     let started = Instant::now();
     // The session is asked beside the overview: an unlinked number's overview may still
@@ -129,13 +156,14 @@ pub async fn plan(
     );
     let fetched = fetched?;
     let poll_seconds = started.elapsed().as_secs_f64();
-    let Some((generation, source)) = opened else {
+    let Some((generation, source, until, rest)) = opened else {
         return Err(StoreError::Corrupt("the store was not read".into()).into());
     };
     match session {
         Ok(Some(Session::Not(state))) => {
             // Not WORKING: the overview proves nothing (no absence counted, nothing
             // resolved); the instance is failing, and blind after sla.blind_after.
+            client.set_rest(&instance.name, None);
             return Err(PollError::Session {
                 instance: instance.name.clone(),
                 hint: wawp::session_hint(&state),
@@ -148,7 +176,27 @@ pub async fn plan(
             "{e}; the session's state is unknown this cycle: judging by the overview alone"
         ),
     }
-    let fetched = fetched?;
+    let fetched = match fetched {
+        Ok(f) => f,
+        Err(e) => {
+            client.set_rest(&instance.name, None);
+            return Err(e.into());
+        }
+    };
+    if let Some(rest) = rest
+        .as_ref()
+        .filter(|_| fetched.unchanged && !client.checks_rests())
+    {
+        client.note_polled(&instance.name);
+        return Ok(rested(
+            instance,
+            rest,
+            &fetched,
+            generation,
+            source,
+            poll_seconds,
+        ));
+    }
     // After a gap in polling (this process's first look, or polls that failed) waiting
     // chats may have waited since before the overview's last message.
     let first_look = client.note_polled(&instance.name);
@@ -169,6 +217,7 @@ pub async fn plan(
         tracing::warn!(instance = %instance.name, "overview incomplete: {note}");
     }
     let engine_config = config.clone();
+    let all_quiet = fetched.chats.iter().all(|c| c.quiet);
     let chats = fetched.chats;
     let fetched_chats = chats.len() + episodes.len();
     let total = fetched.total;
@@ -237,7 +286,7 @@ pub async fn plan(
             .after(&config.policy, eval.judged, chat_count, now),
     };
     let count = |f: fn(&EventKind) -> bool| eval.events.iter().filter(|e| f(&e.kind)).count();
-    let summary = Summary {
+    let mut summary = Summary {
         instance: instance.name.clone(),
         chats: chat_count,
         complete: eval.complete,
@@ -255,7 +304,52 @@ pub async fn plan(
             .filter(|c| c.reason != sla::EndReason::Unwatched)
             .map(|c| (c.ended_at - c.episode.started_at).max(0))
             .collect(),
+        rested: false,
     };
+    // A poll that changes nothing leaves a rest: a repeat of its bytes is not scanned.
+    // Reply mode never rests: each poll moves its mark to the poll's instant.
+    let changes_nothing = config.policy.reply_signature().is_none()
+        && fetched.complete
+        && eval.complete
+        && all_quiet
+        && eval.upserts.is_empty()
+        && eval.closed.is_empty()
+        && eval.events.is_empty()
+        && eval.told.is_empty()
+        && outgoing.is_empty()
+        && next_source == source
+        && now < until;
+    if fetched.unchanged && client.checks_rests() {
+        // The rest was taken: the scan beside it must agree that it changed nothing.
+        let same = rest.as_ref().is_some_and(|r| {
+            (r.chats, r.waiting, r.breached) == (summary.chats, summary.waiting, summary.breached)
+        });
+        if !changes_nothing || !same {
+            return Err(CycleError::Rest(format!(
+                "instance \"{}\": a repeated overview was taken as changing nothing, but scanned it {}",
+                instance.name,
+                if same {
+                    "changes the store or sends"
+                } else {
+                    "shows other figures"
+                }
+            )));
+        }
+        summary.rested = true;
+    }
+    client.set_rest(
+        &instance.name,
+        changes_nothing.then(|| wawp::Rest {
+            marks: fetched.marks.into(),
+            generation,
+            source: source.clone(),
+            seed: config.policy.seed(),
+            until,
+            chats: summary.chats,
+            waiting: summary.waiting,
+            breached: summary.breached,
+        }),
+    );
     Ok(Plan {
         summary,
         eval,
@@ -264,6 +358,47 @@ pub async fn plan(
         source,
         next_source,
     })
+}
+
+/// The plan of a poll whose overview repeated, byte for byte, one that changed nothing,
+/// while nothing else could change: nothing to write or send, and the same figures.
+fn rested(
+    instance: &Instance,
+    rest: &wawp::Rest,
+    fetched: &wawp::Fetched,
+    generation: i64,
+    source: SourceState,
+    poll_seconds: f64,
+) -> Plan {
+    let eval = Evaluation {
+        waiting: rest.waiting,
+        breached: rest.breached,
+        complete: true,
+        judged: sla::Judged {
+            read_whole: true,
+            resync: false,
+            complete: true,
+        },
+        ..Evaluation::default()
+    };
+    Plan {
+        summary: Summary {
+            instance: instance.name.clone(),
+            chats: rest.chats,
+            complete: true,
+            waiting: rest.waiting,
+            breached: rest.breached,
+            bytes: fetched.bytes,
+            poll_seconds,
+            rested: true,
+            ..Summary::default()
+        },
+        eval,
+        outgoing: Vec::new(),
+        generation,
+        next_source: source.clone(),
+        source,
+    }
 }
 
 /// Reads the recent messages of chats whose episode may have started before the

@@ -720,6 +720,9 @@ async fn poll_loop(ctx: PollContext, mut stop: watch::Receiver<Stop>) {
                 ctx.health.store_ok();
                 let ok = [detail, &[("result", "ok".to_string())]].concat();
                 metrics::counter!("inbox_sla_polls_total", &ok).increment(1);
+                if summary.rested {
+                    metrics::counter!("inbox_sla_overviews_unchanged_total").increment(1);
+                }
                 metrics::histogram!("inbox_sla_poll_duration_seconds", detail)
                     .record(summary.poll_seconds);
                 ctx.gauges

@@ -146,6 +146,10 @@ pub fn describe() {
         "Time to fetch and parse one instance's overview."
     );
     describe_counter!(
+        "inbox_sla_overviews_unchanged_total",
+        "Successful polls whose overview repeated, byte for byte, one that changed nothing, and was compared instead of scanned."
+    );
+    describe_counter!(
         "inbox_sla_notifications_total",
         "Delivery attempts by channel and result (sent, retry, dead)."
     );

@@ -93,6 +93,21 @@ pub struct Interest {
     ids: Option<u64>,
     /// The cycle's instant, for `quiet_until`.
     now: i64,
+    /// The pages of the instance's last overview, when a body byte for byte the same
+    /// could change nothing: such pages are compared, not scanned (see [`PageMark`]).
+    expect: Option<std::sync::Arc<[PageMark]>>,
+}
+
+/// One page of an overview as read: a hash of its bytes and how many elements it held.
+/// A cycle that found nothing to do keeps its pages' marks; the next poll of the instance
+/// compares its pages with them and, while nothing else can have changed (no write to the
+/// store, nothing due, the same policy), a byte-for-byte repeat is not scanned again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageMark {
+    /// XXH3-128 of the body (a changed page taken for the same: about one chance in
+    /// 10^38 per poll).
+    pub hash: u128,
+    pub elements: usize,
 }
 
 impl Default for Interest {
@@ -110,6 +125,7 @@ impl Interest {
             read_since: None,
             ids: None,
             now: 0,
+            expect: None,
         }
     }
 
@@ -127,7 +143,19 @@ impl Interest {
             read_since,
             ids: None,
             now,
+            expect: None,
         }
+    }
+
+    /// Pages whose bytes, repeated, need not be scanned (the caller has checked that
+    /// nothing but the bytes could change the cycle's outcome).
+    pub fn expecting(mut self, marks: Option<std::sync::Arc<[PageMark]>>) -> Interest {
+        self.expect = marks;
+        self
+    }
+
+    pub fn expected(&self) -> Option<&std::sync::Arc<[PageMark]>> {
+        self.expect.as_ref()
     }
 
     /// Also collects a hash of every chat's id, seeded with `seed`. Paging through

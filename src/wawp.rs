@@ -7,8 +7,9 @@
 //! limits and parser.
 
 use crate::config::{Instance, WawpConfig};
-use crate::overview::{self, Chat, Interest, Page, StreamParser};
+use crate::overview::{self, Chat, Interest, Page, PageMark, StreamParser};
 use crate::secret::Redactor;
+use crate::store::SourceState;
 use bytes::Bytes;
 use reqwest::{StatusCode, Url};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -112,6 +113,33 @@ pub struct Fetched {
     pub bytes: u64,
     /// Why the overview is incomplete, for the log.
     pub notes: Vec<String>,
+    /// Each page read, in order: what the next poll compares its pages with.
+    pub marks: Vec<PageMark>,
+    /// Every page was byte for byte the one the interest expected: `chats` is empty (the
+    /// pages were not scanned) unless the client checks its rests ([`WawpClient::checking_rests`]).
+    pub unchanged: bool,
+}
+
+/// What a poll that changed nothing leaves for the next poll of the same instance: its
+/// pages' marks, and what must still hold for a repeat of those bytes to change nothing
+/// either. Kept by the client (a reload, which builds a new client, forgets it); the cycle
+/// decides when one applies.
+#[derive(Debug, Clone)]
+pub struct Rest {
+    pub marks: Arc<[PageMark]>,
+    /// The store's generation for the instance: any write since (a cycle's, an
+    /// acknowledgement, a mute) moves it.
+    pub generation: i64,
+    /// The instance's state and memory as the poll read them (and left them).
+    pub source: SourceState,
+    /// The policy the chats were judged by.
+    pub seed: u64,
+    /// Before this instant nothing can fall due for any open episode.
+    pub until: i64,
+    /// The figures the poll saw, which a repeat shows again.
+    pub chats: usize,
+    pub waiting: usize,
+    pub breached: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +249,11 @@ pub struct WawpClient {
     polled: Arc<std::sync::Mutex<HashSet<String>>>,
     /// Each instance's session as last answered (`true`: WORKING), for `/metrics`.
     sessions: Arc<std::sync::Mutex<HashMap<String, bool>>>,
+    /// Each instance's [`Rest`], while its last poll changed nothing.
+    rests: Arc<std::sync::Mutex<HashMap<String, Rest>>>,
+    /// Pages found unchanged are scanned anyway, so that the cycle can prove that its
+    /// rest changed nothing (the simulator's check).
+    check_rests: bool,
 }
 
 impl WawpClient {
@@ -242,7 +275,37 @@ impl WawpClient {
             session_by_get: Arc::default(),
             polled: Arc::default(),
             sessions: Arc::default(),
+            rests: Arc::default(),
+            check_rests: false,
         }
+    }
+
+    /// Scans pages even when they are found unchanged (see [`Fetched::unchanged`]).
+    pub fn checking_rests(mut self) -> Self {
+        self.check_rests = true;
+        self
+    }
+
+    pub fn checks_rests(&self) -> bool {
+        self.check_rests
+    }
+
+    /// The instance's rest, if its last poll left one.
+    pub fn rest(&self, instance: &str) -> Option<Rest> {
+        self.lock_rests().get(instance).cloned()
+    }
+
+    /// Keeps (`Some`) or forgets the instance's rest.
+    pub fn set_rest(&self, instance: &str, rest: Option<Rest>) {
+        let mut rests = self.lock_rests();
+        match rest {
+            Some(r) => rests.insert(instance.to_string(), r),
+            None => rests.remove(instance),
+        };
+    }
+
+    fn lock_rests(&self) -> std::sync::MutexGuard<'_, HashMap<String, Rest>> {
+        self.rests.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Records that the instance's overview was read; `true` the first time (this
@@ -508,70 +571,149 @@ impl WawpClient {
             ..Fetched::default()
         };
         let mut seen: HashSet<u64> = HashSet::new();
-        let mut offset = 0usize;
+        // The offset of the next page to ask for, and of the next page to take in.
+        let (mut offset, mut taken) = (0usize, 0usize);
         let mut response = Some(first);
+        // While every page is byte for byte the one expected, its body is held, not
+        // scanned: all of them the same, the overview is unchanged.
+        let expected = interest.expected().cloned();
+        let mut held: Vec<Vec<Bytes>> = Vec::new();
+        let mut holding = expected.is_some();
         loop {
             let url = self.page_url(instance, (page_size > 0).then_some((page_size, offset)));
             let sent = match response.take() {
                 Some(r) => r,
                 None => self.send(instance, &url, redactor).await,
             };
-            let (page, bytes) = self
-                .read_page(instance, &url, sent?, redactor, &interest, progress)
+            let hold = expected.as_ref().filter(|_| holding);
+            let read = self
+                .read_page(
+                    instance,
+                    &url,
+                    sent?,
+                    redactor,
+                    &interest,
+                    hold.is_some(),
+                    progress,
+                )
                 .await?;
-            fetched.bytes += bytes;
-            if page.skipped > 0 {
-                fetched.complete = false;
-                fetched
-                    .notes
-                    .push(format!("{} elements were not readable chats", page.skipped));
-            }
-            let max = self.config.max_chats;
-            let mut new_chats = 0;
-            let mut cut_short = false;
-            if page_size == 0 {
-                // One request: nothing can overlap, and the engine ignores repeats itself,
-                // so the ids are not copied into a set. Past max_chats the picture is
-                // incomplete (the body is read already: what was kept stays).
-                cut_short = page.total > max;
-                fetched.total = page.total;
-                fetched.chats = page.chats;
-            } else {
-                let mut fresh: HashSet<u64> = HashSet::new();
-                for id in page.ids {
-                    if seen.len() >= max {
-                        cut_short = true;
-                        break;
+            fetched.bytes += read.bytes;
+            let mut pages = Vec::new();
+            match (read.page, hold) {
+                (Ok(page), _) => pages.push((page, read.hash)),
+                (Err(body), Some(marks)) => {
+                    let at = held.len();
+                    if marks.get(at).is_some_and(|m| m.hash == read.hash) {
+                        held.push(body);
+                        offset += marks[at].elements;
+                        if held.len() < marks.len() {
+                            continue;
+                        }
+                        fetched.unchanged = true;
+                        if !self.check_rests {
+                            fetched.marks = marks.to_vec();
+                            return Ok(fetched);
+                        }
+                    } else {
+                        held.push(body);
+                        holding = false;
                     }
-                    if seen.insert(id) {
-                        new_chats += 1;
-                        fresh.insert(id);
+                    // A page changed (or the rest is checked): what was held is scanned
+                    // now, in order, and polling goes on as if it had been all along.
+                    let hashes = marks.iter().map(|m| m.hash).chain([read.hash]);
+                    for (body, hash) in held.drain(..).zip(hashes) {
+                        let mut parser = StreamParser::new(interest.clone());
+                        body.iter()
+                            .try_for_each(|chunk| parser.feed(chunk))
+                            .and_then(|()| parser.finish())
+                            .map(|page| pages.push((page, hash)))
+                            .map_err(|e| self.parse_error(instance, &url, redactor, e))?;
                     }
                 }
-                fetched.chats.extend(
-                    page.chats
-                        .into_iter()
-                        .filter(|c| fresh.remove(&interest.id_hash(&c.id))),
-                );
-                fetched.total = seen.len();
-                // Exactly at the limit with a full page: more may follow.
-                cut_short |= seen.len() >= max && page.elements >= page_size;
+                (Err(_), None) => {
+                    return Err(PollError::Parse {
+                        instance: instance.name.clone(),
+                        url: redactor.redact(url.as_str()),
+                        reason: "a page was held that nothing expected".into(),
+                    });
+                }
             }
-            if cut_short {
-                fetched.complete = false;
-                fetched.notes.push(format!(
-                    "stopped at wawp.max_chats = {max}; chats beyond it are not watched"
-                ));
+            let mut more = true;
+            for (page, hash) in pages {
+                if !more {
+                    break;
+                }
+                fetched.marks.push(PageMark {
+                    hash,
+                    elements: page.elements,
+                });
+                more = self.take_page(&mut fetched, &mut seen, &interest, page);
+                taken += fetched.marks.last().map_or(0, |m| m.elements);
+            }
+            if !more || fetched.unchanged {
                 break;
             }
-            // Stop on: no paging, a short page, or a page of only already-seen chats (an
-            // API that ignores limit/offset must not make us loop).
-            if page_size == 0 || page.elements < page_size || new_chats == 0 {
-                break;
-            }
-            offset += page.elements;
+            offset = taken;
         }
         Ok(fetched)
+    }
+
+    /// Takes one parsed page into the overview; `false` when paging stops here.
+    fn take_page(
+        &self,
+        fetched: &mut Fetched,
+        seen: &mut HashSet<u64>,
+        interest: &Interest,
+        page: Page,
+    ) -> bool {
+        let page_size = self.config.page_size as usize;
+        if page.skipped > 0 {
+            fetched.complete = false;
+            fetched
+                .notes
+                .push(format!("{} elements were not readable chats", page.skipped));
+        }
+        let max = self.config.max_chats;
+        let mut new_chats = 0;
+        let mut cut_short = false;
+        if page_size == 0 {
+            // One request: nothing can overlap, and the engine ignores repeats itself,
+            // so the ids are not copied into a set. Past max_chats the picture is
+            // incomplete (the body is read already: what was kept stays).
+            cut_short = page.total > max;
+            fetched.total = page.total;
+            fetched.chats = page.chats;
+        } else {
+            let mut fresh: HashSet<u64> = HashSet::new();
+            for id in page.ids {
+                if seen.len() >= max {
+                    cut_short = true;
+                    break;
+                }
+                if seen.insert(id) {
+                    new_chats += 1;
+                    fresh.insert(id);
+                }
+            }
+            fetched.chats.extend(
+                page.chats
+                    .into_iter()
+                    .filter(|c| fresh.remove(&interest.id_hash(&c.id))),
+            );
+            fetched.total = seen.len();
+            // Exactly at the limit with a full page: more may follow.
+            cut_short |= seen.len() >= max && page.elements >= page_size;
+        }
+        if cut_short {
+            fetched.complete = false;
+            fetched.notes.push(format!(
+                "stopped at wawp.max_chats = {max}; chats beyond it are not watched"
+            ));
+            return false;
+        }
+        // Stop on: no paging, a short page, or a page of only already-seen chats (an
+        // API that ignores limit/offset must not make us loop).
+        !(page_size == 0 || page.elements < page_size || new_chats == 0)
     }
 
     fn page_url(&self, instance: &Instance, paging: Option<(usize, usize)>) -> Url {
@@ -606,8 +748,9 @@ impl WawpClient {
             })
     }
 
-    /// Parses one page as it arrives: the body is never held whole. Returns the page and
-    /// the body's size.
+    /// Reads one page: parsed as it arrives (the body is never held whole), or, with
+    /// `hold`, held unparsed to be compared first. Either way hashed for its mark.
+    #[allow(clippy::too_many_arguments)]
     async fn read_page(
         &self,
         instance: &Instance,
@@ -615,18 +758,14 @@ impl WawpClient {
         mut response: Response,
         redactor: &Redactor,
         interest: &Interest,
+        hold: bool,
         progress: &(dyn Fn() + Send + Sync),
-    ) -> Result<(Page, u64), PollError> {
+    ) -> Result<ReadPage, PollError> {
         let shown = redactor.redact(url.as_str());
         let transport = |reason: String| PollError::Transport {
             instance: instance.name.clone(),
             url: shown.clone(),
             reason: redactor.redact(&reason),
-        };
-        let parse_error = |e: overview::ParseError| PollError::Parse {
-            instance: instance.name.clone(),
-            url: shown.clone(),
-            reason: redactor.redact(&e.to_string()),
         };
         let status = response.status;
         let limit = self.config.max_response_bytes;
@@ -657,18 +796,57 @@ impl WawpClient {
                 hint: hint(status),
             });
         }
-        let mut parser = StreamParser::new(interest.clone());
+        let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+        let mut parser = (!hold).then(|| StreamParser::new(interest.clone()));
+        let mut held = Vec::new();
         let mut total = 0u64;
         while let Some(chunk) = response.body.chunk().await.map_err(transport)? {
             total += chunk.len() as u64;
             if total > limit {
                 return Err(too_large());
             }
-            parser.feed(&chunk).map_err(parse_error)?;
+            hasher.update(&chunk);
+            match parser.as_mut() {
+                Some(p) => p
+                    .feed(&chunk)
+                    .map_err(|e| self.parse_error(instance, url, redactor, e))?,
+                None => held.push(chunk),
+            }
             progress();
         }
-        Ok((parser.finish().map_err(parse_error)?, total))
+        let page = match parser {
+            Some(p) => Ok(p
+                .finish()
+                .map_err(|e| self.parse_error(instance, url, redactor, e))?),
+            None => Err(held),
+        };
+        Ok(ReadPage {
+            page,
+            hash: hasher.digest128(),
+            bytes: total,
+        })
     }
+
+    fn parse_error(
+        &self,
+        instance: &Instance,
+        url: &Url,
+        redactor: &Redactor,
+        e: overview::ParseError,
+    ) -> PollError {
+        PollError::Parse {
+            instance: instance.name.clone(),
+            url: redactor.redact(url.as_str()),
+            reason: redactor.redact(&e.to_string()),
+        }
+    }
+}
+
+/// One page as read: parsed, or its body held unparsed (as it arrived); its hash and size.
+struct ReadPage {
+    page: Result<Page, Vec<Bytes>>,
+    hash: u128,
+    bytes: u64,
 }
 
 /// The session's state in a `/v2/session/info` answer: Wawp wraps it (`data.status`),

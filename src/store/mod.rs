@@ -118,6 +118,16 @@ impl OpenJids {
         self.0.insert(jid_hash(jid), episode);
     }
 
+    /// Before this instant nothing can fall due for any open episode whose chat stays
+    /// as it is (`i64::MAX` with none open).
+    pub fn quiet_until(&self) -> i64 {
+        self.0
+            .values()
+            .map(|e| e.quiet_until)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
     /// What is known of the JID's open episode, if it has one.
     pub fn get(&self, jid: &str) -> Option<OpenEpisode> {
         self.0.get(&jid_hash(jid)).copied()

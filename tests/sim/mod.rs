@@ -478,6 +478,8 @@ struct Recorder {
     /// second holder.
     leases: HashMap<String, (i64, usize)>,
     stale_polls: Vec<String>,
+    /// Rests the scan beside them contradicted.
+    wrong_rests: Vec<String>,
     /// A node parked between a plan and its commit wants a manual `once` to run now.
     once_now: bool,
     /// Alertmanager: labels → endsAt.
@@ -768,6 +770,10 @@ struct Node {
     outbox: Arc<Outbox>,
     flags: Arc<Flags>,
     work: Option<Work>,
+    /// The node's Wawp client and the configuration it was built for: like the daemon's,
+    /// it lives until the process dies or a reload builds another (what it remembers of
+    /// each inbox, its rests above all, goes with it).
+    client: Option<(usize, WawpClient)>,
     dead_until: Option<i64>,
     paused_until: i64,
     last_refresh: i64,
@@ -941,6 +947,16 @@ async fn step(s: Step) {
         };
         {
             let mut rec = lock(&s.rec);
+            match &outcome {
+                Ok(summary) if summary.rested => {
+                    rec.covered("a repeated overview rested (checked by a scan beside it)")
+                }
+                Err(CycleError::Rest(e)) => {
+                    let line = format!("t={}: {e}", s.truth.now() - EPOCH);
+                    rec.wrong_rests.push(line);
+                }
+                _ => {}
+            }
             let pending = rec.pending.remove(&s.node);
             if let (Ok(summary), Some((instance, now, config, Some((chats, read_whole, _)), at))) =
                 (&outcome, pending)
@@ -1243,6 +1259,7 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
             store,
             flags: Arc::default(),
             work: None,
+            client: None,
             dead_until: None,
             paused_until: 0,
             last_refresh: -3600,
@@ -1355,6 +1372,7 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
                 // Restarted: a new process, a new claim owner, the same store.
                 n.dead_until = None;
                 n.flags = Arc::default();
+                n.client = None;
                 n.outbox = Arc::new(Outbox::new(
                     n.store.clone(),
                     n.clock.clone(),
@@ -1384,14 +1402,22 @@ async fn run_async(plan: &Plan, pg: Option<&str>) -> Outcome {
                 if housekeeping {
                     n.last_housekeeping = t;
                 }
-                let client = WawpClient::with_transport(
-                    &config.wawp,
-                    Arc::new(SimWawp {
-                        node: n.id,
-                        world: world.clone(),
-                        rec: rec.clone(),
-                    }),
-                );
+                if n.client.as_ref().is_none_or(|(v, _)| *v != version) {
+                    // Every rest the client takes is checked by scanning beside it.
+                    let client = WawpClient::with_transport(
+                        &config.wawp,
+                        Arc::new(SimWawp {
+                            node: n.id,
+                            world: world.clone(),
+                            rec: rec.clone(),
+                        }),
+                    )
+                    .checking_rests();
+                    n.client = Some((version, client));
+                }
+                let Some((_, client)) = n.client.clone() else {
+                    unreachable!("the client was just built")
+                };
                 n.work = Some(Box::pin(step(Step {
                     node: n.id,
                     node_name: format!("node-{}", n.id),
@@ -2053,6 +2079,7 @@ fn check(
         }
     }
     out.extend(rec.stale_polls.iter().cloned());
+    out.extend(rec.wrong_rests.iter().cloned());
     out.sort();
     out.dedup();
     out
