@@ -217,7 +217,6 @@ pub async fn plan(
         tracing::warn!(instance = %instance.name, "overview incomplete: {note}");
     }
     let engine_config = config.clone();
-    let all_quiet = fetched.chats.iter().all(|c| c.quiet);
     let chats = fetched.chats;
     let fetched_chats = chats.len() + episodes.len();
     let total = fetched.total;
@@ -307,11 +306,14 @@ pub async fn plan(
         rested: false,
     };
     // A poll that changes nothing leaves a rest: a repeat of its bytes is not scanned.
-    // Reply mode never rests: each poll moves its mark to the poll's instant.
+    // Time alone cannot change such a poll's outcome before `until`: a chat with an
+    // episode is then quiet (unchanged and not due) or changed (and upserted); a chat
+    // without one opens an episode or is judged by its bytes and the policy alone (a
+    // group, an ignored chat, one answered). Reply mode never rests: each poll moves its
+    // mark to the poll's instant.
     let changes_nothing = config.policy.reply_signature().is_none()
         && fetched.complete
         && eval.complete
-        && all_quiet
         && eval.upserts.is_empty()
         && eval.closed.is_empty()
         && eval.events.is_empty()

@@ -242,7 +242,7 @@ pub fn parse(body: &[u8]) -> Result<Page, ParseError> {
 /// Parses an overview as it arrives, chunk by chunk, one chat at a time.
 ///
 /// It finds where each element of the top-level array (or each value of the keyed
-/// object) ends and hands that slice to serde, so the whole body is never held: memory is
+/// object) ends and hands that slice to serde, so the parser never holds the whole body: memory is
 /// the parsed chats plus the element being read. Bytes are scanned where they arrive and
 /// only an unfinished element's tail is copied. The top level follows JSON's grammar
 /// (a missing or doubled comma is an error naming what was found). Anything that is not

@@ -620,7 +620,8 @@ impl WawpClient {
                     }
                     // A page changed (or the rest is checked): what was held is scanned
                     // now, in order, and polling goes on as if it had been all along.
-                    let hashes = marks.iter().map(|m| m.hash).chain([read.hash]);
+                    // Held pages matched their marks; this one is its own.
+                    let hashes = marks.iter().take(at).map(|m| m.hash).chain([read.hash]);
                     for (body, hash) in held.drain(..).zip(hashes) {
                         let mut parser = StreamParser::new(interest.clone());
                         body.iter()
@@ -748,8 +749,8 @@ impl WawpClient {
             })
     }
 
-    /// Reads one page: parsed as it arrives (the body is never held whole), or, with
-    /// `hold`, held unparsed to be compared first. Either way hashed for its mark.
+    /// Reads one page: parsed as it arrives (the body is not held whole), or, with
+    /// `hold`, held unparsed (as it arrived) to be compared first. Either way hashed for its mark.
     #[allow(clippy::too_many_arguments)]
     async fn read_page(
         &self,

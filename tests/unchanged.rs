@@ -65,13 +65,14 @@ struct Setup {
 }
 
 /// Five chats in pages of two (three requests a poll), a tier at 15 minutes to the
-/// console; `chats` as the engine first answers.
+/// console, groups not watched; `chats` as the engine first answers.
 async fn setup(chats: Vec<Value>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let store_path = dir.path().join("state.db");
     let text = format!(
         "[wawp]\nbase_url = \"https://wawp.invalid\"\npage_size = 2\n\n\
          [store]\npath = \"{}\"\n\n\
+         [sla]\ninclude_groups = false\n\n\
          [[channel]]\nname = \"ops\"\ntype = \"console\"\n\n\
          [[escalation]]\nafter = \"15m\"\nnotify = [\"ops\"]\n\n\
          [[instance]]\nname = \"support\"\ninstance_id = \"id-1\"\naccess_token = \"secret-token\"\n",
@@ -117,7 +118,9 @@ fn inbox() -> Vec<Value> {
     vec![
         answered("1@c.us", T0 - 900),
         waiting("2@c.us", T0 - 60),
-        answered("3@c.us", T0 - 800),
+        // A group the policy does not watch, with unread messages: kept by the scan,
+        // judged by its bytes alone, so it does not stop the overview from resting.
+        waiting("120363000000000003@g.us", T0 - 800),
         answered("4@c.us", T0 - 700),
         answered("5@c.us", T0 - 600),
     ]
@@ -217,4 +220,24 @@ async fn an_acknowledgement_between_repeats_is_told_at_the_next_poll() {
         .await
         .unwrap();
     assert!(!s.poll(T0 + 360).await.0.rested);
+}
+
+#[tokio::test]
+async fn a_page_that_changed_without_a_write_rests_at_the_next_repeat() {
+    let s = setup(inbox()).await;
+    s.poll(T0).await;
+    s.poll(T0 + 60).await;
+    assert!(s.poll(T0 + 120).await.0.rested);
+    // Chat 5 (the last page), answered, is answered again later: the bytes change, and
+    // nothing is written. That poll is scanned; the repeat of its bytes then rests.
+    s.engine.chats.lock().unwrap()[4] = answered("5@c.us", T0 + 130);
+    let (changed, _) = s.poll(T0 + 180).await;
+    assert!(!changed.rested, "the changed page is scanned");
+    assert_eq!(changed.rows_written, 0, "an answered chat changes nothing");
+    let (repeat, _) = s.poll(T0 + 240).await;
+    assert!(
+        repeat.rested,
+        "the new bytes are what the last poll left: {repeat:?}"
+    );
+    assert_eq!((repeat.chats, repeat.waiting), (5, 1));
 }
