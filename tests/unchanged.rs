@@ -114,6 +114,16 @@ impl Setup {
     }
 }
 
+/// Polls at T0 (episodes open), T0 + 60 (changes nothing: a rest is left) and T0 + 120,
+/// which must rest.
+async fn resting(chats: Vec<Value>) -> Setup {
+    let s = setup(chats).await;
+    s.poll(T0).await;
+    s.poll(T0 + 60).await;
+    assert!(s.poll(T0 + 120).await.0.rested, "the repeat rests");
+    s
+}
+
 fn inbox() -> Vec<Value> {
     vec![
         answered("1@c.us", T0 - 900),
@@ -152,10 +162,7 @@ async fn a_repeated_overview_rests_until_a_tier_falls_due() {
 
 #[tokio::test]
 async fn a_page_that_changed_is_scanned_with_the_pages_held_before_it() {
-    let s = setup(inbox()).await;
-    s.poll(T0).await;
-    s.poll(T0 + 60).await;
-    assert!(s.poll(T0 + 120).await.0.rested);
+    let s = resting(inbox()).await;
     // A customer writes in chat 4 (page two): pages one was held unscanned, and must
     // still count (its waiting chat stays waiting, not absent).
     s.engine.chats.lock().unwrap()[3] = waiting("4@c.us", T0 + 150);
@@ -224,10 +231,7 @@ async fn an_acknowledgement_between_repeats_is_told_at_the_next_poll() {
 
 #[tokio::test]
 async fn a_page_that_changed_without_a_write_rests_at_the_next_repeat() {
-    let s = setup(inbox()).await;
-    s.poll(T0).await;
-    s.poll(T0 + 60).await;
-    assert!(s.poll(T0 + 120).await.0.rested);
+    let s = resting(inbox()).await;
     // Chat 5 (the last page), answered, is answered again later: the bytes change, and
     // nothing is written. That poll is scanned; the repeat of its bytes then rests.
     s.engine.chats.lock().unwrap()[4] = answered("5@c.us", T0 + 130);
