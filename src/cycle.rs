@@ -128,21 +128,14 @@ pub async fn plan(
         let until = open.quiet_until();
         // The last poll changed nothing, and nothing but the bytes can change this one:
         // no write to the store since, the same policy, nothing due yet.
-        let expect = rest
-            .filter(|r| {
-                r.generation == opening.generation
-                    && r.source == opening.source
-                    && r.seed == seed
-                    && now < r.until.min(until)
-            })
-            .map(|r| (r.marks.clone(), r));
-        let marks = expect.as_ref().map(|(m, _)| m.clone());
-        opened = Some((
-            opening.generation,
-            opening.source,
-            until,
-            expect.map(|(_, r)| r),
-        ));
+        let rest = rest.filter(|r| {
+            r.generation == opening.generation
+                && r.source == opening.source
+                && r.seed == seed
+                && now < r.until.min(until)
+        });
+        let marks = rest.as_ref().map(|r| r.marks.clone());
+        opened = Some((opening.generation, opening.source, until, rest));
         Ok::<_, StoreError>(
             Interest::new(move |id| open.get(id), seed, read_since, now).expecting(marks),
         )
@@ -345,7 +338,7 @@ pub async fn plan(
             marks: fetched.marks.into(),
             generation,
             source: source.clone(),
-            seed: config.policy.seed(),
+            seed,
             until,
             chats: summary.chats,
             waiting: summary.waiting,

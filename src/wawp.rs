@@ -628,7 +628,7 @@ impl WawpClient {
                             .try_for_each(|chunk| parser.feed(chunk))
                             .and_then(|()| parser.finish())
                             .map(|page| pages.push((page, hash)))
-                            .map_err(|e| self.parse_error(instance, &url, redactor, e))?;
+                            .map_err(|e| parse_error(instance, &url, redactor, e))?;
                     }
                 }
                 (Err(_), None) => {
@@ -810,7 +810,7 @@ impl WawpClient {
             match parser.as_mut() {
                 Some(p) => p
                     .feed(&chunk)
-                    .map_err(|e| self.parse_error(instance, url, redactor, e))?,
+                    .map_err(|e| parse_error(instance, url, redactor, e))?,
                 None => held.push(chunk),
             }
             progress();
@@ -818,7 +818,7 @@ impl WawpClient {
         let page = match parser {
             Some(p) => Ok(p
                 .finish()
-                .map_err(|e| self.parse_error(instance, url, redactor, e))?),
+                .map_err(|e| parse_error(instance, url, redactor, e))?),
             None => Err(held),
         };
         Ok(ReadPage {
@@ -827,19 +827,19 @@ impl WawpClient {
             bytes: total,
         })
     }
+}
 
-    fn parse_error(
-        &self,
-        instance: &Instance,
-        url: &Url,
-        redactor: &Redactor,
-        e: overview::ParseError,
-    ) -> PollError {
-        PollError::Parse {
-            instance: instance.name.clone(),
-            url: redactor.redact(url.as_str()),
-            reason: redactor.redact(&e.to_string()),
-        }
+/// An overview page that could not be parsed, its URL and reason redacted.
+fn parse_error(
+    instance: &Instance,
+    url: &Url,
+    redactor: &Redactor,
+    e: overview::ParseError,
+) -> PollError {
+    PollError::Parse {
+        instance: instance.name.clone(),
+        url: redactor.redact(url.as_str()),
+        reason: redactor.redact(&e.to_string()),
     }
 }
 

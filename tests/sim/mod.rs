@@ -453,8 +453,6 @@ enum History {
     },
 }
 
-/// A node's poll under way: (instance, now, config), and what was served (chats, read
-/// whole, total).
 /// A poll under way: instance, now, config version, what the engine showed, and where in
 /// the history its plan read the store.
 type Pending = (
