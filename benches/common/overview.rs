@@ -87,3 +87,28 @@ type = "console"
         store.display()
     )
 }
+
+/// What the engine answers to `POST|GET /v2/session/info`: a working session.
+#[allow(dead_code)] // not every bench asks
+pub const SESSION_WORKING: &str = r#"{"name":"default","status":"WORKING","engine":{"engine":"WEBJS"},"me":{"id":"201000000000@c.us","pushName":"Support"}}"#;
+
+/// What the engine answers to `GET /v2/chats/messages` for `chat` with `limit`, newest
+/// first: inbound messages a minute apart, the newest three hours before `now` (so the
+/// history moves an episode's start back), and, last, the agent's reply before them.
+#[allow(dead_code)] // not every bench asks
+pub fn messages_body(chat: &str, limit: usize, now: i64) -> String {
+    let age = 3 * 3600;
+    let mut out = String::from("[");
+    for k in 0..limit {
+        if k > 0 {
+            out.push(',');
+        }
+        let from_me = k + 1 == limit && limit > 1;
+        out.push_str(&format!(
+            r#"{{"id":"{from_me}_{chat}_3EB1{k:08X}","timestamp":{ts},"from":"{chat}","fromMe":{from_me},"body":"message {k}","hasMedia":false,"ack":2}}"#,
+            ts = now - age - 60 * k as i64,
+        ));
+    }
+    out.push(']');
+    out
+}
