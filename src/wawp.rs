@@ -18,6 +18,16 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What each request asks for, as its errors name it.
+const OVERVIEW: &str = "an overview";
+const SESSION: &str = "a session's state";
+const MESSAGES: &str = "a chat's messages";
+/// The most a session's state takes (WAHA's is under 1 KB).
+const SESSION_BYTES: u64 = 256 * 1024;
+/// The most one message of a chat's history takes (without media, but with a quoted
+/// message and a thumbnail, a few KB; a long text, at most 64 KB).
+const MESSAGE_BYTES: u64 = 64 * 1024;
+
 /// A boxed future, for the object-safe [`Transport`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -167,10 +177,12 @@ pub enum PollError {
         url: String,
         limit: u64,
     },
-    #[error("instance \"{instance}\": the response from {url} is not an overview: {reason}")]
+    #[error("instance \"{instance}\": the response from {url} is not {what}: {reason}")]
     Parse {
         instance: String,
         url: String,
+        /// What was asked for: "an overview", "a session's state", "a chat's messages".
+        what: &'static str,
         reason: String,
     },
     /// The overview may still answer (with what the engine last knew), but the WhatsApp
@@ -397,10 +409,13 @@ impl WawpClient {
             );
             return Ok(None);
         }
-        let body = self.read_small(instance, &url, response, &redactor).await?;
+        let body = self
+            .read_small(instance, &url, response, &redactor, SESSION, SESSION_BYTES)
+            .await?;
         let state = session_state(&body).ok_or_else(|| PollError::Parse {
             instance: instance.name.clone(),
             url: redactor.redact(url.as_str()),
+            what: SESSION,
             reason: "no session status (WORKING, SCAN_QR_CODE, …) in the answer".into(),
         })?;
         Ok(Some(if state == "WORKING" {
@@ -420,6 +435,9 @@ impl WawpClient {
         limit: usize,
     ) -> Result<Vec<overview::LastMessage>, PollError> {
         let redactor = Redactor::new([&instance.access_token]);
+        let most = (limit as u64)
+            .saturating_add(1)
+            .saturating_mul(MESSAGE_BYTES);
         let limit = limit.to_string();
         let url = self.url(
             instance,
@@ -434,10 +452,13 @@ impl WawpClient {
         let response = self
             .call(instance, reqwest::Method::GET, &url, &redactor)
             .await?;
-        let body = self.read_small(instance, &url, response, &redactor).await?;
+        let body = self
+            .read_small(instance, &url, response, &redactor, MESSAGES, most)
+            .await?;
         overview::parse_messages(&body).map_err(|e| PollError::Parse {
             instance: instance.name.clone(),
             url: redactor.redact(url.as_str()),
+            what: MESSAGES,
             reason: redactor.redact(&e.to_string()),
         })
     }
@@ -478,14 +499,18 @@ impl WawpClient {
             })
     }
 
-    /// A small JSON answer read whole (within `max_response_bytes`); an error status is
-    /// an error saying what the user can do.
+    /// A small JSON answer read whole; an error status is an error saying what the user
+    /// can do. An answer larger than `most` bytes (what `what` can take at most) is not
+    /// one: it is not read further. (A gateway that answers every path with the overview
+    /// would otherwise have each of these parse megabytes.)
     async fn read_small(
         &self,
         instance: &Instance,
         url: &Url,
         mut response: Response,
         redactor: &Redactor,
+        what: &'static str,
+        most: u64,
     ) -> Result<Vec<u8>, PollError> {
         let shown = redactor.redact(url.as_str());
         let limit = self.config.max_response_bytes;
@@ -494,8 +519,19 @@ impl WawpClient {
             url: shown.clone(),
             limit,
         };
+        let not_it = |size: String| PollError::Parse {
+            instance: instance.name.clone(),
+            url: shown.clone(),
+            what,
+            reason: format!("{size} bytes, more than {what} takes ({most} bytes at most)"),
+        };
         if response.content_length.is_some_and(|n| n > limit) {
             return Err(too_large());
+        }
+        if response.status.is_success()
+            && let Some(n) = response.content_length.filter(|n| *n > most)
+        {
+            return Err(not_it(n.to_string()));
         }
         let mut body = Vec::new();
         while let Some(chunk) =
@@ -515,6 +551,9 @@ impl WawpClient {
             }
             if !response.status.is_success() && body.len() > 64 * 1024 {
                 break;
+            }
+            if response.status.is_success() && body.len() as u64 > most {
+                return Err(not_it(format!("over {most}")));
             }
         }
         if !response.status.is_success() {
@@ -635,6 +674,7 @@ impl WawpClient {
                     return Err(PollError::Parse {
                         instance: instance.name.clone(),
                         url: redactor.redact(url.as_str()),
+                        what: OVERVIEW,
                         reason: "a page was held that nothing expected".into(),
                     });
                 }
@@ -839,6 +879,7 @@ fn parse_error(
     PollError::Parse {
         instance: instance.name.clone(),
         url: redactor.redact(url.as_str()),
+        what: OVERVIEW,
         reason: redactor.redact(&e.to_string()),
     }
 }

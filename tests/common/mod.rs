@@ -177,6 +177,9 @@ struct WawpState {
     /// While set, `/v2/chats/messages` answers this status.
     history_fails: Option<u16>,
     history_queries: Vec<HashMap<String, String>>,
+    /// While set, `/v2/session/info` and `/v2/chats/messages` answer these bytes with 200
+    /// (a gateway that routes every path to one answer).
+    misrouted: Option<String>,
 }
 
 #[derive(Clone)]
@@ -293,6 +296,12 @@ impl FakeWawp {
     pub fn history_queries(&self) -> Vec<HashMap<String, String>> {
         self.lock().history_queries.clone()
     }
+
+    /// `/v2/session/info` and `/v2/chats/messages` answer `body` with 200, whatever was
+    /// asked (as a gateway that routes every path to the overview does).
+    pub fn misroute(&self, body: Option<String>) {
+        self.lock().misrouted = body;
+    }
 }
 
 async fn wawp_session(
@@ -302,6 +311,9 @@ async fn wawp_session(
     let instance = q.get("instance_id").cloned().unwrap_or_default();
     let mut s = state.lock().unwrap();
     s.session_queries += 1;
+    if let Some(body) = &s.misrouted {
+        return (StatusCode::OK, body.clone()).into_response();
+    }
     match s.sessions.get(&instance).or_else(|| s.sessions.get("")) {
         // Wawp's envelope around WAHA's session object.
         Some(status) => axum::Json(json!({"status": "success",
@@ -317,6 +329,9 @@ async fn wawp_messages(
 ) -> Response {
     let mut s = state.lock().unwrap();
     s.history_queries.push(q.clone());
+    if let Some(body) = &s.misrouted {
+        return (StatusCode::OK, body.clone()).into_response();
+    }
     if let Some(code) = s.history_fails {
         return (
             StatusCode::from_u16(code).unwrap(),
