@@ -464,58 +464,61 @@ async fn first_unanswered(
     let mut reads = 0usize;
     let mut engine_failing = false;
     for (_, _, jid, at) in wanted {
+        if reads >= budget || engine_failing {
+            // Read at a later cycle. (A stored episode here is already marked.)
+            if let At::Upsert(i) = at {
+                eval.upserts[i].history_pending = true;
+            }
+            continue;
+        }
         let mut ep = match &at {
             At::Upsert(i) => eval.upserts[*i].clone(),
             At::Stored(e) => (**e).clone(),
         };
         let was_pending = ep.history_pending;
-        if reads >= budget || engine_failing {
-            ep.history_pending = true;
-        } else {
-            reads += 1;
-            let limit = match ep.unread {
-                Some(n) if n > 0 => (n as usize).saturating_add(1).min(100),
-                _ => 10,
-            };
-            match client.messages(instance, &jid, limit).await {
-                Ok(messages) => {
-                    ep.history_pending = false;
-                    if let Some(start) = sla::first_unanswered(&messages, &config.policy, now) {
-                        let muted = mutes.get(&jid).is_some_and(|until| *until > now);
-                        let before = ep.started_at;
-                        if sla::start_earlier(eval, &mut ep, start, &config.policy, muted, now) {
-                            tracing::info!(
-                                instance = %instance.name,
-                                chat = %jid,
-                                "the chat's history shows its first unanswered message {} before the overview's start",
-                                alert::short_duration(before - ep.started_at)
-                            );
-                        }
+        reads += 1;
+        let limit = match ep.unread {
+            Some(n) if n > 0 => (n as usize).saturating_add(1).min(100),
+            _ => 10,
+        };
+        match client.messages(instance, &jid, limit).await {
+            Ok(messages) => {
+                ep.history_pending = false;
+                if let Some(start) = sla::first_unanswered(&messages, &config.policy, now) {
+                    let muted = mutes.get(&jid).is_some_and(|until| *until > now);
+                    let before = ep.started_at;
+                    if sla::start_earlier(eval, &mut ep, start, &config.policy, muted, now) {
+                        tracing::info!(
+                            instance = %instance.name,
+                            chat = %jid,
+                            "the chat's history shows its first unanswered message {} before the overview's start",
+                            alert::short_duration(before - ep.started_at)
+                        );
                     }
                 }
-                Err(e) => {
-                    let transient = match &e {
-                        PollError::Transport { .. } => true,
-                        PollError::Status { status, .. } => {
-                            status.is_server_error() || status.as_u16() == 429
-                        }
-                        _ => false,
-                    };
-                    ep.history_pending = transient;
-                    engine_failing |= transient;
-                    tracing::warn!(
-                        chat = %jid,
-                        "{e}: the episode starts at the overview's last message{}",
-                        if transient {
-                            " until its history can be read (next cycle)"
-                        } else {
-                            ""
-                        }
-                    );
-                }
             }
-            progress();
+            Err(e) => {
+                let transient = match &e {
+                    PollError::Transport { .. } => true,
+                    PollError::Status { status, .. } => {
+                        status.is_server_error() || status.as_u16() == 429
+                    }
+                    _ => false,
+                };
+                ep.history_pending = transient;
+                engine_failing |= transient;
+                tracing::warn!(
+                    chat = %jid,
+                    "{e}: the episode starts at the overview's last message{}",
+                    if transient {
+                        " until its history can be read (next cycle)"
+                    } else {
+                        ""
+                    }
+                );
+            }
         }
+        progress();
         match at {
             At::Upsert(i) => eval.upserts[i] = ep,
             At::Stored(_) if ep.history_pending != was_pending || !ep.history_pending => {
