@@ -184,7 +184,7 @@ pub async fn poll_all(
 /// `once`: one cycle over every instance, then one delivery pass.
 pub async fn once(config: Config, dry_run: bool, clock: Clock) -> Result<ExitCode, CliError> {
     let config = Arc::new(config);
-    let client = client(&config)?;
+    let client = client(&config)?.polling_once();
     if dry_run {
         return dry_run_once(&client, &config, &clock).await;
     }

@@ -266,6 +266,9 @@ pub struct WawpClient {
     /// Pages found unchanged are scanned anyway, so that the cycle can prove that its
     /// rest changed nothing (the simulator's check).
     check_rests: bool,
+    /// `false` for a client that polls each instance once (`once`): no rest can be used,
+    /// so pages are not hashed for one.
+    keep_rests: bool,
 }
 
 impl WawpClient {
@@ -289,7 +292,14 @@ impl WawpClient {
             sessions: Arc::default(),
             rests: Arc::default(),
             check_rests: false,
+            keep_rests: true,
         }
+    }
+
+    /// A client that polls each instance once: it neither hashes pages nor keeps rests.
+    pub fn polling_once(mut self) -> Self {
+        self.keep_rests = false;
+        self
     }
 
     /// Scans pages even when they are found unchanged (see [`Fetched::unchanged`]).
@@ -310,7 +320,7 @@ impl WawpClient {
     /// Keeps (`Some`) or forgets the instance's rest.
     pub fn set_rest(&self, instance: &str, rest: Option<Rest>) {
         let mut rests = self.lock_rests();
-        match rest {
+        match rest.filter(|_| self.keep_rests) {
             Some(r) => rests.insert(instance.to_string(), r),
             None => rests.remove(instance),
         };
@@ -790,7 +800,8 @@ impl WawpClient {
     }
 
     /// Reads one page: parsed as it arrives (the body is not held whole), or, with
-    /// `hold`, held unparsed (as it arrived) to be compared first. Either way hashed for its mark.
+    /// `hold`, held unparsed (as it arrived) to be compared first. Either way hashed for its
+    /// mark (when the client keeps rests).
     #[allow(clippy::too_many_arguments)]
     async fn read_page(
         &self,
@@ -837,7 +848,7 @@ impl WawpClient {
                 hint: hint(status),
             });
         }
-        let mut hasher = xxhash_rust::xxh3::Xxh3Default::new();
+        let mut hasher = self.keep_rests.then(xxhash_rust::xxh3::Xxh3Default::new);
         let mut parser = (!hold).then(|| StreamParser::new(interest.clone()));
         let mut held = Vec::new();
         let mut total = 0u64;
@@ -846,7 +857,9 @@ impl WawpClient {
             if total > limit {
                 return Err(too_large());
             }
-            hasher.update(&chunk);
+            if let Some(h) = hasher.as_mut() {
+                h.update(&chunk);
+            }
             match parser.as_mut() {
                 Some(p) => p
                     .feed(&chunk)
@@ -863,7 +876,7 @@ impl WawpClient {
         };
         Ok(ReadPage {
             page,
-            hash: hasher.digest128(),
+            hash: hasher.map_or(0, |h| h.digest128()),
             bytes: total,
         })
     }
