@@ -883,11 +883,15 @@ fn string_end(data: &[u8], start: usize) -> Option<usize> {
     }
 }
 
+/// Keys of an overview's chat that no message has.
+const CHAT_KEYS: [&str; 2] = ["lastMessage", "unreadCount"];
+
 /// Parses a chat's recent messages (`/v2/chats/messages`, newest first): a JSON array, an
 /// object keyed "0", "1", … (as the overview may be), or either under `messages` or
 /// `data`. Each message keeps what the first unanswered message needs (who sent it, when,
 /// its text for the automatic-reply check); elements that are not objects are skipped,
-/// unknown fields ignored, a timestamp read as the overview's are.
+/// unknown fields ignored, a timestamp read as the overview's are. A list of
+/// chats (elements with an overview chat's keys) is an error.
 pub fn parse_messages(body: &[u8]) -> Result<Vec<LastMessage>, ParseError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
@@ -920,6 +924,17 @@ pub fn parse_messages(body: &[u8]) -> Result<Vec<LastMessage>, ParseError> {
             )));
         }
     };
+    // A chat list served where messages were asked for (a gateway that routes every path
+    // to the overview): its chats would read as customer messages with the chats' times.
+    if let Some(key) = elements
+        .iter()
+        .filter_map(|m| m.as_object())
+        .find_map(|m| CHAT_KEYS.iter().find(|k| m.contains_key(**k)))
+    {
+        return Err(ParseError::Json(format!(
+            "its elements are chats (they have \"{key}\"), not messages"
+        )));
+    }
     Ok(elements
         .into_iter()
         .filter_map(|m| m.as_object())

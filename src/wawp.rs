@@ -24,9 +24,13 @@ const SESSION: &str = "a session's state";
 const MESSAGES: &str = "a chat's messages";
 /// The most a session's state takes (WAHA's is under 1 KB).
 const SESSION_BYTES: u64 = 256 * 1024;
-/// The most one message of a chat's history takes (without media, but with a quoted
-/// message and a thumbnail, a few KB; a long text, at most 64 KB).
-const MESSAGE_BYTES: u64 = 64 * 1024;
+/// The most one message of a chat's history takes: WhatsApp's longest text (65,536
+/// characters, up to 192 KB of UTF-8) twice over (WAHA repeats it in `_data`), with room
+/// for a quoted message and a thumbnail.
+const MESSAGE_BYTES: u64 = 512 * 1024;
+/// A history answer may always take this much (an engine that ignores `limit` answers
+/// its default page of messages).
+const MESSAGES_FLOOR: u64 = 8 * 1024 * 1024;
 
 /// A boxed future, for the object-safe [`Transport`].
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -447,7 +451,8 @@ impl WawpClient {
         let redactor = Redactor::new([&instance.access_token]);
         let most = (limit as u64)
             .saturating_add(1)
-            .saturating_mul(MESSAGE_BYTES);
+            .saturating_mul(MESSAGE_BYTES)
+            .max(MESSAGES_FLOOR);
         let limit = limit.to_string();
         let url = self.url(
             instance,
@@ -529,11 +534,14 @@ impl WawpClient {
             url: shown.clone(),
             limit,
         };
-        let not_it = |size: String| PollError::Parse {
+        let not_it = |size: Option<u64>| PollError::Parse {
             instance: instance.name.clone(),
             url: shown.clone(),
             what,
-            reason: format!("{size} bytes, more than {what} takes ({most} bytes at most)"),
+            reason: match size {
+                Some(n) => format!("{n} bytes, more than {what} takes ({most} bytes at most)"),
+                None => format!("over {most} bytes, more than {what} takes"),
+            },
         };
         if response.content_length.is_some_and(|n| n > limit) {
             return Err(too_large());
@@ -541,7 +549,7 @@ impl WawpClient {
         if response.status.is_success()
             && let Some(n) = response.content_length.filter(|n| *n > most)
         {
-            return Err(not_it(n.to_string()));
+            return Err(not_it(Some(n)));
         }
         let mut body = Vec::new();
         while let Some(chunk) =
@@ -563,7 +571,7 @@ impl WawpClient {
                 break;
             }
             if response.status.is_success() && body.len() as u64 > most {
-                return Err(not_it(format!("over {most}")));
+                return Err(not_it(None));
             }
         }
         if !response.status.is_success() {

@@ -109,6 +109,26 @@ fn an_error_object_is_not_an_empty_inbox() {
     assert!(parse(b"[] trailing").is_err());
 }
 
+/// A chat's messages come as a list, keyed, or in an envelope; a list of chats (what a
+/// gateway that routes every path to the overview answers) is not one: its chats would
+/// read as customer messages at the chats' times.
+#[test]
+fn a_chat_list_is_not_a_chats_messages() {
+    let messages = r#"{"status":"success","data":[
+        {"id":"m2","body":"hello?","timestamp":1700000100,"fromMe":false},
+        {"id":"m1","body":"Sent","timestamp":1700000000,"fromMe":true}]}"#;
+    let parsed = parse_messages(messages.as_bytes()).unwrap();
+    assert_eq!(parsed.len(), 2);
+    assert_eq!(parsed[1].from_me, Some(true));
+    for chats in [
+        r#"[{"id":"a@c.us","timestamp":1700000000,"unreadCount":0}]"#,
+        r#"{"0":{"id":"a@c.us","timestamp":1700000000,"lastMessage":null}}"#,
+    ] {
+        let e = parse_messages(chats.as_bytes()).unwrap_err().to_string();
+        assert!(e.contains("its elements are chats"), "{e}");
+    }
+}
+
 mod interest {
     use super::*;
 
