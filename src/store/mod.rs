@@ -183,9 +183,10 @@ impl std::hash::Hasher for AlreadyHashed {
     }
 
     fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed here; anything else is folded in, not lost.
+        // Only u64 keys (`write_u64`) are hashed here. Anything else still gets a sound
+        // hash (FNV-1a), not a broken one.
         for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
         }
     }
 
