@@ -234,11 +234,10 @@ pub async fn plan(
             policy: &engine_config.policy,
             now,
         });
-        let opened: HashSet<String> = eval
+        let opened: Vec<bool> = eval
             .upserts
             .iter()
-            .filter(|e| !episodes.contains_key(&e.jid))
-            .map(|e| e.jid.clone())
+            .map(|e| !episodes.contains_key(&e.jid))
             .collect();
         if chats.len() + episodes.len() >= LARGE {
             // Freeing 100k parsed chats takes longer than evaluating them; nothing waits
@@ -401,17 +400,18 @@ fn rested(
 /// (section 2): episodes opened now with more than one unread message (or any, after a
 /// gap in polling), and those whose history could not be read before. At most
 /// `wawp.history_lookups` reads, one after the other inside this cycle's slot of
-/// `wawp.max_concurrent`; the rest are marked and read at a later cycle. A read that
-/// fails leaves the overview's timestamp: a failing engine (no answer, 5xx, 429) ends
-/// the round and its chats are read later; a chat the engine refuses (another 4xx, an
-/// unreadable answer) keeps the overview's timestamp for good.
+/// `wawp.max_concurrent`; the rest are marked and read at a later cycle (`opened[i]`:
+/// whether `eval.upserts[i]` opened now). A read that fails leaves the overview's
+/// timestamp: a failing engine (no answer, 5xx, 429) ends the round and its chats are
+/// read later; a chat the engine refuses (another 4xx, an unreadable answer) keeps the
+/// overview's timestamp for good.
 #[allow(clippy::too_many_arguments)]
 async fn first_unanswered(
     client: &WawpClient,
     config: &Config,
     instance: &Instance,
     eval: &mut Evaluation,
-    opened: &HashSet<String>,
+    opened: &[bool],
     pending: Vec<sla::Episode>,
     gap: bool,
     mutes: &HashMap<String, i64>,
@@ -435,23 +435,18 @@ async fn first_unanswered(
         .map(|(i, e)| (e.jid.as_str(), i))
         .collect();
     let closed: HashSet<&str> = eval.closed.iter().map(|c| c.episode.jid.as_str()).collect();
-    let mut wanted: Vec<(bool, i64, String, At)> = Vec::new();
+    let mut wanted: Vec<(bool, i64, At)> = Vec::new();
     for ep in pending {
         match index.get(ep.jid.as_str()) {
-            Some(&i) => wanted.push((false, ep.started_at, ep.jid.clone(), At::Upsert(i))),
+            Some(&i) => wanted.push((false, ep.started_at, At::Upsert(i))),
             None if closed.contains(ep.jid.as_str()) => {}
-            None => wanted.push((
-                false,
-                ep.started_at,
-                ep.jid.clone(),
-                At::Stored(Box::new(ep)),
-            )),
+            None => wanted.push((false, ep.started_at, At::Stored(Box::new(ep)))),
         }
     }
     for (i, ep) in eval.upserts.iter().enumerate() {
         let several = ep.unread.is_some_and(|n| n > 1 || n == -1);
-        if opened.contains(&ep.jid) && !ep.history_pending && (gap || several) {
-            wanted.push((true, ep.started_at, ep.jid.clone(), At::Upsert(i)));
+        if opened.get(i) == Some(&true) && !ep.history_pending && (gap || several) {
+            wanted.push((true, ep.started_at, At::Upsert(i)));
         }
     }
     if wanted.is_empty() {
@@ -460,14 +455,24 @@ async fn first_unanswered(
     drop(index);
     drop(closed);
     // What waited longest first: the earlier reads were owed, then the oldest starts.
-    wanted.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    fn jid_of<'a>(upserts: &'a [sla::Episode], at: &'a At) -> &'a str {
+        match at {
+            At::Upsert(i) => upserts[*i].jid.as_str(),
+            At::Stored(e) => e.jid.as_str(),
+        }
+    }
+    let upserts = &eval.upserts;
+    wanted
+        .sort_by(|a, b| (a.0, a.1, jid_of(upserts, &a.2)).cmp(&(b.0, b.1, jid_of(upserts, &b.2))));
     let mut reads = 0usize;
     let mut engine_failing = false;
-    for (_, _, jid, at) in wanted {
+    for (_, _, at) in wanted {
         if reads >= budget || engine_failing {
-            // Read at a later cycle. (A stored episode here is already marked.)
-            if let At::Upsert(i) = at {
-                eval.upserts[i].history_pending = true;
+            // Read at a later cycle. (A stored episode here is already marked: only
+            // those owing a read are taken.)
+            match at {
+                At::Upsert(i) => eval.upserts[i].history_pending = true,
+                At::Stored(e) => debug_assert!(e.history_pending),
             }
             continue;
         }
@@ -475,6 +480,7 @@ async fn first_unanswered(
             At::Upsert(i) => eval.upserts[*i].clone(),
             At::Stored(e) => (**e).clone(),
         };
+        let jid = ep.jid.clone();
         let was_pending = ep.history_pending;
         reads += 1;
         let limit = match ep.unread {
