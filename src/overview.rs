@@ -890,8 +890,8 @@ const CHAT_KEYS: [&str; 2] = ["lastMessage", "unreadCount"];
 /// object keyed "0", "1", … (as the overview may be), or either under `messages` or
 /// `data`. Each message keeps what the first unanswered message needs (who sent it, when,
 /// its text for the automatic-reply check); elements that are not objects are skipped,
-/// unknown fields ignored, a timestamp read as the overview's are. A list of
-/// chats (elements with an overview chat's keys) is an error.
+/// unknown fields ignored, a timestamp read as the overview's are. A list of chats
+/// (elements with an overview chat's keys) is an error.
 pub fn parse_messages(body: &[u8]) -> Result<Vec<LastMessage>, ParseError> {
     let value: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))?;
